@@ -1,0 +1,46 @@
+"""netns_kit: typed, transactional Linux container networking.
+
+Namespaces, bridges, veth pairs, NAT and Docker's five network modes on the real kernel,
+through netlink (pyroute2's message classes) and libnftables. Every change can be undone:
+explicitly (``remove()``), by a ``with`` block, or by a :class:`Transaction` that rolls back.
+"""
+
+from .errors import (
+    AlreadyExistsError,
+    KernelError,
+    NetnsKitError,
+    NotFoundError,
+    OwnershipError,
+    PermissionDeniedError,
+    StateError,
+    UnsupportedError,
+    ValidationError,
+    rollback_failures,
+)
+from .journal import Transaction
+from .links import Bridge, VethPair
+from .model import AddressInfo, LinkInfo, Route, RouteInfo
+from .namespace import Namespace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddressInfo",
+    "AlreadyExistsError",
+    "Bridge",
+    "KernelError",
+    "LinkInfo",
+    "Namespace",
+    "NetnsKitError",
+    "NotFoundError",
+    "OwnershipError",
+    "PermissionDeniedError",
+    "Route",
+    "RouteInfo",
+    "StateError",
+    "Transaction",
+    "UnsupportedError",
+    "ValidationError",
+    "VethPair",
+    "rollback_failures",
+]

@@ -1,0 +1,412 @@
+"""Seam for rtnetlink: the only module that imports pyroute2.
+
+pyroute2's message classes encode and decode; the requests go over a plain
+``NETLINK_ROUTE`` socket of our own, bound to the namespace it was opened in.
+This avoids pyroute2's per-request machinery (and its refusal to run inside an
+asyncio loop), and it never forks. Errors from the kernel map to the most
+specific netns_kit error, raised ``from`` the original ``OSError``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import ipaddress
+import os
+import socket
+import struct
+import threading
+from typing import Any
+
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+)
+from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from . import _sys
+from .errors import (
+    AlreadyExistsError,
+    KernelError,
+    NetnsKitError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnsupportedError,
+)
+from .model import AddressInfo, IPInterface, LinkInfo, Route, RouteInfo
+
+IFF_UP = 0x1
+IFA_F_NODAD = 0x02
+NETLINK_EXT_ACK = 11
+SOL_NETLINK = 270
+NLMSGERR_ATTR_MSG = 1
+NLM_F_ACK_TLVS = 0x200
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RTPROT_BOOT = 3
+RTPROT_STATIC = 4
+RTN_UNICAST = 1
+
+_DECODERS: dict[int, Any] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg}
+
+
+def _map_error(err: int, message: str, *, obj: str | None, namespace: str | None, step: str) -> NetnsKitError:
+    text = f"{message}: {os.strerror(err)}" if message else os.strerror(err)
+    kw: dict[str, Any] = {"obj": obj, "namespace": namespace, "step": step, "errno": err}
+    if err == _errno.EEXIST:
+        return AlreadyExistsError(text, **kw)
+    if err in (_errno.ENODEV, _errno.ENOENT, _errno.ESRCH, _errno.EADDRNOTAVAIL):
+        return NotFoundError(text, **kw)
+    if err in (_errno.EPERM, _errno.EACCES):
+        return PermissionDeniedError(text, **kw)
+    if err == _errno.EOPNOTSUPP:
+        return UnsupportedError(text, **kw)
+    return KernelError(text, **kw)
+
+
+class RtnlSocket:
+    """One rtnetlink socket, bound to the namespace it was opened in. Thread-safe."""
+
+    def __init__(self, sock: socket.socket, label: str) -> None:
+        self._sock = sock
+        self.label = label
+        self._seq = 0
+        self._lock = threading.Lock()
+        self.closed = False
+
+    @classmethod
+    def open(cls, ns_fd: int | None, *, label: str) -> RtnlSocket:
+        """Open a socket in namespace ``ns_fd`` (None: the calling thread's namespace)."""
+        if ns_fd is None:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        else:
+            with _sys.entered(ns_fd, label=label):
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                     socket.NETLINK_ROUTE)
+        try:
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.bind((0, 0))
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, label)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._sock.close()
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    def _request(self, msg: Any, msg_type: int, flags: int, *, obj: str | None, step: str) -> list[Any]:
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            msg["header"]["type"] = msg_type
+            msg["header"]["flags"] = flags
+            msg["header"]["sequence_number"] = seq
+            msg.encode()
+            self._sock.send(msg.data)
+            out: list[Any] = []
+            while True:
+                data = self._sock.recv(1 << 18)
+                off = 0
+                done = False
+                while off + 16 <= len(data):
+                    length, mtype, mflags, mseq = struct.unpack_from("=IHHI", data, off)
+                    if length < 16:
+                        break
+                    if mseq != seq:
+                        off += (length + 3) & ~3
+                        continue
+                    if mtype == NLMSG_ERROR:
+                        err = -struct.unpack_from("=i", data, off + 16)[0]
+                        if err:
+                            text = self._ext_ack_text(data[off:off + length], mflags)
+                            raise _map_error(err, text, obj=obj, namespace=self.label, step=step) from OSError(
+                                err, os.strerror(err))
+                        done = True
+                    elif mtype == NLMSG_DONE:
+                        done = True
+                    else:
+                        cls = _DECODERS.get(mtype)
+                        if cls is not None:
+                            m = cls(data[off:off + length])
+                            m.decode()
+                            out.append(m)
+                        if not flags & (NLM_F_DUMP | NLM_F_ACK):
+                            done = True
+                    off += (length + 3) & ~3
+                if done:
+                    return out
+
+    @staticmethod
+    def _ext_ack_text(chunk: bytes, flags: int) -> str:
+        if not flags & NLM_F_ACK_TLVS:
+            return ""
+        # nlmsghdr(16) + error(4) + original request header (16, or the whole request without CAP_ACK)
+        orig_len = struct.unpack_from("=I", chunk, 20)[0]
+        off = 20 + (orig_len if orig_len >= 16 else 16)
+        off = (off + 3) & ~3
+        while off + 4 <= len(chunk):
+            alen, atype = struct.unpack_from("=HH", chunk, off)
+            if alen < 4:
+                break
+            if atype == NLMSGERR_ATTR_MSG:
+                return chunk[off + 4:off + alen].split(b"\0", 1)[0].decode("utf-8", "replace")
+            off += (alen + 3) & ~3
+        return ""
+
+    def _ack(self, msg: Any, msg_type: int, flags: int, *, obj: str | None, step: str) -> None:
+        self._request(msg, msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, obj=obj, step=step)
+
+    # -- links ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _link_attrs(*, mtu: int | None, mac: str | None, master: int | None, ns_fd: int | None) -> list[Any]:
+        attrs: list[Any] = []
+        if mtu is not None:
+            attrs.append(("IFLA_MTU", mtu))
+        if mac is not None:
+            attrs.append(("IFLA_ADDRESS", mac))
+        if master is not None:
+            attrs.append(("IFLA_MASTER", master))
+        if ns_fd is not None:
+            attrs.append(("IFLA_NET_NS_FD", ns_fd))
+        return attrs
+
+    def create_link(
+        self,
+        name: str,
+        kind: str,
+        *,
+        up: bool = False,
+        mtu: int | None = None,
+        mac: str | None = None,
+        master: int | None = None,
+        link: int | None = None,
+        info_data: list[tuple[str, Any]] | None = None,
+        peer: dict[str, Any] | None = None,
+        ns_fd: int | None = None,
+    ) -> None:
+        """RTM_NEWLINK with NLM_F_EXCL. ``peer`` (veth): keys name, ns_fd, mtu, mac.
+
+        ``link`` is the lower device (macvlan, vxlan). Undo: :meth:`delete_link`.
+        """
+        msg = ifinfmsg()
+        if up:
+            msg["flags"] = IFF_UP
+            msg["change"] = IFF_UP
+        attrs: list[Any] = [("IFLA_IFNAME", name)]
+        attrs += self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd)
+        if link is not None:
+            attrs.append(("IFLA_LINK", link))
+        data: list[Any] = list(info_data or [])
+        if peer is not None:
+            pattrs: list[Any] = [("IFLA_IFNAME", peer["name"])]
+            pattrs += self._link_attrs(mtu=peer.get("mtu"), mac=peer.get("mac"), master=None,
+                                       ns_fd=peer.get("ns_fd"))
+            # The peer cannot be brought up in this request (veth_open needs a registered peer).
+            data.append(("VETH_INFO_PEER", {"attrs": pattrs}))
+        linkinfo: list[Any] = [("IFLA_INFO_KIND", kind)]
+        if data:
+            linkinfo.append(("IFLA_INFO_DATA", {"attrs": data}))
+        attrs.append(("IFLA_LINKINFO", {"attrs": linkinfo}))
+        msg["attrs"] = attrs
+        self._ack(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, obj=name, step=f"create {kind} link")
+
+    def set_link(
+        self,
+        index: int,
+        *,
+        up: bool | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        master: int | None = None,
+        name: str | None = None,
+        ns_fd: int | None = None,
+        obj: str | None = None,
+    ) -> None:
+        """Change link settings in one RTM_NEWLINK request. ``master=0`` detaches from a bridge."""
+        msg = ifinfmsg()
+        msg["index"] = index
+        if up is not None:
+            msg["flags"] = IFF_UP if up else 0
+            msg["change"] = IFF_UP
+        attrs = self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd)
+        if name is not None:
+            attrs.append(("IFLA_IFNAME", name))
+        msg["attrs"] = attrs
+        self._ack(msg, RTM_NEWLINK, 0, obj=obj or f"ifindex {index}", step="set link")
+
+    def delete_link(self, index: int, *, obj: str | None = None) -> bool:
+        """RTM_DELLINK by index. Returns False if the link was already gone."""
+        msg = ifinfmsg()
+        msg["index"] = index
+        try:
+            self._ack(msg, RTM_DELLINK, 0, obj=obj or f"ifindex {index}", step="delete link")
+        except NotFoundError:
+            return False
+        return True
+
+    def get_link(self, *, name: str | None = None, index: int | None = None) -> LinkInfo | None:
+        """One link by name or index, or None if absent."""
+        msg = ifinfmsg()
+        if index is not None:
+            msg["index"] = index
+        if name is not None:
+            msg["attrs"] = [("IFLA_IFNAME", name)]
+        try:
+            res = self._request(msg, RTM_GETLINK, NLM_F_REQUEST, obj=name or f"ifindex {index}", step="get link")
+        except NotFoundError:
+            return None
+        return _link_info(res[0]) if res else None
+
+    def links(self) -> list[LinkInfo]:
+        res = self._request(ifinfmsg(), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list links")
+        return [_link_info(m) for m in res]
+
+    # -- addresses ---------------------------------------------------------------------------------
+
+    def _addr_msg(self, index: int, iface: IPInterface, *, nodad: bool) -> Any:
+        msg = ifaddrmsg()
+        msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+        msg["prefixlen"] = iface.network.prefixlen
+        msg["index"] = index
+        attrs: list[Any] = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
+        if iface.version == 4 and iface.network.prefixlen < 31:
+            attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+        if nodad and iface.version == 6:
+            msg["flags"] = IFA_F_NODAD
+            attrs.append(("IFA_FLAGS", IFA_F_NODAD))
+        msg["attrs"] = attrs
+        return msg
+
+    def add_address(self, index: int, iface: IPInterface, *, nodad: bool = True, obj: str | None = None) -> None:
+        """RTM_NEWADDR (exclusive). IPv6 addresses skip duplicate detection unless ``nodad=False``."""
+        self._ack(self._addr_msg(index, iface, nodad=nodad), RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
+                  obj=obj or str(iface), step="add address")
+
+    def delete_address(self, index: int, iface: IPInterface, *, obj: str | None = None) -> bool:
+        try:
+            self._ack(self._addr_msg(index, iface, nodad=False), RTM_DELADDR, 0, obj=obj or str(iface),
+                      step="delete address")
+        except NotFoundError:
+            return False
+        return True
+
+    def addresses(self, index: int | None = None) -> list[AddressInfo]:
+        names = {link.index: link.name for link in self.links()}
+        res = self._request(ifaddrmsg(), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list addresses")
+        out = []
+        for m in res:
+            if index is not None and m["index"] != index:
+                continue
+            ip = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
+            if ip is None:
+                continue
+            iface = ipaddress.ip_interface(f"{ip}/{m['prefixlen']}")
+            out.append(AddressInfo(index=m["index"], ifname=names.get(m["index"], "?"), interface=iface))
+        return out
+
+    # -- routes ------------------------------------------------------------------------------------
+
+    def _route_msg(self, route: Route, oif: int | None) -> Any:
+        msg = rtmsg()
+        net = route.network
+        msg["family"] = socket.AF_INET if net.version == 4 else socket.AF_INET6
+        msg["dst_len"] = net.prefixlen
+        msg["table"] = route.table if route.table < 256 else 252
+        msg["proto"] = RTPROT_STATIC
+        msg["type"] = RTN_UNICAST
+        msg["scope"] = RT_SCOPE_UNIVERSE if route.gateway_ip is not None else RT_SCOPE_LINK
+        attrs: list[Any] = []
+        if net.prefixlen:
+            attrs.append(("RTA_DST", str(net.network_address)))
+        if route.gateway_ip is not None:
+            attrs.append(("RTA_GATEWAY", str(route.gateway_ip)))
+        if oif is not None:
+            attrs.append(("RTA_OIF", oif))
+        if route.metric is not None:
+            attrs.append(("RTA_PRIORITY", route.metric))
+        if route.table >= 256:
+            attrs.append(("RTA_TABLE", route.table))
+        msg["attrs"] = attrs
+        return msg
+
+    def add_route(self, route: Route, oif: int | None) -> None:
+        """RTM_NEWROUTE (exclusive): fails with AlreadyExistsError if the same route exists."""
+        self._ack(self._route_msg(route, oif), RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
+                  obj=f"route {route.dst}", step="add route")
+
+    def delete_route(self, route: Route, oif: int | None) -> bool:
+        try:
+            self._ack(self._route_msg(route, oif), RTM_DELROUTE, 0, obj=f"route {route.dst}", step="delete route")
+        except NotFoundError:
+            return False
+        return True
+
+    def routes(self, family: int | None = None, table: int | None = 254) -> list[RouteInfo]:
+        names = {link.index: link.name for link in self.links()}
+        out: list[RouteInfo] = []
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            if family is not None and family != (4 if fam == socket.AF_INET else 6):
+                continue
+            msg = rtmsg()
+            msg["family"] = fam
+            for m in self._request(msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list routes"):
+                tbl = m.get_attr("RTA_TABLE") or m["table"]
+                if table is not None and tbl != table:
+                    continue
+                if m["type"] != RTN_UNICAST:
+                    continue
+                dst = m.get_attr("RTA_DST") or ("0.0.0.0" if fam == socket.AF_INET else "::")
+                gw = m.get_attr("RTA_GATEWAY")
+                oif = m.get_attr("RTA_OIF")
+                out.append(RouteInfo(
+                    dst=ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False),
+                    gateway=ipaddress.ip_address(gw) if gw else None,
+                    oif=oif,
+                    ifname=names.get(oif) if oif is not None else None,
+                    table=tbl,
+                    metric=m.get_attr("RTA_PRIORITY"),
+                    scope=m["scope"],
+                    protocol=m["proto"],
+                ))
+        return out
+
+
+def _link_info(m: Any) -> LinkInfo:
+    linkinfo = m.get_attr("IFLA_LINKINFO")
+    kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None
+    link = m.get_attr("IFLA_LINK")
+    return LinkInfo(
+        index=m["index"],
+        name=m.get_attr("IFLA_IFNAME"),
+        kind=kind,
+        mtu=m.get_attr("IFLA_MTU") or 0,
+        mac=m.get_attr("IFLA_ADDRESS"),
+        up=bool(m["flags"] & IFF_UP),
+        master=m.get_attr("IFLA_MASTER") or None,
+        peer_index=link if kind == "veth" else None,
+        namespace_id=m.get_attr("IFLA_LINK_NETNSID"),
+        alias=m.get_attr("IFLA_IFALIAS"),
+    )

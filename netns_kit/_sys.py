@@ -1,0 +1,202 @@
+"""Seam for the namespace system calls (unshare, setns, mount) through libc.
+
+Only this module calls libc directly. Functions act on the *calling thread*:
+``setns``/``unshare(CLONE_NEWNET)`` change the network namespace of that thread
+alone, which is how netns_kit avoids forking (pyroute2's ``netns=`` path forks
+a child per call). No decisions live here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .errors import KernelError, NotFoundError, PermissionDeniedError
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+NETNS_RUN_DIR = "/run/netns"
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+_caps_checked = False
+_caps_lock = threading.Lock()
+
+
+def _oserror(step: str, path: str | None = None) -> OSError:
+    err = ctypes.get_errno()
+    return OSError(err, f"{step}: {os.strerror(err)}", path)
+
+
+def check_privileges() -> None:
+    """Raise PermissionDeniedError once, at the first kernel call, if CAP_NET_ADMIN/CAP_SYS_ADMIN are missing."""
+    global _caps_checked
+    if _caps_checked:
+        return
+    with _caps_lock:
+        if _caps_checked:
+            return
+        cap_eff = 0
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    cap_eff = int(line.split()[1], 16)
+        missing = [name for bit, name in ((CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"))
+                   if not cap_eff >> bit & 1]
+        if missing:
+            raise PermissionDeniedError(
+                f"netns_kit needs {' and '.join(missing)} (run as root, or grant the capabilities)",
+                step="privilege check",
+            )
+        _caps_checked = True
+
+
+def current_netns_path() -> str:
+    """The namespace file of the calling thread."""
+    return f"/proc/self/task/{threading.get_native_id()}/ns/net"
+
+
+def open_netns(path: str, *, label: str) -> int:
+    """Open a namespace file read-only; NotFoundError if it is gone, ValidationError-free."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"network namespace file {path} does not exist", obj=label, step="open namespace") from exc
+    except ProcessLookupError as exc:
+        raise NotFoundError(f"process behind {path} has exited", obj=label, step="open namespace") from exc
+    except PermissionError as exc:
+        raise PermissionDeniedError(f"cannot open {path}", obj=label, step="open namespace") from exc
+
+
+def setns(fd: int, *, label: str) -> None:
+    """Move the calling thread into the network namespace ``fd`` refers to."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        exc = OSError(err, os.strerror(err))
+        if err == _errno.EPERM:
+            raise PermissionDeniedError("setns refused", obj=label, step="enter namespace") from exc
+        if err == _errno.EINVAL:
+            raise NotFoundError("not a network namespace", obj=label, step="enter namespace") from exc
+        raise KernelError(f"setns failed: {os.strerror(err)}", obj=label, step="enter namespace", errno=err) from exc
+
+
+@contextmanager
+def entered(fd: int, *, label: str) -> Iterator[None]:
+    """Run the body with the calling thread inside namespace ``fd``; restore the previous one after."""
+    saved = os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, label=label)
+        try:
+            yield
+        finally:
+            setns(saved, label="previous namespace")
+    finally:
+        os.close(saved)
+
+
+def stat_identity(path_or_fd: str | int) -> tuple[int, int]:
+    st = os.stat(path_or_fd)
+    return (st.st_dev, st.st_ino)
+
+
+def ensure_run_dir() -> None:
+    """Make /run/netns a shared mount point, as iproute2 does, so bind mounts propagate."""
+    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    d = NETNS_RUN_DIR.encode()
+    if _libc.mount(b"none", d, None, MS_SHARED | MS_REC, None) == 0:
+        return
+    if ctypes.get_errno() != _errno.EINVAL:
+        raise KernelError("cannot make /run/netns shared", step="prepare /run/netns", errno=ctypes.get_errno())
+    if _libc.mount(d, d, b"none", MS_BIND | MS_REC, None) != 0:
+        raise KernelError("cannot bind /run/netns", step="prepare /run/netns", errno=ctypes.get_errno())
+    if _libc.mount(b"none", d, None, MS_SHARED | MS_REC, None) != 0:
+        raise KernelError("cannot make /run/netns shared", step="prepare /run/netns", errno=ctypes.get_errno())
+
+
+def create_named_netns(path: str, *, label: str) -> int:
+    """Create a new network namespace and pin it at ``path`` (a bind mount), without forking.
+
+    Returns an fd of the new namespace (caller closes). The calling thread briefly
+    enters the new namespace (``unshare``) and goes back. Undo: :func:`remove_named_netns`.
+    """
+    ensure_run_dir()
+    try:
+        fd0 = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    except FileExistsError as exc:
+        from .errors import AlreadyExistsError
+
+        raise AlreadyExistsError(f"namespace file {path} already exists", obj=label, step="create namespace") from exc
+    os.close(fd0)
+    saved = os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                raise _oserror("unshare(CLONE_NEWNET)")
+            try:
+                src = current_netns_path().encode()
+                if _libc.mount(src, path.encode(), b"none", MS_BIND, None) != 0:
+                    raise _oserror("bind mount", path)
+                new_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            finally:
+                setns(saved, label="previous namespace")
+        except OSError as exc:
+            os.unlink(path)
+            if exc.errno == _errno.EPERM:
+                raise PermissionDeniedError("cannot create a network namespace", obj=label,
+                                            step="create namespace") from exc
+            raise KernelError(str(exc), obj=label, step="create namespace", errno=exc.errno) from exc
+    finally:
+        os.close(saved)
+    return new_fd
+
+
+def remove_named_netns(path: str) -> bool:
+    """Unmount and delete a pinned namespace file. Returns False if it was already gone."""
+    if not os.path.lexists(path):
+        return False
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (_errno.EINVAL, _errno.ENOENT):
+        err = ctypes.get_errno()
+        raise KernelError(f"cannot unmount {path}: {os.strerror(err)}", step="remove namespace", errno=err)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def is_netns_file(path: str) -> bool:
+    """True if ``path`` is a network namespace (a mounted nsfs file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        # NS_GET_NSTYPE ioctl would be exact; comparing to a known netns's st_dev (nsfs) is enough.
+        return os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def netns_fd(path: str, *, label: str) -> Iterator[int]:
+    fd = open_netns(path, label=label)
+    try:
+        yield fd
+    finally:
+        os.close(fd)

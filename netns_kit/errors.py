@@ -1,0 +1,124 @@
+"""The exception tree of netns_kit.
+
+Every error the library raises on purpose derives from :class:`NetnsKitError`.
+Where a built-in meaning fits, the error also derives from that built-in, so
+``except PermissionError`` or ``except LookupError`` keep working::
+
+    NetnsKitError
+    ├── ValidationError        (ValueError)       bad input; raised before any change
+    ├── PermissionDeniedError  (PermissionError)  no CAP_NET_ADMIN / CAP_SYS_ADMIN
+    ├── NotFoundError          (LookupError)      a namespace, link, process or container is missing
+    ├── AlreadyExistsError     (FileExistsError)  a name or address is already taken
+    ├── OwnershipError                            the object was not made by netns_kit (adopt it first)
+    ├── UnsupportedError                          the kernel lacks a feature (e.g. netem)
+    ├── StateError                                object used in the wrong state (e.g. after remove())
+    └── KernelError                               the kernel refused a change (carries ``errno``)
+
+Errors name what they were about: ``obj`` (the object), ``namespace`` and
+``step`` (what the library was doing) are attributes and appear in the message.
+Failures met while rolling back are attached to the original exception (see
+:func:`rollback_failures`), never swallowed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExistsError",
+    "KernelError",
+    "NetnsKitError",
+    "NotFoundError",
+    "OwnershipError",
+    "PermissionDeniedError",
+    "StateError",
+    "UnsupportedError",
+    "ValidationError",
+    "rollback_failures",
+]
+
+
+class NetnsKitError(Exception):
+    """Root of every error netns_kit raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        obj: str | None = None,
+        namespace: str | None = None,
+        step: str | None = None,
+        errno: int | None = None,
+    ) -> None:
+        self.message = message
+        self.obj = obj
+        self.namespace = namespace
+        self.step = step
+        self.errno = errno
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.step:
+            where.append(f"step {self.step!r}")
+        if self.obj:
+            where.append(f"object {self.obj!r}")
+        if self.namespace:
+            where.append(f"namespace {self.namespace!r}")
+        suffix = f" [{', '.join(where)}]" if where else ""
+        return f"{self.message}{suffix}"
+
+    def __str__(self) -> str:
+        return self._render()
+
+
+class ValidationError(NetnsKitError, ValueError):
+    """The request is malformed or impossible; nothing was changed."""
+
+
+class PermissionDeniedError(NetnsKitError, PermissionError):
+    """The process lacks the capabilities (CAP_NET_ADMIN, CAP_SYS_ADMIN) it needs."""
+
+
+class NotFoundError(NetnsKitError, LookupError):
+    """A namespace, interface, process or container that the call needs does not exist."""
+
+
+class AlreadyExistsError(NetnsKitError, FileExistsError):
+    """A name or address asked for is already in use."""
+
+
+class OwnershipError(NetnsKitError):
+    """The object exists but netns_kit did not create it; it is left alone."""
+
+
+class UnsupportedError(NetnsKitError):
+    """The running kernel lacks a feature the call needs."""
+
+
+class StateError(NetnsKitError):
+    """The object is in the wrong state for the call (e.g. used after ``remove()``)."""
+
+
+class KernelError(NetnsKitError):
+    """The kernel refused a change; ``errno`` holds its reason."""
+
+
+_ROLLBACK_ATTR = "_netns_kit_rollback_failures"
+
+
+def attach_rollback_failures(exc: BaseException, failures: list[BaseException]) -> None:
+    """Record undo failures on ``exc`` (as an attribute and as exception notes)."""
+    if not failures:
+        return
+    existing: list[BaseException] = list(getattr(exc, _ROLLBACK_ATTR, []))
+    existing.extend(failures)
+    try:
+        setattr(exc, _ROLLBACK_ATTR, existing)
+    except AttributeError:  # pragma: no cover - exceptions with __slots__
+        pass
+    for failure in failures:
+        exc.add_note(f"netns_kit rollback also failed: {type(failure).__name__}: {failure}")
+
+
+def rollback_failures(exc: BaseException) -> list[BaseException]:
+    """The errors met while undoing changes after ``exc`` was raised (empty if the undo was clean)."""
+    return list(getattr(exc, _ROLLBACK_ATTR, []))

@@ -1,0 +1,268 @@
+"""Interfaces netns_kit creates: :class:`Bridge` and :class:`VethPair`.
+
+Each is created in one rtnetlink request where the kernel allows it (a veth's
+peer is born inside its namespace under its final name, with master and state
+set in the same request) and removed by the ifindex recorded at creation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+
+from .errors import AlreadyExistsError, NotFoundError, OwnershipError, StateError, ValidationError
+from .journal import atomic_step, record
+from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
+from .namespace import Namespace
+
+__all__ = ["Bridge", "VethPair"]
+
+
+class _OwnedLink:
+    """Shared lifecycle: create once, remove by recorded (namespace, ifindex, name)."""
+
+    name: str
+    namespace: Namespace
+    _index: int | None
+    _owned: bool
+    _removed: bool
+
+    def _init_state(self) -> None:
+        self._index = None
+        self._owned = False
+        self._removed = False
+
+    @property
+    def index(self) -> int:
+        if self._index is None:
+            raise StateError(f"{self.name!r} has not been created", obj=self.name, namespace=self.namespace.label)
+        return self._index
+
+    @property
+    def created(self) -> bool:
+        return self._owned and not self._removed
+
+    def info(self) -> LinkInfo:
+        """The interface as the kernel reports it now."""
+        info = self.namespace.rtnl().get_link(index=self.index)
+        if info is None or info.name != self.name:
+            raise NotFoundError(f"{self.name!r} no longer exists", obj=self.name, namespace=self.namespace.label)
+        return info
+
+    def _check_new(self) -> None:
+        if self._owned and not self._removed:
+            raise StateError(f"{self.name!r} was already created by this object", obj=self.name,
+                             namespace=self.namespace.label, step="create")
+
+    def adopt(self) -> _OwnedLink:
+        """Take ownership of an existing interface of this name, so that :meth:`remove` may delete it."""
+        info = self.namespace.link(self.name)
+        self._index = info.index
+        self._owned = True
+        self._removed = False
+        return self
+
+    def remove(self) -> None:
+        """Delete the interface by its recorded index (only if the name still matches). Idempotent."""
+        if not self._owned:
+            raise OwnershipError(f"{self.name!r} was not created by netns_kit; adopt() it first",
+                                 obj=self.name, namespace=self.namespace.label, step="remove link")
+        if self._removed:
+            return
+        self._removed = True
+        if not self.namespace.exists:
+            return
+        sock = self.namespace.rtnl()
+        current = sock.get_link(index=self.index)
+        if current is not None and current.name == self.name:
+            sock.delete_link(self.index, obj=self.name)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._owned:
+            self.remove()
+
+
+def _ensure_absent(ns: Namespace, name: str) -> None:
+    if ns.has_link(name):
+        raise AlreadyExistsError(f"interface {name!r} already exists", obj=name, namespace=ns.label,
+                                 step="create link")
+
+
+class Bridge(_OwnedLink):
+    """A Linux bridge (``ip link add NAME type bridge``), up, with optional addresses, MTU and MAC.
+
+    Undo: the bridge is deleted (its ports are released, not deleted).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        namespace: Namespace | None = None,
+        addresses: Sequence[str | IPInterface] = (),
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = True,
+    ) -> None:
+        self.name = validate_ifname(name, what="bridge name")
+        self.namespace = namespace if namespace is not None else Namespace.current()
+        self.addresses = tuple(parse_interface(a) for a in addresses)
+        self.mtu = validate_mtu(mtu) if mtu is not None else None
+        self.mac = parse_mac(mac) if mac is not None else None
+        self.up = up
+        self._init_state()
+
+    @classmethod
+    def open(cls, name: str, *, namespace: Namespace | None = None) -> Bridge:
+        """An existing bridge (not owned). ValidationError if ``name`` is not a bridge."""
+        br = cls(name, namespace=namespace)
+        info = br.namespace.link(name)
+        if info.kind != "bridge":
+            raise ValidationError(f"{name!r} is not a bridge (kind {info.kind})", obj=name,
+                                  namespace=br.namespace.label)
+        br._index = info.index
+        return br
+
+    def create(self) -> Bridge:
+        """Create the bridge, add its addresses, bring it up. Undo: :meth:`remove`."""
+        self._check_new()
+        ns = self.namespace
+        _ensure_absent(ns, self.name)
+        sock = ns.rtnl()
+        with atomic_step():
+            sock.create_link(self.name, "bridge", up=self.up, mtu=self.mtu, mac=self.mac)
+            info = sock.get_link(name=self.name)
+            assert info is not None
+            self._index = info.index
+            self._owned = True
+            self._removed = False
+            record(f"delete bridge {self.name} in {ns.label}", self.remove)
+            for addr in self.addresses:
+                ns.add_address(self.name, addr)
+        record(f"delete bridge {self.name} in {ns.label}", self.remove)
+        return self
+
+    def __enter__(self) -> Bridge:
+        if not self._owned:
+            self.create()
+        return self
+
+    def __repr__(self) -> str:
+        return f"Bridge({self.name!r}, namespace={self.namespace.label!r})"
+
+
+class VethPair(_OwnedLink):
+    """A veth pair: ``name`` in ``namespace`` (default: the current one), ``peer`` in ``peer_namespace``.
+
+    The peer is created directly inside its namespace under its final name; ``master``
+    (a bridge in ``namespace``), MTU, MACs and state are set in the same request.
+    Undo: deleting one end deletes both.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        *,
+        namespace: Namespace | None = None,
+        peer_namespace: Namespace | None = None,
+        master: Bridge | str | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        peer_mac: str | None = None,
+        up: bool = True,
+        peer_up: bool = True,
+    ) -> None:
+        self.name = validate_ifname(name, what="veth name")
+        self.peer = validate_ifname(peer, what="veth peer name")
+        self.namespace = namespace if namespace is not None else Namespace.current()
+        self.peer_namespace = peer_namespace if peer_namespace is not None else self.namespace
+        if self.peer_namespace is self.namespace and self.peer == self.name:
+            raise ValidationError(f"veth ends must differ in name within one namespace ({name!r})", obj=name)
+        self.master = master
+        self.mtu = validate_mtu(mtu) if mtu is not None else None
+        self.mac = parse_mac(mac) if mac is not None else None
+        self.peer_mac = parse_mac(peer_mac) if peer_mac is not None else None
+        self.up = up
+        self.peer_up = peer_up
+        self._init_state()
+        self._peer_index: int | None = None
+
+    @property
+    def peer_index(self) -> int:
+        if self._peer_index is None:
+            raise StateError(f"{self.name!r} has not been created", obj=self.name)
+        return self._peer_index
+
+    def _master_index(self) -> int | None:
+        if self.master is None:
+            return None
+        if isinstance(self.master, Bridge):
+            if not self.master.namespace.same_as(self.namespace):
+                raise ValidationError(f"bridge {self.master.name!r} is in another namespace than {self.name!r}",
+                                      obj=self.name)
+            return self.master.index
+        info = self.namespace.link(self.master)
+        if info.kind != "bridge":
+            raise ValidationError(f"master {self.master!r} is not a bridge (kind {info.kind})", obj=self.master,
+                                  namespace=self.namespace.label, step="create veth")
+        return info.index
+
+    def create(self) -> VethPair:
+        """Create both ends in one request. Undo: :meth:`remove`."""
+        self._check_new()
+        ns, pns = self.namespace, self.peer_namespace
+        _ensure_absent(ns, self.name)
+        _ensure_absent(pns, self.peer)
+        master = self._master_index()
+        sock = ns.rtnl()
+        same = pns.same_as(ns)
+        with atomic_step(), pns._fd() as pfd:
+            sock.create_link(
+                self.name, "veth", up=self.up, mtu=self.mtu, mac=self.mac, master=master,
+                peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
+                      "mac": self.peer_mac},
+            )
+            info = sock.get_link(name=self.name)
+            assert info is not None
+            self._index = info.index
+            self._owned = True
+            self._removed = False
+            record(f"delete veth {self.name} in {ns.label}", self.remove)
+            pinfo = pns.rtnl().get_link(name=self.peer)
+            if pinfo is None:
+                raise NotFoundError(f"veth peer {self.peer!r} did not appear", obj=self.peer, namespace=pns.label)
+            self._peer_index = pinfo.index
+            if self.peer_up:
+                pns.rtnl().set_link(pinfo.index, up=True, obj=self.peer)
+        record(f"delete veth {self.name} in {ns.label}", self.remove)
+        return self
+
+    def remove(self) -> None:
+        """Delete the pair (by the host end's index; by the peer's if the host end moved away). Idempotent."""
+        if not self._owned:
+            raise OwnershipError(f"{self.name!r} was not created by netns_kit; adopt() it first",
+                                 obj=self.name, namespace=self.namespace.label, step="remove link")
+        if self._removed:
+            return
+        self._removed = True
+        for ns, index, name in ((self.namespace, self._index, self.name),
+                                (self.peer_namespace, self._peer_index, self.peer)):
+            if index is None or not ns.exists:
+                continue
+            sock = ns.rtnl()
+            current = sock.get_link(index=index)
+            if current is not None and current.name == name and current.kind == "veth":
+                sock.delete_link(index, obj=name)
+                return
+
+    def __enter__(self) -> VethPair:
+        if not self._owned:
+            self.create()
+        return self
+
+    def __repr__(self) -> str:
+        return (f"VethPair({self.name!r} in {self.namespace.label!r} <-> {self.peer!r} in "
+                f"{self.peer_namespace.label!r})")

@@ -1,0 +1,222 @@
+"""Pure value objects and validators: no kernel access, no root needed.
+
+Every value object is a frozen dataclass validated in ``__post_init__``; a bad
+value raises :class:`~netns_kit.errors.ValidationError` naming the value and why,
+before anything touches the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from .errors import ValidationError
+
+__all__ = [
+    "AddressInfo",
+    "IPInterface",
+    "LinkInfo",
+    "Route",
+    "RouteInfo",
+    "parse_interface",
+    "parse_ip",
+    "parse_mac",
+    "validate_ifname",
+    "validate_netns_name",
+]
+
+IPInterface: TypeAlias = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddr: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNet: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL: 15 usable bytes
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_NETNS_NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@+=-]{0,254}$")
+
+
+def validate_ifname(name: object, *, what: str = "interface name") -> str:
+    """Return ``name`` if it is a valid Linux interface name, else raise ValidationError.
+
+    The kernel accepts 1-15 bytes with no '/', ':', whitespace, and not '.' or '..'.
+    """
+    if not isinstance(name, str):
+        raise ValidationError(f"{what} must be a str, got {type(name).__name__}", obj=repr(name))
+    raw = name.encode("utf-8", "surrogateescape")
+    if not 1 <= len(raw) < IFNAMSIZ:
+        raise ValidationError(f"{what} {name!r} must be 1-15 bytes long (it is {len(raw)})", obj=name)
+    if name in (".", ".."):
+        raise ValidationError(f"{what} {name!r} is reserved", obj=name)
+    for ch in name:
+        if ch in "/:" or ch.isspace() or not ch.isprintable():
+            raise ValidationError(
+                f"{what} {name!r} contains {ch!r}; '/', ':', whitespace and control characters are not allowed",
+                obj=name,
+            )
+    return name
+
+
+def validate_netns_name(name: object) -> str:
+    """Return ``name`` if it is safe as a file name under /run/netns, else raise ValidationError.
+
+    Allowed: letters, digits and ``_ . @ + = -`` (not starting with '-'), at most 255 bytes,
+    not '.' or '..'. This keeps the name inside /run/netns and out of command-line options.
+    """
+    if not isinstance(name, str):
+        raise ValidationError(f"namespace name must be a str, got {type(name).__name__}", obj=repr(name))
+    if name in (".", "..") or not _NETNS_NAME_RE.match(name):
+        raise ValidationError(
+            f"namespace name {name!r} is not allowed: use 1-255 of letters, digits and '_.@+=-', "
+            "not starting with '-', and not '.' or '..'",
+            obj=name,
+        )
+    return name
+
+
+def parse_interface(value: object, *, what: str = "address") -> IPInterface:
+    """Parse ``'ADDR/PREFIX'`` (IPv4 or IPv6) into an interface address; no prefix means a host route."""
+    if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be 'ADDR/PREFIX', got {type(value).__name__}", obj=repr(value))
+    try:
+        return ipaddress.ip_interface(value.strip())
+    except ValueError as exc:
+        raise ValidationError(f"{what} {value!r} is not a valid IP address with prefix: {exc}", obj=value) from exc
+
+
+def parse_ip(value: object, *, what: str = "IP address") -> IPAddr:
+    """Parse a bare IPv4 or IPv6 address."""
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a str, got {type(value).__name__}", obj=repr(value))
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError as exc:
+        raise ValidationError(f"{what} {value!r} is not a valid IP address", obj=value) from exc
+
+
+def parse_network(value: object, *, what: str = "subnet") -> IPNet:
+    """Parse a network in CIDR form; host bits must be zero."""
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a str in CIDR form, got {type(value).__name__}", obj=repr(value))
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        raise ValidationError(f"{what} {value!r} is not a valid network in CIDR form: {exc}", obj=value) from exc
+
+
+def parse_mac(value: object) -> str:
+    """Validate a MAC address ``aa:bb:cc:dd:ee:ff``; it must be unicast (lowest bit of the first byte clear)."""
+    if not isinstance(value, str) or not _MAC_RE.match(value):
+        raise ValidationError(f"MAC address {value!r} must look like 'aa:bb:cc:dd:ee:ff'", obj=repr(value))
+    mac = value.lower()
+    if int(mac[:2], 16) & 1:
+        raise ValidationError(f"MAC address {value!r} is a multicast address", obj=value)
+    if mac == "00:00:00:00:00:00":
+        raise ValidationError("MAC address 00:00:00:00:00:00 is not usable", obj=value)
+    return mac
+
+
+def validate_mtu(mtu: object) -> int:
+    """MTU between 68 (IPv4 minimum) and 65535."""
+    if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535:
+        raise ValidationError(f"MTU {mtu!r} must be an integer from 68 to 65535", obj=repr(mtu))
+    return mtu
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route to install: ``dst`` (``"default"`` or a CIDR), optional ``gateway`` and ``dev``.
+
+    At least one of ``gateway`` and ``dev`` is needed. ``metric`` maps to the route priority.
+    """
+
+    dst: str = "default"
+    gateway: str | None = None
+    dev: str | None = None
+    metric: int | None = None
+    table: int = 254
+
+    network: IPNet = field(init=False, repr=False, compare=False)
+    gateway_ip: IPAddr | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        gw = parse_ip(self.gateway, what="gateway") if self.gateway is not None else None
+        if self.dst in ("default", "default4", "default6"):
+            if self.dst == "default6" or (self.dst == "default" and gw is not None and gw.version == 6):
+                net: IPNet = ipaddress.IPv6Network("::/0")
+            else:
+                net = ipaddress.IPv4Network("0.0.0.0/0")
+        else:
+            net = parse_network(self.dst, what="route destination")
+        if gw is not None and gw.version != net.version:
+            raise ValidationError(
+                f"route to {self.dst} (IPv{net.version}) cannot go via IPv{gw.version} gateway {gw}",
+                obj=f"route {self.dst}",
+            )
+        if gw is None and self.dev is None:
+            raise ValidationError(f"route to {self.dst} needs a gateway or a dev", obj=f"route {self.dst}")
+        if self.dev is not None:
+            validate_ifname(self.dev, what="route device")
+        if self.metric is not None and (not isinstance(self.metric, int) or not 0 <= self.metric < 2**32):
+            raise ValidationError(f"route metric {self.metric!r} must be 0..2^32-1", obj=f"route {self.dst}")
+        if not isinstance(self.table, int) or not 1 <= self.table < 2**32:
+            raise ValidationError(f"route table {self.table!r} must be 1..2^32-1", obj=f"route {self.dst}")
+        object.__setattr__(self, "network", net)
+        object.__setattr__(self, "gateway_ip", gw)
+
+    @property
+    def family(self) -> int:
+        return self.network.version
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """One network interface as the kernel reports it."""
+
+    index: int
+    name: str
+    kind: str | None
+    mtu: int
+    mac: str | None
+    up: bool
+    master: int | None
+    peer_index: int | None = None
+    namespace_id: int | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class AddressInfo:
+    """One address on an interface."""
+
+    index: int
+    ifname: str
+    interface: IPInterface
+
+    @property
+    def address(self) -> IPAddr:
+        return self.interface.ip
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """One route from the main table (or the table the query named)."""
+
+    dst: IPNet
+    gateway: IPAddr | None
+    oif: int | None
+    ifname: str | None
+    table: int
+    metric: int | None
+    scope: int
+    protocol: int
+
+    @property
+    def is_default(self) -> bool:
+        return self.dst.prefixlen == 0

@@ -1,0 +1,495 @@
+"""Network namespaces: named (``/run/netns/NAME``), from a PID, from a path, or the current one.
+
+A :class:`Namespace` is the place every other object lives in. It opens one
+rtnetlink socket per namespace on demand (kept in a small bounded pool, so
+thousands of namespaces never hold thousands of descriptors) and never forks
+to reach a namespace: the calling thread enters it with ``setns`` and leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+
+from . import _sys
+from ._netlink import RtnlSocket
+from .errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    OwnershipError,
+    StateError,
+    ValidationError,
+)
+from .journal import atomic_step, record
+from .model import AddressInfo, IPInterface, LinkInfo, Route, RouteInfo, parse_interface, validate_ifname, \
+    validate_mtu, parse_mac, validate_netns_name
+
+__all__ = ["Namespace"]
+
+Identity = tuple[int, int]
+
+
+class _SocketPool:
+    """At most ``size`` open rtnetlink sockets, least recently used closed first."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._socks: OrderedDict[Identity, RtnlSocket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ident: Identity, opener: _Opener) -> RtnlSocket:
+        with self._lock:
+            sock = self._socks.get(ident)
+            if sock is not None:
+                self._socks.move_to_end(ident)
+                return sock
+        sock = opener()
+        with self._lock:
+            old = self._socks.get(ident)
+            if old is not None:
+                sock.close()
+                return old
+            self._socks[ident] = sock
+            while len(self._socks) > self.size:
+                _, evicted = self._socks.popitem(last=False)
+                evicted.close()
+        return sock
+
+    def drop(self, ident: Identity) -> None:
+        with self._lock:
+            sock = self._socks.pop(ident, None)
+        if sock is not None:
+            sock.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            socks = list(self._socks.values())
+            self._socks.clear()
+        for s in socks:
+            s.close()
+
+
+class _Opener:
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+
+    def __call__(self) -> RtnlSocket:
+        with self.ns._fd() as fd:
+            return RtnlSocket.open(fd, label=self.ns.label)
+
+
+_pool = _SocketPool()
+
+
+class Namespace:
+    """A network namespace.
+
+    - ``Namespace("web")``: a named namespace under /run/netns (``ip netns`` sees it).
+      :meth:`create` makes it, :meth:`remove` deletes it; as a context manager it is
+      created on enter and removed on exit.
+    - ``Namespace.open("web")``: an existing named namespace (not owned: ``remove()`` refuses
+      unless ``adopt()`` was called).
+    - ``Namespace.from_pid(pid)``, ``Namespace.from_path(path)``, ``Namespace.current()``:
+      existing namespaces, never removed by netns_kit.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name: str | None = validate_netns_name(name)
+        self.path = os.path.join(_sys.NETNS_RUN_DIR, name)
+        self.label = name
+        self.kind = "named"
+        self._owned = False
+        self._removed = False
+        self._identity: Identity | None = None
+        self._held_fd: int | None = None
+
+    # -- constructors for existing namespaces -------------------------------------------------------
+
+    @classmethod
+    def _existing(cls, path: str, label: str, kind: str, *, hold: bool = False) -> Namespace:
+        ns = cls.__new__(cls)
+        ns.name = None
+        ns.path = path
+        ns.label = label
+        ns.kind = kind
+        ns._owned = False
+        ns._removed = False
+        ns._held_fd = None
+        fd = _sys.open_netns(path, label=label)
+        if not _is_netns_fd(fd):
+            os.close(fd)
+            raise ValidationError(f"{path} is not a network namespace", obj=label)
+        ns._identity = _sys.stat_identity(fd)
+        if hold:
+            ns._held_fd = fd
+            weakref.finalize(ns, os.close, fd)
+        else:
+            os.close(fd)
+        return ns
+
+    @classmethod
+    def open(cls, name: str) -> Namespace:
+        """An existing named namespace from /run/netns. NotFoundError if there is none."""
+        validate_netns_name(name)
+        path = os.path.join(_sys.NETNS_RUN_DIR, name)
+        ns = cls._existing(path, name, "named")
+        ns.name = name
+        return ns
+
+    @classmethod
+    def from_pid(cls, pid: int) -> Namespace:
+        """The namespace of process ``pid`` (as the classic recipe uses a container's PID).
+
+        The namespace's identity is recorded; if the process exits and the PID is reused,
+        later calls raise NotFoundError instead of touching the wrong namespace.
+        """
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValidationError(f"PID {pid!r} must be a positive integer", obj=repr(pid))
+        path = f"/proc/{pid}/ns/net"
+        if not os.path.exists(f"/proc/{pid}"):
+            raise NotFoundError(f"process {pid} does not exist (or has exited)", obj=f"pid:{pid}",
+                                step="open namespace")
+        return cls._existing(path, f"pid:{pid}", "pid")
+
+    @classmethod
+    def from_path(cls, path: str) -> Namespace:
+        """The namespace pinned at ``path`` (a /proc/PID/ns/net file or a bind mount)."""
+        if not isinstance(path, str) or not path:
+            raise ValidationError(f"namespace path {path!r} must be a non-empty str", obj=repr(path))
+        return cls._existing(os.path.abspath(path), path, "path")
+
+    @classmethod
+    def current(cls) -> Namespace:
+        """The calling thread's namespace now (the "host" for everything else). Holds one descriptor."""
+        _sys.check_privileges()
+        return cls._existing(_sys.current_netns_path(), "host", "current", hold=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def owned(self) -> bool:
+        """True if this object created the namespace (or adopted it) and so may remove it."""
+        return self._owned
+
+    @property
+    def exists(self) -> bool:
+        if self._held_fd is not None:
+            return True
+        try:
+            return _sys.stat_identity(self.path) == self._identity if self._identity else \
+                _sys.is_netns_file(self.path)
+        except OSError:
+            return False
+
+    def create(self) -> Namespace:
+        """Create the named namespace and bring its ``lo`` up.
+
+        Kernel: ``unshare(CLONE_NEWNET)`` in the calling thread, bind-mount at /run/netns/NAME,
+        back to the previous namespace. Undo: :meth:`remove` (unmount + unlink).
+        """
+        if self.kind != "named":
+            raise StateError("only named namespaces can be created", obj=self.label, step="create namespace")
+        if self._owned and not self._removed:
+            raise StateError("namespace was already created by this object", obj=self.label,
+                             step="create namespace")
+        _sys.check_privileges()
+        if os.path.lexists(self.path):
+            raise AlreadyExistsError(f"namespace {self.label!r} already exists ({self.path})", obj=self.label,
+                                     namespace=self.label, step="create namespace")
+        with atomic_step():
+            fd = _sys.create_named_netns(self.path, label=self.label)
+            self._identity = _sys.stat_identity(fd)
+            self._owned = True
+            self._removed = False
+            record(f"remove namespace {self.label}", self.remove)
+            try:
+                sock = _pool.get(self._identity, lambda: RtnlSocket.open(fd, label=self.label))
+            finally:
+                os.close(fd)
+            sock.set_link(1, up=True, obj="lo")
+        record(f"remove namespace {self.label}", self.remove)
+        return self
+
+    def adopt(self) -> Namespace:
+        """Take ownership of an existing named namespace, so that :meth:`remove` may delete it."""
+        if self.kind != "named":
+            raise OwnershipError("only named namespaces can be adopted", obj=self.label)
+        self._owned = True
+        return self
+
+    def remove(self) -> None:
+        """Delete the named namespace (unmount and unlink /run/netns/NAME). Idempotent.
+
+        Interfaces inside go away with the namespace once no process or socket holds it.
+        """
+        if self.kind != "named" or not self._owned:
+            raise OwnershipError(f"namespace {self.label!r} was not created by netns_kit; adopt() it first",
+                                 obj=self.label, step="remove namespace")
+        if self._removed:
+            return
+        if self._identity is not None:
+            _pool.drop(self._identity)
+            try:
+                same = _sys.stat_identity(self.path) == self._identity
+            except OSError:
+                same = False
+            if not same:  # gone, or replaced by someone else's namespace of the same name
+                self._removed = True
+                return
+        _sys.remove_named_netns(self.path)
+        self._removed = True
+
+    def __enter__(self) -> Namespace:
+        if self.kind == "named" and not self._owned:
+            self.create()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.kind == "named" and self._owned:
+            self.remove()
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.label!r}, kind={self.kind})"
+
+    # -- access ------------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._removed:
+            raise StateError(f"namespace {self.label!r} was removed", obj=self.label, namespace=self.label)
+
+    @contextmanager
+    def _fd(self) -> Iterator[int]:
+        self._check_usable()
+        if self._held_fd is not None:
+            yield self._held_fd
+            return
+        fd = _sys.open_netns(self.path, label=self.label)
+        try:
+            if self._identity is not None and _sys.stat_identity(fd) != self._identity:
+                raise NotFoundError(f"namespace {self.label!r} no longer exists (its file now names another)",
+                                    obj=self.label, namespace=self.label, step="open namespace")
+            yield fd
+        finally:
+            os.close(fd)
+
+    @property
+    def identity(self) -> Identity:
+        """(device, inode) of the namespace: equal identities mean the very same namespace."""
+        if self._identity is None:
+            with self._fd() as fd:
+                self._identity = _sys.stat_identity(fd)
+        return self._identity
+
+    def same_as(self, other: Namespace) -> bool:
+        return self.identity == other.identity
+
+    def rtnl(self) -> RtnlSocket:
+        """The pooled rtnetlink socket of this namespace (internal use by netns_kit objects)."""
+        _sys.check_privileges()
+        self._check_usable()
+        return _pool.get(self.identity, _Opener(self))
+
+    @contextmanager
+    def enter(self) -> Iterator[Namespace]:
+        """Switch only the calling thread into this namespace for the body, then back.
+
+        Sockets created inside belong to this namespace and stay there. Safe inside a running
+        asyncio loop (it is two ``setns`` calls, nothing is awaited).
+        """
+        _sys.check_privileges()
+        with self._fd() as fd, _sys.entered(fd, label=self.label):
+            yield self
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = False,
+        input: str | None = None,
+        timeout: float | None = 30,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` (no shell) inside this namespace; returns stdout, stderr and returncode."""
+        argv = _check_argv(argv)
+        with self.enter():
+            return subprocess.run(list(argv), capture_output=True, text=True, check=check, input=input,
+                                  timeout=timeout, env=dict(env) if env is not None else None, cwd=cwd)
+
+    def popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start ``argv`` (no shell) inside this namespace and return the running process."""
+        argv = _check_argv(argv)
+        with self.enter():
+            return subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload, no-any-return]
+
+    # -- inspection --------------------------------------------------------------------------------
+
+    def links(self) -> list[LinkInfo]:
+        """Every interface in the namespace."""
+        return self.rtnl().links()
+
+    def link(self, name: str) -> LinkInfo:
+        """One interface by name; NotFoundError if absent."""
+        validate_ifname(name)
+        info = self.rtnl().get_link(name=name)
+        if info is None:
+            raise NotFoundError(f"no interface {name!r}", obj=name, namespace=self.label, step="get link")
+        return info
+
+    def has_link(self, name: str) -> bool:
+        return self.rtnl().get_link(name=validate_ifname(name)) is not None
+
+    def addresses(self, ifname: str | None = None) -> list[AddressInfo]:
+        """Addresses in the namespace (of one interface if ``ifname`` is given)."""
+        index = self.link(ifname).index if ifname is not None else None
+        return self.rtnl().addresses(index)
+
+    def routes(self, family: int | None = None) -> list[RouteInfo]:
+        """Routes of the main table (``family`` 4 or 6 to restrict)."""
+        return self.rtnl().routes(family)
+
+    # -- journaled changes -------------------------------------------------------------------------
+
+    def add_address(self, ifname: str, address: str | IPInterface, *, nodad: bool = True) -> IPInterface:
+        """Add ``ADDR/PREFIX`` to interface ``ifname``. Undo: the address is deleted.
+
+        IPv6 addresses are usable at once (no duplicate-address detection) unless ``nodad=False``.
+        """
+        iface = parse_interface(address)
+        link = self.link(ifname)
+        sock = self.rtnl()
+        if any(a.interface == iface for a in sock.addresses(link.index)):
+            raise AlreadyExistsError(f"address {iface} is already on {ifname}", obj=str(iface),
+                                     namespace=self.label, step="add address")
+        sock.add_address(link.index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
+        index = link.index
+        record(f"delete address {iface} from {ifname} in {self.label}",
+               lambda: sock.delete_address(index, iface))
+        return iface
+
+    def delete_address(self, ifname: str, address: str | IPInterface) -> bool:
+        """Delete an address; False if it was not there."""
+        iface = parse_interface(address)
+        link = self.link(ifname)
+        return self.rtnl().delete_address(link.index, iface, obj=f"{iface} on {ifname}")
+
+    def add_route(self, route: Route) -> Route:
+        """Install ``route``. Undo: the route is deleted.
+
+        A gateway must be reachable through an address already on the namespace's interfaces
+        (same subnet); otherwise ValidationError names the gateway and the subnets there are.
+        """
+        if not isinstance(route, Route):
+            raise ValidationError(f"expected a Route, got {type(route).__name__}", obj=repr(route))
+        sock = self.rtnl()
+        oif = self.link(route.dev).index if route.dev is not None else None
+        if route.gateway_ip is not None:
+            addrs = [a for a in sock.addresses(oif) if a.interface.version == route.family]
+            if not any(route.gateway_ip in a.interface.network for a in addrs):
+                nets = ", ".join(sorted({str(a.interface.network) for a in addrs})) or "none"
+                raise ValidationError(
+                    f"gateway {route.gateway_ip} is not inside any subnet configured "
+                    f"{'on ' + route.dev if route.dev else 'in the namespace'} (subnets: {nets})",
+                    obj=f"route {route.dst}", namespace=self.label, step="add route")
+        sock.add_route(route, oif)
+        record(f"delete route {route.dst} in {self.label}", lambda: sock.delete_route(route, oif))
+        return route
+
+    def delete_route(self, route: Route) -> bool:
+        oif = self.link(route.dev).index if route.dev is not None else None
+        return self.rtnl().delete_route(route, oif)
+
+    def set_link(
+        self,
+        ifname: str,
+        *,
+        up: bool | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        master: str | None = None,
+        nomaster: bool = False,
+    ) -> LinkInfo:
+        """Change link settings (state, MTU, MAC, bridge master) in one request.
+
+        Undo: the previous values are put back.
+        """
+        if mtu is not None:
+            validate_mtu(mtu)
+        if mac is not None:
+            mac = parse_mac(mac)
+        link = self.link(ifname)
+        master_index: int | None = None
+        if master is not None:
+            m = self.link(master)
+            if m.kind != "bridge":
+                raise ValidationError(f"{master!r} is not a bridge (kind {m.kind})", obj=master,
+                                      namespace=self.label, step="set master")
+            master_index = m.index
+        elif nomaster:
+            master_index = 0
+        sock = self.rtnl()
+        with atomic_step():
+            sock.set_link(link.index, up=up, mtu=mtu, mac=mac, master=master_index, obj=ifname)
+            old = link
+            record(f"restore settings of {ifname} in {self.label}", lambda: sock.set_link(
+                old.index,
+                up=old.up if up is not None else None,
+                mtu=old.mtu if mtu is not None else None,
+                mac=old.mac if mac is not None else None,
+                master=(old.master or 0) if master_index is not None else None,
+                obj=ifname,
+            ))
+        return self.link(ifname)
+
+    def read_sysctl(self, key: str) -> str:
+        """Read ``net.*`` sysctl ``key`` (e.g. ``net.ipv4.ip_forward``) as seen in this namespace."""
+        path = _sysctl_path(key)
+        with self.enter(), open(path, encoding="ascii") as f:
+            return f.read().strip()
+
+    def write_sysctl(self, key: str, value: str) -> str:
+        """Set a ``net.*`` sysctl in this namespace; returns the old value. Undo: the old value comes back."""
+        path = _sysctl_path(key)
+        with self.enter():
+            with open(path, encoding="ascii") as f:
+                old = f.read().strip()
+            if old == value:
+                return old
+            with open(path, "w", encoding="ascii") as f:
+                f.write(value)
+
+        def undo() -> None:
+            with self.enter(), open(path, "w", encoding="ascii") as f:
+                f.write(old)
+
+        record(f"restore {key}={old} in {self.label}", undo)
+        return old
+
+
+def _sysctl_path(key: str) -> str:
+    parts = key.split(".")
+    if len(parts) < 3 or parts[0] != "net" or any(not p or p in (".", "..") or "/" in p for p in parts):
+        raise ValidationError(f"sysctl key {key!r} must be a net.* key like net.ipv4.ip_forward", obj=key)
+    return "/proc/sys/" + "/".join(parts)
+
+
+def _check_argv(argv: Sequence[str]) -> Sequence[str]:
+    if isinstance(argv, str | bytes) or not argv or not all(isinstance(a, str) for a in argv):
+        raise ValidationError("argv must be a non-empty list of str (no shell string)", obj=repr(argv))
+    return argv
+
+
+def _is_netns_fd(fd: int) -> bool:
+    try:
+        return os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev and \
+            os.readlink(f"/proc/self/fd/{fd}").startswith("net:")
+    except OSError:
+        return False

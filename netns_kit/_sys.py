@@ -110,6 +110,16 @@ def entered(fd: int, *, label: str) -> Iterator[None]:
         os.close(saved)
 
 
+def unshare_netns() -> int:
+    """Move the calling thread into a brand-new anonymous network namespace; return an fd of it."""
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        if err == _errno.EPERM:
+            raise PermissionDeniedError("cannot create a network namespace", step="unshare")
+        raise KernelError(f"unshare failed: {os.strerror(err)}", step="unshare", errno=err)
+    return os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
+
+
 def stat_identity(path_or_fd: str | int) -> tuple[int, int]:
     st = os.stat(path_or_fd)
     return (st.st_dev, st.st_ino)

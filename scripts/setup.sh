@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install everything netns_kit needs on a fresh Debian/Ubuntu machine (run as root):
+# system packages, a virtual environment in .venv, and the package itself (editable, with dev tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "setup.sh: run as root (netns_kit manages network namespaces)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+PKGS="iproute2 nftables libnftables1 python3 python3-venv python3-pip util-linux procps iputils-ping
+      podman runc busybox-static uidmap mininet"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup.sh: installing Debian packages:$missing"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+echo "setup.sh: ready (.venv, $(.venv/bin/python --version))"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno as _errno
+import fcntl
 import os
 import threading
 from collections.abc import Iterator
@@ -190,6 +191,17 @@ def remove_named_netns(path: str) -> bool:
     return True
 
 
+NS_GET_NSTYPE = 0xB703
+
+
+def is_netns_fd(fd: int) -> bool:
+    """True if ``fd`` refers to a network namespace (ioctl NS_GET_NSTYPE == CLONE_NEWNET)."""
+    try:
+        return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:
+        return False
+
+
 def is_netns_file(path: str) -> bool:
     """True if ``path`` is a network namespace (a mounted nsfs file)."""
     try:
@@ -197,8 +209,7 @@ def is_netns_file(path: str) -> bool:
     except OSError:
         return False
     try:
-        # NS_GET_NSTYPE ioctl would be exact; comparing to a known netns's st_dev (nsfs) is enough.
-        return os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev
+        return is_netns_fd(fd)
     finally:
         os.close(fd)
 

@@ -110,8 +110,8 @@ class Transaction:
         self._open = False
 
     @property
-    def changes(self) -> list[str]:
-        """Descriptions of the changes recorded so far, oldest first."""
+    def undo_steps(self) -> list[str]:
+        """What a rollback would do, one line per recorded change, oldest change first."""
         return [e.description for e in self._journal.entries]
 
     def record(self, description: str, undo: Undo) -> None:

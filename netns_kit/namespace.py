@@ -122,7 +122,7 @@ class Namespace:
         ns._removed = False
         ns._held_fd = None
         fd = _sys.open_netns(path, label=label)
-        if not _is_netns_fd(fd):
+        if not _sys.is_netns_fd(fd):
             os.close(fd)
             raise ValidationError(f"{path} is not a network namespace", obj=label)
         ns._identity = _sys.stat_identity(fd)
@@ -485,11 +485,3 @@ def _check_argv(argv: Sequence[str]) -> Sequence[str]:
     if isinstance(argv, str | bytes) or not argv or not all(isinstance(a, str) for a in argv):
         raise ValidationError("argv must be a non-empty list of str (no shell string)", obj=repr(argv))
     return argv
-
-
-def _is_netns_fd(fd: int) -> bool:
-    try:
-        return os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev and \
-            os.readlink(f"/proc/self/fd/{fd}").startswith("net:")
-    except OSError:
-        return False

@@ -65,7 +65,7 @@ def validate_netns_name(name: object) -> str:
     """
     if not isinstance(name, str):
         raise ValidationError(f"namespace name must be a str, got {type(name).__name__}", obj=repr(name))
-    if name in (".", "..") or not _NETNS_NAME_RE.match(name):
+    if name in (".", "..") or not _NETNS_NAME_RE.fullmatch(name):
         raise ValidationError(
             f"namespace name {name!r} is not allowed: use 1-255 of letters, digits and '_.@+=-', "
             "not starting with '-', and not '.' or '..'",
@@ -112,7 +112,7 @@ def parse_network(value: object, *, what: str = "subnet") -> IPNet:
 
 def parse_mac(value: object) -> str:
     """Validate a MAC address ``aa:bb:cc:dd:ee:ff``; it must be unicast (lowest bit of the first byte clear)."""
-    if not isinstance(value, str) or not _MAC_RE.match(value):
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
         raise ValidationError(f"MAC address {value!r} must look like 'aa:bb:cc:dd:ee:ff'", obj=repr(value))
     mac = value.lower()
     if int(mac[:2], 16) & 1:

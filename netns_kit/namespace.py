@@ -436,17 +436,16 @@ class Namespace:
         elif nomaster:
             master_index = 0
         sock = self.rtnl()
-        with atomic_step():
-            sock.set_link(link.index, up=up, mtu=mtu, mac=mac, master=master_index, obj=ifname)
-            old = link
-            record(f"restore settings of {ifname} in {self.label}", lambda: sock.set_link(
-                old.index,
-                up=old.up if up is not None else None,
-                mtu=old.mtu if mtu is not None else None,
-                mac=old.mac if mac is not None else None,
-                master=(old.master or 0) if master_index is not None else None,
-                obj=ifname,
-            ))
+        sock.set_link(link.index, up=up, mtu=mtu, mac=mac, master=master_index, obj=ifname)
+        old = link
+        record(f"restore settings of {ifname} in {self.label}", lambda: sock.set_link(
+            old.index,
+            up=old.up if up is not None else None,
+            mtu=old.mtu if mtu is not None else None,
+            mac=old.mac if mac is not None else None,
+            master=(old.master or 0) if master_index is not None else None,
+            obj=ifname,
+        ))
         return self.link(ifname)
 
     def read_sysctl(self, key: str) -> str:

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.abspath(".."))
 
 project = "netns_kit"
 author = "netns_kit developers"
-copyright = "netns_kit developers"  # noqa: A001
+copyright = "netns_kit developers"
 release = "0.1.0"
 
 extensions = [

@@ -62,6 +62,6 @@ def test_page_snippets_run(page: str, host: Namespace) -> None:
     before = named_namespaces()
     scope: dict[str, object] = {"__name__": f"docs_{page[:-3]}"}
     for i, code in enumerate(blocks):
-        exec(compile(code, f"{page}[block {i}]", "exec"), scope)  # noqa: S102 - our own docs
+        exec(compile(code, f"{page}[block {i}]", "exec"), scope)
     assert named_namespaces() == before
     assert [link.name for link in host.links()] == ["lo"]

@@ -22,6 +22,8 @@ Failures met while rolling back are attached to the original exception (see
 
 from __future__ import annotations
 
+import contextlib
+
 __all__ = [
     "AlreadyExistsError",
     "KernelError",
@@ -111,10 +113,8 @@ def attach_rollback_failures(exc: BaseException, failures: list[BaseException]) 
         return
     existing: list[BaseException] = list(getattr(exc, _ROLLBACK_ATTR, []))
     existing.extend(failures)
-    try:
+    with contextlib.suppress(AttributeError):  # exceptions with __slots__ keep the notes only
         setattr(exc, _ROLLBACK_ATTR, existing)
-    except AttributeError:  # pragma: no cover - exceptions with __slots__
-        pass
     for failure in failures:
         exc.add_note(f"netns_kit rollback also failed: {type(failure).__name__}: {failure}")
 

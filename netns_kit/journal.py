@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
 
-from .errors import NotFoundError, StateError, attach_rollback_failures
+from .errors import AlreadyExistsError, NotFoundError, StateError, attach_rollback_failures
 
 __all__ = ["Transaction", "UndoEntry"]
 
@@ -70,6 +70,26 @@ def record(description: str, undo: Undo) -> None:
     journal = _active.get()
     if journal is not None:
         journal.record(description, undo)
+
+
+@contextmanager
+def intent(description: str, undo: Undo) -> Iterator[None]:
+    """Record ``undo`` *before* making a change, so a failure between the kernel call and
+    the bookkeeping cannot leave it unrecorded. ``undo`` must be safe if the change never
+    happened. If the body raises AlreadyExistsError (nothing was made: the name was taken),
+    the entry is withdrawn so the rollback cannot touch what someone else owns.
+    """
+    log.debug("change: %s", description)
+    journal = _active.get()
+    entry = UndoEntry(description, undo)
+    if journal is not None:
+        journal.entries.append(entry)
+    try:
+        yield
+    except AlreadyExistsError:
+        if journal is not None and entry in journal.entries:
+            journal.entries.remove(entry)
+        raise
 
 
 @contextmanager

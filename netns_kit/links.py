@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from .errors import AlreadyExistsError, NotFoundError, OwnershipError, StateError, ValidationError
-from .journal import atomic_step, record
+from .journal import atomic_step, intent, record
 from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
 
@@ -48,6 +48,18 @@ class _OwnedLink:
         if info is None or info.name != self.name:
             raise NotFoundError(f"{self.name!r} no longer exists", obj=self.name, namespace=self.namespace.label)
         return info
+
+    _kind = "bridge"
+
+    def _undo_create(self) -> None:
+        """Undo a creation whose bookkeeping may not have finished (the name was free just before)."""
+        if self._index is None:
+            info = self.namespace.rtnl().get_link(name=self.name)
+            if info is None or info.kind != self._kind:
+                return
+            self._index = info.index
+        self._owned = True
+        self.remove()
 
     def _check_new(self) -> None:
         if self._owned and not self._removed:
@@ -132,13 +144,13 @@ class Bridge(_OwnedLink):
         _ensure_absent(ns, self.name)
         sock = ns.rtnl()
         with atomic_step():
-            sock.create_link(self.name, "bridge", up=self.up, mtu=self.mtu, mac=self.mac)
+            with intent(f"delete bridge {self.name} in {ns.label}", self._undo_create):
+                sock.create_link(self.name, "bridge", up=self.up, mtu=self.mtu, mac=self.mac)
             info = sock.get_link(name=self.name)
             assert info is not None
             self._index = info.index
             self._owned = True
             self._removed = False
-            record(f"delete bridge {self.name} in {ns.label}", self.remove)
             for addr in self.addresses:
                 ns.add_address(self.name, addr)
         record(f"delete bridge {self.name} in {ns.label}", self.remove)
@@ -190,6 +202,8 @@ class VethPair(_OwnedLink):
         self._init_state()
         self._peer_index: int | None = None
 
+    _kind = "veth"
+
     @property
     def peer_index(self) -> int:
         if self._peer_index is None:
@@ -220,17 +234,17 @@ class VethPair(_OwnedLink):
         sock = ns.rtnl()
         same = pns.same_as(ns)
         with atomic_step(), pns._fd() as pfd:
-            sock.create_link(
-                self.name, "veth", up=self.up, mtu=self.mtu, mac=self.mac, master=master,
-                peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
-                      "mac": self.peer_mac},
-            )
+            with intent(f"delete veth {self.name} in {ns.label}", self._undo_create):
+                sock.create_link(
+                    self.name, "veth", up=self.up, mtu=self.mtu, mac=self.mac, master=master,
+                    peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
+                          "mac": self.peer_mac},
+                )
             info = sock.get_link(name=self.name)
             assert info is not None
             self._index = info.index
             self._owned = True
             self._removed = False
-            record(f"delete veth {self.name} in {ns.label}", self.remove)
             pinfo = pns.rtnl().get_link(name=self.peer)
             if pinfo is None:
                 raise NotFoundError(f"veth peer {self.peer!r} did not appear", obj=self.peer, namespace=pns.label)

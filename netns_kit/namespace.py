@@ -13,7 +13,7 @@ import subprocess
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -26,9 +26,19 @@ from .errors import (
     StateError,
     ValidationError,
 )
-from .journal import atomic_step, record
-from .model import AddressInfo, IPInterface, LinkInfo, Route, RouteInfo, parse_interface, validate_ifname, \
-    validate_mtu, parse_mac, validate_netns_name
+from .journal import atomic_step, intent, record
+from .model import (
+    AddressInfo,
+    IPInterface,
+    LinkInfo,
+    Route,
+    RouteInfo,
+    parse_interface,
+    parse_mac,
+    validate_ifname,
+    validate_mtu,
+    validate_netns_name,
+)
 
 __all__ = ["Namespace"]
 
@@ -43,7 +53,7 @@ class _SocketPool:
         self._socks: OrderedDict[Identity, RtnlSocket] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, ident: Identity, opener: _Opener) -> RtnlSocket:
+    def get(self, ident: Identity, opener: Callable[[], RtnlSocket]) -> RtnlSocket:
         with self._lock:
             sock = self._socks.get(ident)
             if sock is not None:
@@ -203,11 +213,11 @@ class Namespace:
             raise AlreadyExistsError(f"namespace {self.label!r} already exists ({self.path})", obj=self.label,
                                      namespace=self.label, step="create namespace")
         with atomic_step():
-            fd = _sys.create_named_netns(self.path, label=self.label)
+            with intent(f"remove namespace {self.label}", self._undo_create):
+                fd = _sys.create_named_netns(self.path, label=self.label)
             self._identity = _sys.stat_identity(fd)
             self._owned = True
             self._removed = False
-            record(f"remove namespace {self.label}", self.remove)
             try:
                 sock = _pool.get(self._identity, lambda: RtnlSocket.open(fd, label=self.label))
             finally:
@@ -215,6 +225,13 @@ class Namespace:
             sock.set_link(1, up=True, obj="lo")
         record(f"remove namespace {self.label}", self.remove)
         return self
+
+    def _undo_create(self) -> None:
+        if self._identity is not None:
+            self._owned = True
+            self.remove()
+        elif _sys.is_netns_file(self.path):  # made, but the identity was never read
+            _sys.remove_named_netns(self.path)
 
     def adopt(self) -> Namespace:
         """Take ownership of an existing named namespace, so that :meth:`remove` may delete it."""
@@ -369,10 +386,10 @@ class Namespace:
         if any(a.interface == iface for a in sock.addresses(link.index)):
             raise AlreadyExistsError(f"address {iface} is already on {ifname}", obj=str(iface),
                                      namespace=self.label, step="add address")
-        sock.add_address(link.index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
         index = link.index
-        record(f"delete address {iface} from {ifname} in {self.label}",
-               lambda: sock.delete_address(index, iface))
+        with intent(f"delete address {iface} from {ifname} in {self.label}",
+                    lambda: sock.delete_address(index, iface)):
+            sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
         return iface
 
     def delete_address(self, ifname: str, address: str | IPInterface) -> bool:
@@ -399,8 +416,8 @@ class Namespace:
                     f"gateway {route.gateway_ip} is not inside any subnet configured "
                     f"{'on ' + route.dev if route.dev else 'in the namespace'} (subnets: {nets})",
                     obj=f"route {route.dst}", namespace=self.label, step="add route")
-        sock.add_route(route, oif)
-        record(f"delete route {route.dst} in {self.label}", lambda: sock.delete_route(route, oif))
+        with intent(f"delete route {route.dst} in {self.label}", lambda: sock.delete_route(route, oif)):
+            sock.add_route(route, oif)
         return route
 
     def delete_route(self, route: Route) -> bool:
@@ -436,16 +453,16 @@ class Namespace:
         elif nomaster:
             master_index = 0
         sock = self.rtnl()
-        sock.set_link(link.index, up=up, mtu=mtu, mac=mac, master=master_index, obj=ifname)
         old = link
-        record(f"restore settings of {ifname} in {self.label}", lambda: sock.set_link(
+        with intent(f"restore settings of {ifname} in {self.label}", lambda: sock.set_link(
             old.index,
             up=old.up if up is not None else None,
             mtu=old.mtu if mtu is not None else None,
             mac=old.mac if mac is not None else None,
             master=(old.master or 0) if master_index is not None else None,
             obj=ifname,
-        ))
+        )):
+            sock.set_link(link.index, up=up, mtu=mtu, mac=mac, master=master_index, obj=ifname)
         return self.link(ifname)
 
     def read_sysctl(self, key: str) -> str:
@@ -462,14 +479,14 @@ class Namespace:
                 old = f.read().strip()
             if old == value:
                 return old
-            with open(path, "w", encoding="ascii") as f:
-                f.write(value)
 
         def undo() -> None:
             with self.enter(), open(path, "w", encoding="ascii") as f:
                 f.write(old)
 
-        record(f"restore {key}={old} in {self.label}", undo)
+        with intent(f"restore {key}={old} in {self.label}", undo), self.enter(), \
+                open(path, "w", encoding="ascii") as f:
+            f.write(value)
         return old
 
 

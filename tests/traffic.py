@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from netns_kit import Namespace
@@ -32,7 +32,7 @@ class Server:
         while True:
             try:
                 if self.proto == "udp":
-                    data, peer = self._sock.recvfrom(2048)
+                    _data, peer = self._sock.recvfrom(2048)
                     self.peers.append((peer[0], peer[1]))
                     self._sock.sendto(b"hello from " + self.ns.label.encode() + b"\n", peer)
                     continue
@@ -40,11 +40,8 @@ class Server:
             except OSError:
                 return
             self.peers.append((peer[0], peer[1]))
-            with conn:
-                try:
-                    conn.sendall(b"hello from " + self.ns.label.encode() + b"\n")
-                except OSError:
-                    pass
+            with conn, suppress(OSError):
+                conn.sendall(b"hello from " + self.ns.label.encode() + b"\n")
 
 
 @contextmanager
@@ -65,10 +62,8 @@ def serve(ns: Namespace, address: str = "0.0.0.0", port: int = 8080, proto: str 
     try:
         yield srv
     finally:
-        try:
+        with suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         sock.close()
         srv._thread.join(timeout=2)
 

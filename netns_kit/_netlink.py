@@ -29,17 +29,24 @@ from pyroute2.netlink import (
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
+    RTM_DELQDISC,
     RTM_DELROUTE,
     RTM_GETADDR,
     RTM_GETLINK,
+    RTM_GETQDISC,
     RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
+    RTM_NEWQDISC,
     RTM_NEWROUTE,
+    RTM_NEWTCLASS,
+    TC_H_ROOT,
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
+from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
+from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from . import _sys
 from .errors import (
@@ -64,7 +71,8 @@ RTPROT_BOOT = 3
 RTPROT_STATIC = 4
 RTN_UNICAST = 1
 
-_DECODERS: dict[int, Any] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg}
+_DECODERS: dict[int, Any] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
+                             RTM_NEWQDISC: tcmsg}
 
 
 def _map_error(err: int, message: str, *, obj: str | None, namespace: str | None, step: str) -> NetnsKitError:
@@ -181,8 +189,11 @@ class RtnlSocket:
     # -- links ---------------------------------------------------------------------------------------
 
     @staticmethod
-    def _link_attrs(*, mtu: int | None, mac: str | None, master: int | None, ns_fd: int | None) -> list[Any]:
+    def _link_attrs(*, mtu: int | None, mac: str | None, master: int | None, ns_fd: int | None,
+                    alias: str | None = None) -> list[Any]:
         attrs: list[Any] = []
+        if alias is not None:
+            attrs.append(("IFLA_IFALIAS", alias))
         if mtu is not None:
             attrs.append(("IFLA_MTU", mtu))
         if mac is not None:
@@ -206,8 +217,11 @@ class RtnlSocket:
         info_data: list[tuple[str, Any]] | None = None,
         peer: dict[str, Any] | None = None,
         ns_fd: int | None = None,
+        alias: str | None = None,
     ) -> None:
-        """RTM_NEWLINK with NLM_F_EXCL. ``peer`` (veth): keys name, ns_fd, mtu, mac.
+        """RTM_NEWLINK with NLM_F_EXCL. ``peer`` (veth): keys name, ns_fd, mtu, mac, alias.
+
+        ``alias`` (IFLA_IFALIAS) is netns_kit's ownership mark, set in the creating request.
 
         ``link`` is the lower device (macvlan, vxlan). Undo: :meth:`delete_link`.
         """
@@ -216,14 +230,14 @@ class RtnlSocket:
             msg["flags"] = IFF_UP
             msg["change"] = IFF_UP
         attrs: list[Any] = [("IFLA_IFNAME", name)]
-        attrs += self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd)
+        attrs += self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd, alias=alias)
         if link is not None:
             attrs.append(("IFLA_LINK", link))
         data: list[Any] = list(info_data or [])
         if peer is not None:
             pattrs: list[Any] = [("IFLA_IFNAME", peer["name"])]
             pattrs += self._link_attrs(mtu=peer.get("mtu"), mac=peer.get("mac"), master=None,
-                                       ns_fd=peer.get("ns_fd"))
+                                       ns_fd=peer.get("ns_fd"), alias=peer.get("alias"))
             # The peer cannot be brought up in this request (veth_open needs a registered peer).
             data.append(("VETH_INFO_PEER", {"attrs": pattrs}))
         linkinfo: list[Any] = [("IFLA_INFO_KIND", kind)]
@@ -244,6 +258,7 @@ class RtnlSocket:
         name: str | None = None,
         ns_fd: int | None = None,
         obj: str | None = None,
+        alias: str | None = None,
     ) -> None:
         """Change link settings in one RTM_NEWLINK request. ``master=0`` detaches from a bridge."""
         msg = ifinfmsg()
@@ -251,7 +266,7 @@ class RtnlSocket:
         if up is not None:
             msg["flags"] = IFF_UP if up else 0
             msg["change"] = IFF_UP
-        attrs = self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd)
+        attrs = self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd, alias=alias)
         if name is not None:
             attrs.append(("IFLA_IFNAME", name))
         msg["attrs"] = attrs
@@ -392,6 +407,64 @@ class RtnlSocket:
                     protocol=m["proto"],
                 ))
         return out
+
+    # -- traffic control (qdiscs and classes) ------------------------------------------------------
+
+    @staticmethod
+    def _tc_msg(index: int, kind: str | None, handle: int, parent: int, options: dict[str, Any] | None,
+                *, cls: bool = False) -> Any:
+        msg = tcmsg()
+        msg["index"] = index
+        msg["handle"] = handle
+        msg["parent"] = parent
+        attrs: list[Any] = []
+        if kind is not None:
+            attrs.append(("TCA_KIND", kind))
+            if options is not None:
+                plugin = _tc_plugins[kind]
+                getter = plugin.get_class_parameters if cls else plugin.get_parameters
+                attrs.append(("TCA_OPTIONS", getter(dict(options))))
+        msg["attrs"] = attrs
+        return msg
+
+    def add_qdisc(self, index: int, kind: str, *, handle: int = 0, parent: int = TC_H_ROOT,
+                  options: dict[str, Any] | None = None, obj: str | None = None) -> None:
+        """RTM_NEWQDISC (exclusive). ``options`` are pyroute2's tc plugin parameters for ``kind``.
+
+        A kind the kernel does not know (its sch_ module is missing) raises UnsupportedError.
+        Undo: :meth:`delete_qdisc`.
+        """
+        msg = self._tc_msg(index, kind, handle, parent, options)
+        try:
+            self._ack(msg, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, obj=obj, step=f"add {kind} qdisc")
+        except NotFoundError as exc:
+            if exc.errno != _errno.ENOENT:
+                raise
+            raise UnsupportedError(f"this kernel has no {kind} qdisc (module sch_{kind} is missing)",
+                                   obj=obj, namespace=self.label, step=f"add {kind} qdisc",
+                                   errno=exc.errno) from exc
+
+    def add_tclass(self, index: int, kind: str, *, handle: int, parent: int, options: dict[str, Any],
+                   obj: str | None = None) -> None:
+        """RTM_NEWTCLASS (exclusive): a class of a classful qdisc (e.g. htb). Goes with its qdisc."""
+        msg = self._tc_msg(index, kind, handle, parent, options, cls=True)
+        self._ack(msg, RTM_NEWTCLASS, NLM_F_CREATE | NLM_F_EXCL, obj=obj, step=f"add {kind} class")
+
+    def delete_qdisc(self, index: int, *, handle: int = 0, parent: int = TC_H_ROOT,
+                     obj: str | None = None) -> bool:
+        """RTM_DELQDISC; False if there was none (or the link is gone)."""
+        try:
+            self._ack(self._tc_msg(index, None, handle, parent, None), RTM_DELQDISC, 0, obj=obj,
+                      step="delete qdisc")
+        except NotFoundError:
+            return False
+        return True
+
+    def qdiscs(self, index: int | None = None) -> list[tuple[int, str, int, int]]:
+        """Qdiscs as (ifindex, kind, handle, parent), of one link if ``index`` is given."""
+        res = self._request(tcmsg(), RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list qdiscs")
+        return [(m["index"], m.get_attr("TCA_KIND"), m["handle"], m["parent"]) for m in res
+                if index is None or m["index"] == index]
 
 
 def _link_info(m: Any) -> LinkInfo:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
-from . import _sys
+from . import _procs, _sys
 from ._netlink import RtnlSocket
 from .errors import (
     AlreadyExistsError,
@@ -251,6 +251,7 @@ class Namespace:
         if self._removed:
             return
         if self._identity is not None:
+            _procs.stop_all(self._identity)  # processes started here through netns_kit
             _pool.drop(self._identity)
             try:
                 same = _sys.stat_identity(self.path) == self._identity
@@ -342,10 +343,16 @@ class Namespace:
                                   timeout=timeout, env=dict(env) if env is not None else None, cwd=cwd)
 
     def popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        """Start ``argv`` (no shell) inside this namespace and return the running process."""
+        """Start ``argv`` (no shell) inside this namespace and return the running process.
+
+        The process is registered: when netns_kit removes this namespace, it is stopped first
+        (SIGTERM to its process group if it leads one, then SIGKILL). Stop it earlier as you like.
+        """
         argv = _check_argv(argv)
         with self.enter():
-            return subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload, no-any-return]
+            proc: subprocess.Popen[bytes] = subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload]
+        _procs.register(self.identity, proc)  # stopped when netns_kit removes this namespace
+        return proc
 
     # -- inspection --------------------------------------------------------------------------------
 

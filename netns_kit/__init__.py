@@ -5,6 +5,8 @@ through netlink (pyroute2's message classes) and libnftables. Every change can b
 explicitly (``remove()``), by a ``with`` block, or by a :class:`Transaction` that rolls back.
 """
 
+from .attach import Attachment, attach, mac_from_seed
+from .engines import Container, Engine
 from .errors import (
     AlreadyExistsError,
     KernelError,
@@ -27,7 +29,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AddressInfo",
     "AlreadyExistsError",
+    "Attachment",
     "Bridge",
+    "Container",
+    "Engine",
     "KernelError",
     "LinkInfo",
     "Namespace",
@@ -42,5 +47,7 @@ __all__ = [
     "UnsupportedError",
     "ValidationError",
     "VethPair",
+    "attach",
+    "mac_from_seed",
     "rollback_failures",
 ]

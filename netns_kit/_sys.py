@@ -14,7 +14,7 @@ import errno as _errno
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .errors import KernelError, NotFoundError, PermissionDeniedError
@@ -140,11 +140,13 @@ def ensure_run_dir() -> None:
         raise KernelError("cannot make /run/netns shared", step="prepare /run/netns", errno=ctypes.get_errno())
 
 
-def create_named_netns(path: str, *, label: str) -> int:
+def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] | None = None) -> int:
     """Create a new network namespace and pin it at ``path`` (a bind mount), without forking.
 
     Returns an fd of the new namespace (caller closes). The calling thread briefly
-    enters the new namespace (``unshare``) and goes back. Undo: :func:`remove_named_netns`.
+    enters the new namespace (``unshare``) and goes back. ``prepare`` runs inside the new
+    namespace before it is pinned (netns_kit marks it there, so it never appears unmarked).
+    Undo: :func:`remove_named_netns`.
     """
     ensure_run_dir()
     try:
@@ -160,6 +162,13 @@ def create_named_netns(path: str, *, label: str) -> int:
             if _libc.unshare(CLONE_NEWNET) != 0:
                 raise _oserror("unshare(CLONE_NEWNET)")
             try:
+                if prepare is not None:
+                    try:
+                        prepare()
+                    except BaseException as exc:
+                        if not isinstance(exc, OSError):  # an OSError is handled below
+                            os.unlink(path)
+                        raise
                 src = current_netns_path().encode()
                 if _libc.mount(src, path.encode(), b"none", MS_BIND, None) != 0:
                     raise _oserror("bind mount", path)

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
+from typing import Any
 
+from . import state
 from .errors import AlreadyExistsError, NotFoundError, StateError, attach_rollback_failures
 
 __all__ = ["Transaction", "UndoEntry"]
@@ -21,16 +23,19 @@ __all__ = ["Transaction", "UndoEntry"]
 log = logging.getLogger("netns_kit")
 
 Undo = Callable[[], object]
+Durable = tuple[str, dict[str, Any]]
+"""A serializable undo for crash recovery: ``(op, args)``, ``op`` one of :mod:`netns_kit.state`'s."""
 
 
 class UndoEntry:
     """One recorded change: a description for humans and the callable that undoes it."""
 
-    __slots__ = ("description", "undo")
+    __slots__ = ("description", "durable", "undo")
 
-    def __init__(self, description: str, undo: Undo) -> None:
+    def __init__(self, description: str, undo: Undo, durable: int | None = None) -> None:
         self.description = description
         self.undo = undo
+        self.durable = durable  # id of the on-disk journal entry, if any
 
     def __repr__(self) -> str:
         return f"UndoEntry({self.description!r})"
@@ -41,9 +46,30 @@ class Journal:
 
     def __init__(self) -> None:
         self.entries: list[UndoEntry] = []
+        # on-disk entries of finished atomic steps, undone by a whole-object entry in ``entries``
+        self.handed: list[int] = []
 
-    def record(self, description: str, undo: Undo) -> None:
-        self.entries.append(UndoEntry(description, undo))
+    def record(self, description: str, undo: Undo, durable: int | None = None) -> None:
+        self.entries.append(UndoEntry(description, undo, durable))
+
+    def durable_ids(self) -> list[int]:
+        return [e.durable for e in self.entries if e.durable is not None] + self.handed
+
+    def hand_over(self, parent: Journal | None) -> None:
+        """Success: give every entry to ``parent``; with no parent the changes are kept for good."""
+        if parent is not None:
+            parent.entries.extend(self.entries)
+            parent.handed.extend(self.handed)
+        else:
+            state.keep(self.durable_ids())
+        self.entries.clear()
+        self.handed.clear()
+
+    def settle(self) -> None:
+        """The owner undid everything itself (e.g. ``__exit__`` called ``remove()``): forget it all."""
+        state.done(self.durable_ids())
+        self.entries.clear()
+        self.handed.clear()
 
     def rollback(self) -> list[BaseException]:
         """Run every undo, newest first; return the failures (NotFoundError counts as success)."""
@@ -58,30 +84,51 @@ class Journal:
             except Exception as exc:  # keep going: every undo gets its chance
                 exc.add_note(f"while undoing: {entry.description}")
                 failures.append(exc)
+                continue  # stays pending on disk: recover() retries once this process is gone
+            if entry.durable is not None:
+                state.done([entry.durable])
+        if not failures:
+            state.done(self.handed)
+            self.handed.clear()
         return failures
 
 
 _active: ContextVar[Journal | None] = ContextVar("netns_kit_journal", default=None)
 
 
-def record(description: str, undo: Undo) -> None:
-    """Record ``undo`` in the active journal, if any. Called right after a change succeeded."""
+def record(description: str, undo: Undo, durable: Durable | None = None) -> None:
+    """Record ``undo`` in the active journal, if any. Called right after a change succeeded.
+
+    ``durable=(op, args)`` also writes the change to the on-disk journal (already made, so
+    confirmed at once): :func:`netns_kit.state.recover` undoes it if this process dies first.
+    Prefer :func:`intent`, which writes before the change.
+    """
     log.debug("change: %s", description)
     journal = _active.get()
+    did: int | None = None
+    if durable is not None:
+        did = state.intend(durable[0], **durable[1])
+        state.confirm(did)
     if journal is not None:
-        journal.record(description, undo)
+        journal.record(description, undo, did)
+    elif did is not None:
+        state.keep([did])
 
 
 @contextmanager
-def intent(description: str, undo: Undo) -> Iterator[None]:
+def intent(description: str, undo: Undo, durable: Durable | None = None) -> Iterator[None]:
     """Record ``undo`` *before* making a change, so a failure between the kernel call and
     the bookkeeping cannot leave it unrecorded. ``undo`` must be safe if the change never
     happened. If the body raises AlreadyExistsError (nothing was made: the name was taken),
     the entry is withdrawn so the rollback cannot touch what someone else owns.
+
+    ``durable=(op, args)`` writes the intent to the on-disk journal first (see
+    :mod:`netns_kit.state`), confirms it after the body, and settles it with the entry.
     """
     log.debug("change: %s", description)
     journal = _active.get()
-    entry = UndoEntry(description, undo)
+    did = state.intend(durable[0], **durable[1]) if durable is not None else None
+    entry = UndoEntry(description, undo, did)
     if journal is not None:
         journal.entries.append(entry)
     try:
@@ -89,7 +136,32 @@ def intent(description: str, undo: Undo) -> Iterator[None]:
     except AlreadyExistsError:
         if journal is not None and entry in journal.entries:
             journal.entries.remove(entry)
+        if did is not None:
+            state.done([did])
         raise
+    if did is not None:
+        state.confirm(did)
+        if journal is None:
+            state.keep([did])
+
+
+def detached(create: Callable[[], object]) -> Journal:
+    """Run ``create`` with a journal of its own that does not stay active (for ``__enter__``).
+
+    On failure its changes are undone. On success the journal is returned, still holding
+    the on-disk entries: the change is ephemeral (recovered after a crash) until the caller
+    undoes it and calls :meth:`Journal.settle`.
+    """
+    journal = Journal()
+    token = _active.set(journal)
+    try:
+        create()
+    except BaseException as exc:
+        _active.reset(token)
+        attach_rollback_failures(exc, journal.rollback())
+        raise
+    _active.reset(token)
+    return journal
 
 
 @contextmanager
@@ -109,6 +181,13 @@ def atomic_step() -> Iterator[None]:
         attach_rollback_failures(exc, journal.rollback())
         raise
     _active.reset(token)
+    # the step's undos are dropped (the caller records one for the whole object), but its
+    # on-disk entries follow the caller's fate: kept with it, or undone with it
+    parent = _active.get()
+    if parent is not None:
+        parent.handed.extend(journal.durable_ids())
+    else:
+        state.keep(journal.durable_ids())
 
 
 class Transaction:
@@ -164,9 +243,7 @@ class Transaction:
                 attach_rollback_failures(err, failures)
                 raise err from failures[0]
             return
-        if self._parent is not None:
-            self._parent.entries.extend(self._journal.entries)
-        self._journal.entries.clear()
+        self._journal.hand_over(self._parent)
 
     async def __aenter__(self) -> Transaction:
         return self.__enter__()
@@ -188,4 +265,6 @@ class Transaction:
 
     def commit(self) -> None:
         """Keep every change recorded so far; a later rollback will not undo them."""
+        state.keep(self._journal.durable_ids())
         self._journal.entries.clear()
+        self._journal.handed.clear()

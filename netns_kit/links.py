@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from .errors import AlreadyExistsError, NotFoundError, OwnershipError, StateError, ValidationError
-from .journal import atomic_step, intent, record
+from . import state
+from .journal import Journal, atomic_step, detached, intent, record
 from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
 
@@ -94,6 +95,9 @@ class _OwnedLink:
     ) -> None:
         if self._owned:
             self.remove()
+        scope: Journal | None = getattr(self, "_scope", None)
+        if scope is not None:
+            scope.settle()
 
 
 def _ensure_absent(ns: Namespace, name: str) -> None:
@@ -144,8 +148,10 @@ class Bridge(_OwnedLink):
         _ensure_absent(ns, self.name)
         sock = ns.rtnl()
         with atomic_step():
-            with intent(f"delete bridge {self.name} in {ns.label}", self._undo_create):
-                sock.create_link(self.name, "bridge", up=self.up, mtu=self.mtu, mac=self.mac)
+            with intent(f"delete bridge {self.name} in {ns.label}", self._undo_create,
+                        durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "bridge"})):
+                sock.create_link(self.name, "bridge", up=self.up, mtu=self.mtu, mac=self.mac,
+                                 alias=state.mark())
             info = sock.get_link(name=self.name)
             assert info is not None
             self._index = info.index
@@ -158,7 +164,7 @@ class Bridge(_OwnedLink):
 
     def __enter__(self) -> Bridge:
         if not self._owned:
-            self.create()
+            self._scope = detached(self.create)  # ephemeral: recover() removes it after a crash
         return self
 
     def __repr__(self) -> str:
@@ -234,11 +240,14 @@ class VethPair(_OwnedLink):
         sock = ns.rtnl()
         same = pns.same_as(ns)
         with atomic_step(), pns._fd() as pfd:
-            with intent(f"delete veth {self.name} in {ns.label}", self._undo_create):
+            with intent(f"delete veth {self.name} in {ns.label}", self._undo_create,
+                        durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "veth",
+                                          "peer": self.peer, "peer_ns": pns._ref()})):
                 sock.create_link(
                     self.name, "veth", up=self.up, mtu=self.mtu, mac=self.mac, master=master,
                     peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
-                          "mac": self.peer_mac},
+                          "mac": self.peer_mac, "alias": state.mark()},
+                    alias=state.mark(),
                 )
             info = sock.get_link(name=self.name)
             assert info is not None
@@ -274,7 +283,7 @@ class VethPair(_OwnedLink):
 
     def __enter__(self) -> VethPair:
         if not self._owned:
-            self.create()
+            self._scope = detached(self.create)  # ephemeral: recover() removes it after a crash
         return self
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
-from . import _procs, _sys
+from . import _procs, _sys, state
 from ._netlink import RtnlSocket
 from .errors import (
     AlreadyExistsError,
@@ -26,7 +26,7 @@ from .errors import (
     StateError,
     ValidationError,
 )
-from .journal import atomic_step, intent, record
+from .journal import Journal, atomic_step, detached, intent, record
 from .model import (
     AddressInfo,
     IPInterface,
@@ -209,22 +209,37 @@ class Namespace:
             raise StateError("namespace was already created by this object", obj=self.label,
                              step="create namespace")
         _sys.check_privileges()
-        if os.path.lexists(self.path):
-            raise AlreadyExistsError(f"namespace {self.label!r} already exists ({self.path})", obj=self.label,
-                                     namespace=self.label, step="create namespace")
-        with atomic_step():
-            with intent(f"remove namespace {self.label}", self._undo_create):
-                fd = _sys.create_named_netns(self.path, label=self.label)
-            self._identity = _sys.stat_identity(fd)
-            self._owned = True
-            self._removed = False
-            try:
-                sock = _pool.get(self._identity, lambda: RtnlSocket.open(fd, label=self.label))
-            finally:
+        state.ensure_run_dir()
+        made: list[RtnlSocket] = []
+
+        def mark_inside() -> None:  # runs inside the new namespace, before it is pinned
+            made.append(RtnlSocket.open(None, label=self.label))
+            made[0].set_link(1, up=True, alias=state.mark(), obj="lo")
+
+        with state.lock(f"netns-{self.name}"):
+            if os.path.lexists(self.path):
+                raise AlreadyExistsError(f"namespace {self.label!r} already exists ({self.path})",
+                                         obj=self.label, namespace=self.label, step="create namespace")
+            with atomic_step():
+                with intent(f"remove namespace {self.label}", self._undo_create,
+                            durable=("netns", {"name": self.name, "path": self.path})):
+                    try:
+                        fd = _sys.create_named_netns(self.path, label=self.label, prepare=mark_inside)
+                    except BaseException:
+                        for m in made:
+                            m.close()
+                        raise
+                self._identity = _sys.stat_identity(fd)
+                self._owned = True
+                self._removed = False
                 os.close(fd)
-            sock.set_link(1, up=True, obj="lo")
+                _pool.get(self._identity, lambda: made[0])
         record(f"remove namespace {self.label}", self.remove)
         return self
+
+    def _ref(self) -> dict[str, object]:
+        """How the on-disk journal names this namespace."""
+        return state.ns_ref(self.path if self.kind == "named" else None, self.identity)
 
     def _undo_create(self) -> None:
         if self._identity is not None:
@@ -250,6 +265,10 @@ class Namespace:
                                  obj=self.label, step="remove namespace")
         if self._removed:
             return
+        with state.lock(f"netns-{self.name}"):
+            self._remove_locked()
+
+    def _remove_locked(self) -> None:
         if self._identity is not None:
             _procs.stop_all(self._identity)  # processes started here through netns_kit
             _pool.drop(self._identity)
@@ -265,7 +284,7 @@ class Namespace:
 
     def __enter__(self) -> Namespace:
         if self.kind == "named" and not self._owned:
-            self.create()
+            self._scope = detached(self.create)  # ephemeral: recover() removes it after a crash
         return self
 
     def __exit__(
@@ -273,6 +292,9 @@ class Namespace:
     ) -> None:
         if self.kind == "named" and self._owned:
             self.remove()
+        scope: Journal | None = getattr(self, "_scope", None)
+        if scope is not None:
+            scope.settle()
 
     def __repr__(self) -> str:
         return f"Namespace({self.label!r}, kind={self.kind})"
@@ -395,7 +417,9 @@ class Namespace:
                                      namespace=self.label, step="add address")
         index = link.index
         with intent(f"delete address {iface} from {ifname} in {self.label}",
-                    lambda: sock.delete_address(index, iface)):
+                    lambda: sock.delete_address(index, iface),
+                    durable=("address", {"ns": self._ref(), "ifname": ifname, "index": index,
+                                         "address": str(iface)})):
             sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
         return iface
 
@@ -423,7 +447,10 @@ class Namespace:
                     f"gateway {route.gateway_ip} is not inside any subnet configured "
                     f"{'on ' + route.dev if route.dev else 'in the namespace'} (subnets: {nets})",
                     obj=f"route {route.dst}", namespace=self.label, step="add route")
-        with intent(f"delete route {route.dst} in {self.label}", lambda: sock.delete_route(route, oif)):
+        with intent(f"delete route {route.dst} in {self.label}", lambda: sock.delete_route(route, oif),
+                    durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
+                                       "metric": route.metric, "table": route.table, "oif": oif,
+                                       "oif_name": route.dev})):
             sock.add_route(route, oif)
         return route
 
@@ -491,7 +518,9 @@ class Namespace:
             with self.enter(), open(path, "w", encoding="ascii") as f:
                 f.write(old)
 
-        with intent(f"restore {key}={old} in {self.label}", undo), self.enter(), \
+        with intent(f"restore {key}={old} in {self.label}", undo,
+                    durable=("sysctl", {"ns": self._ref(), "path": path, "old": old, "new": value})), \
+                self.enter(), \
                 open(path, "w", encoding="ascii") as f:
             f.write(value)
         return old

@@ -1,0 +1,593 @@
+"""Crash safety and inter-process locking: the on-disk journal, ownership marks, :func:`recover`.
+
+What survives what
+------------------
+Every change netns_kit makes is *intended* on disk before it is made: one JSON line in
+``/run/netns-kit/journal/<pid>.<starttime>.jsonl`` (directory 0700, files 0600, root only),
+then confirmed (``ok``) after the kernel acknowledged it. A change then ends one of two ways:
+
+- ``done``: it was undone (rollback, ``remove()``, the end of a ``with`` block);
+- ``keep``: it was kept on purpose (an explicit ``create()`` outside any transaction, or a
+  ``Transaction(keep=True)`` that committed). Kept changes are never touched by recovery.
+
+A process that dies with entries neither done nor kept (SIGKILL, OOM, power cut of the
+process) leaves them in its journal; :func:`recover` (run by any later process) undoes them,
+newest first, and removes the journal. A journal belongs to a process identified by PID *and*
+start time, so a reused PID never makes a dead owner look alive.
+
+Ownership marks
+---------------
+What recovery deletes must carry the dead owner's mark, so a same-named object made later by
+someone else is never touched: interfaces carry ``IFLA_IFALIAS = "netns-kit:<pid>.<start>"``
+(set in the very request that creates them); a named namespace carries the mark on its ``lo``
+(set before the namespace is bind-mounted under /run/netns, so it never appears unmarked).
+Addresses, routes and sysctls cannot carry a mark: they are undone only when their change was
+confirmed, and they mostly vanish with the owned interface or namespace that holds them.
+
+Locking model
+-------------
+``fcntl.flock`` on files in ``/run/netns-kit/locks/`` (see :func:`lock`): a lock taken by
+another process *or thread* blocks; the same thread may nest it. Keys in use:
+
+- ``run-netns``: preparing /run/netns as a shared mount point (once per process);
+- ``netns-<name>``: creating, removing and recovering the named namespace ``<name>``;
+- ``host-<dev>-<ino>``: per host namespace, serializes address allocation (IPAM) and firewall
+  changes made in that namespace (see :func:`host_lock`);
+- ``recover``: one recovery at a time.
+
+Locks are always taken in that order (name before host) and held only around the change.
+The kernel releases them when a process dies, so a crash never leaves a lock held.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _sys
+from ._netlink import RtnlSocket
+from .errors import NetnsKitError, NotFoundError, PermissionDeniedError
+
+__all__ = ["RecoveryReport", "host_lock", "lock", "owner_id", "recover"]
+
+log = logging.getLogger("netns_kit")
+
+STATE_DIR = "/run/netns-kit"
+MARK_PREFIX = "netns-kit:"
+
+JsonDict = dict[str, Any]
+
+
+# -- owner identity -------------------------------------------------------------------------------
+
+def _start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # the command name (field 2) may contain spaces and ')': split after the last ')'
+    rest = data[data.rindex(b")") + 2:].split()
+    return int(rest[19])
+
+
+_owner_cache: tuple[int, str] | None = None
+
+
+def owner_id() -> str:
+    """``"<pid>.<start time>"`` of this process: unique on this boot, even when PIDs are reused."""
+    global _owner_cache
+    pid = os.getpid()
+    if _owner_cache is None or _owner_cache[0] != pid:
+        _owner_cache = (pid, f"{pid}.{_start_time(pid)}")
+    return _owner_cache[1]
+
+
+def mark() -> str:
+    """The ownership mark this process puts on what it creates."""
+    return MARK_PREFIX + owner_id()
+
+
+def owner_alive(owner: str) -> bool:
+    """True if the process ``owner`` (``"<pid>.<start>"``) is still running."""
+    try:
+        pid_s, start_s = owner.split(".", 1)
+        pid, start = int(pid_s), int(start_s)
+    except ValueError:
+        return False
+    return _start_time(pid) == start
+
+
+# -- the state directory ----------------------------------------------------------------------------
+
+_dir_ready: set[str] = set()
+_dir_lock = threading.Lock()
+
+
+def _ensure_dir(path: str) -> None:
+    """Make ``path`` (and parents under STATE_DIR) root-only: mode 0700, owned by us."""
+    if path in _dir_ready:
+        return
+    with _dir_lock:
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except PermissionError as exc:
+            raise PermissionDeniedError(f"cannot create state directory {path}", step="prepare state") from exc
+        p = path
+        while True:
+            st = os.lstat(p)
+            if st.st_uid != os.geteuid():
+                raise PermissionDeniedError(
+                    f"state directory {p} belongs to uid {st.st_uid}, not to us; refusing to use it",
+                    step="prepare state")
+            if st.st_mode & 0o077:
+                os.chmod(p, 0o700)
+            if p == STATE_DIR or os.path.dirname(p) == p:
+                break
+            p = os.path.dirname(p)
+        _dir_ready.add(path)
+
+
+def journal_dir() -> str:
+    return os.path.join(STATE_DIR, "journal")
+
+
+def locks_dir() -> str:
+    return os.path.join(STATE_DIR, "locks")
+
+
+# -- locks ----------------------------------------------------------------------------------------
+
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def lock(key: str) -> Iterator[None]:
+    """Hold the inter-process lock ``key`` for the body (blocking). Re-entrant within a thread.
+
+    ``flock`` on ``/run/netns-kit/locks/<key>.lock``; each acquisition opens its own file
+    description, so other threads of this process are excluded too. Released on exit or death.
+    """
+    if not key or "/" in key or key.startswith("."):
+        raise ValueError(f"bad lock key {key!r}")
+    held: dict[str, int] = getattr(_held, "counts", None) or {}
+    _held.counts = held
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+        return
+    _ensure_dir(locks_dir())
+    fd = os.open(os.path.join(locks_dir(), key + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held[key] = 1
+        try:
+            yield
+        finally:
+            held[key] = 0
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def host_lock(ns_identity: tuple[int, int]) -> contextlib.AbstractContextManager[None]:
+    """The lock for IPAM and firewall changes in the namespace with identity ``(dev, inode)``."""
+    return lock(f"host-{ns_identity[0]}-{ns_identity[1]}")
+
+
+_run_dir_done = False
+
+
+def ensure_run_dir() -> None:
+    """Prepare /run/netns once per process, under the ``run-netns`` lock (no stacked bind mounts)."""
+    global _run_dir_done
+    if _run_dir_done:
+        return
+    with lock("run-netns"):
+        _sys.ensure_run_dir()
+    _run_dir_done = True
+
+
+# -- the on-disk journal ----------------------------------------------------------------------------
+
+class _DiskJournal:
+    """This process's journal file. Lines: intent {i, op, a}, ok {ok, a?}, done {done}, keep {keep}."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+        self._next = 0
+        self._open_ids: set[int] = set()
+        self._lines = 0
+
+    def _file(self) -> int:
+        pid = os.getpid()
+        if self._fd is None or self._pid != pid:
+            if self._pid != pid:  # forked: the parent's entries are the parent's
+                self._fd = None
+                self._open_ids = set()
+                self._next = 0
+                self._lines = 0
+            _ensure_dir(journal_dir())
+            path = os.path.join(journal_dir(), owner_id() + ".jsonl")
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            self._pid = pid
+            self._path = path
+        return self._fd
+
+    def _write(self, obj: JsonDict) -> None:
+        # one write(2) per line on an O_APPEND file: lines from threads never interleave, and a
+        # killed process loses nothing it wrote (the page cache outlives the process).
+        os.write(self._file(), (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+        self._lines += 1
+
+    def intend(self, op: str, args: JsonDict) -> int:
+        with self._lock:
+            self._file()
+            self._next += 1
+            i = self._next
+            self._write({"i": i, "op": op, "a": args})
+            self._open_ids.add(i)
+            return i
+
+    def ok(self, i: int, extra: JsonDict | None = None) -> None:
+        with self._lock:
+            if i in self._open_ids and self._pid == os.getpid():
+                self._write({"ok": i, "a": extra or {}})
+
+    def settle(self, ids: list[int], how: str) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            for i in ids:
+                if i in self._open_ids:
+                    self._open_ids.discard(i)
+                    self._write({how: i})
+            if not self._open_ids and self._lines > 4096:
+                self._truncate()
+
+    def _truncate(self) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        self._lines = 0
+
+    def close_if_settled(self) -> None:
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid() and not self._open_ids:
+                os.close(self._fd)
+                self._fd = None
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._path)
+
+
+_disk = _DiskJournal()
+atexit.register(_disk.close_if_settled)
+
+
+def intend(op: str, **args: Any) -> int:
+    """Write the intent of a change (before making it); returns its id. ``op`` names a recovery action."""
+    if op not in _RECOVERERS:
+        raise ValueError(f"unknown recovery op {op!r}")
+    return _disk.intend(op, args)
+
+
+def confirm(i: int, **extra: Any) -> None:
+    """The change ``i`` was made (the kernel acknowledged it)."""
+    _disk.ok(i, extra)
+
+
+def done(ids: list[int]) -> None:
+    """The changes were undone (or never happened): recovery must not touch them."""
+    if ids:
+        _disk.settle(ids, "done")
+
+
+def keep(ids: list[int]) -> None:
+    """The changes are kept on purpose (persistent): recovery must not touch them."""
+    if ids:
+        _disk.settle(ids, "keep")
+
+
+def ns_ref(path: str | None, identity: tuple[int, int]) -> JsonDict:
+    """How the journal names a namespace: its /run/netns path (if named) and (dev, inode)."""
+    return {"path": path, "id": list(identity)}
+
+
+# -- recovery ---------------------------------------------------------------------------------------
+
+@dataclass
+class RecoveryReport:
+    """What :func:`recover` did: the undone changes, those it left alone, and the failures."""
+
+    undone: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+    journals: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.undone)
+
+
+@dataclass
+class _Entry:
+    owner: str
+    id: int
+    op: str
+    args: JsonDict
+    confirmed: bool = False
+    extra: JsonDict = field(default_factory=dict)
+
+
+class _NsFinder:
+    """Reach a namespace named in a journal: current thread's, /run/netns/*, or any process's."""
+
+    def __init__(self) -> None:
+        self._socks: dict[tuple[int, int], RtnlSocket] = {}
+        self._cache: dict[tuple[int, int], str | None] = {}
+
+    def path_of(self, ref: JsonDict) -> str | None:
+        ident = (int(ref["id"][0]), int(ref["id"][1]))
+        if ident in self._cache:
+            return self._cache[ident]
+        found: str | None = None
+        candidates: list[str] = [_sys.current_netns_path()]
+        if ref.get("path"):
+            candidates.append(str(ref["path"]))
+        with contextlib.suppress(OSError):
+            candidates += [os.path.join(_sys.NETNS_RUN_DIR, n) for n in sorted(os.listdir(_sys.NETNS_RUN_DIR))]
+        for c in candidates:
+            with contextlib.suppress(OSError):
+                if _sys.stat_identity(c) == ident:
+                    found = c
+                    break
+        if found is None:
+            with contextlib.suppress(OSError):
+                for pid in os.listdir("/proc"):
+                    if pid.isdigit():
+                        with contextlib.suppress(OSError):
+                            if _sys.stat_identity(f"/proc/{pid}/ns/net") == ident:
+                                found = f"/proc/{pid}/ns/net"
+                                break
+        self._cache[ident] = found
+        return found
+
+    def sock(self, ref: JsonDict) -> RtnlSocket | None:
+        """A socket in the namespace, or None if the namespace is gone (so is everything in it)."""
+        ident = (int(ref["id"][0]), int(ref["id"][1]))
+        if ident in self._socks:
+            return self._socks[ident]
+        path = self.path_of(ref)
+        if path is None:
+            return None
+        try:
+            with _sys.netns_fd(path, label=path) as fd:
+                if _sys.stat_identity(fd) != ident:
+                    return None
+                s = RtnlSocket.open(fd, label=path)
+        except NotFoundError:
+            return None
+        self._socks[ident] = s
+        return s
+
+    def close(self) -> None:
+        for s in self._socks.values():
+            s.close()
+        self._socks.clear()
+
+
+Recoverer = Callable[[_Entry, _NsFinder], str | None]
+
+
+def _recover_netns(e: _Entry, f: _NsFinder) -> str | None:
+    path = str(e.args["path"])
+    name = str(e.args["name"])
+    want = MARK_PREFIX + e.owner
+    with lock(f"netns-{name}"):
+        if not os.path.lexists(path):
+            return None
+        if _sys.is_netns_file(path):
+            fd = _sys.open_netns(path, label=name)
+            try:
+                if "id" in e.extra and list(_sys.stat_identity(fd)) != list(e.extra["id"]):
+                    raise _Skip(f"namespace {name!r} was replaced by another")
+                sock = RtnlSocket.open(fd, label=name)
+            finally:
+                os.close(fd)
+            try:
+                lo = sock.get_link(index=1)
+            finally:
+                sock.close()
+            if lo is None or lo.alias != want:
+                raise _Skip(f"namespace {name!r} does not carry the mark {want!r}")
+            _sys.remove_named_netns(path)
+            return f"removed namespace {name}"
+        # an empty placeholder left between O_EXCL create and the bind mount
+        st = os.lstat(path)
+        if not e.confirmed and st.st_size == 0 and os.path.isfile(path) and not os.path.ismount(path):
+            os.unlink(path)
+            return f"removed placeholder {path}"
+        raise _Skip(f"{path} is neither our namespace nor our placeholder")
+
+
+def _delete_marked(sock: RtnlSocket, name: str, want: str) -> bool:
+    info = sock.get_link(name=name)
+    if info is None:
+        return False
+    if info.alias != want:
+        raise _Skip(f"interface {name!r} does not carry the mark {want!r}")
+    return sock.delete_link(info.index, obj=name)
+
+
+def _recover_link(e: _Entry, f: _NsFinder) -> str | None:
+    want = MARK_PREFIX + e.owner
+    name = str(e.args["name"])
+    sock = f.sock(e.args["ns"])
+    if sock is not None and _delete_marked(sock, name, want):
+        return f"deleted {e.args.get('kind', 'link')} {name}"
+    peer = e.args.get("peer")
+    if peer:
+        psock = f.sock(e.args["peer_ns"])
+        if psock is not None and _delete_marked(psock, str(peer), want):
+            return f"deleted {e.args.get('kind', 'link')} {name} (by its peer {peer})"
+    return None
+
+
+def _recover_address(e: _Entry, f: _NsFinder) -> str | None:
+    if not e.confirmed:
+        raise _Skip("unconfirmed address (cannot tell it from someone else's)")
+    sock = f.sock(e.args["ns"])
+    if sock is None:
+        return None
+    import ipaddress
+
+    info = sock.get_link(index=int(e.args["index"]))
+    if info is None or info.name != e.args["ifname"]:
+        return None
+    iface = ipaddress.ip_interface(str(e.args["address"]))
+    if sock.delete_address(info.index, iface, obj=str(iface)):
+        return f"deleted address {iface} from {info.name}"
+    return None
+
+
+def _recover_route(e: _Entry, f: _NsFinder) -> str | None:
+    if not e.confirmed:
+        raise _Skip("unconfirmed route (cannot tell it from someone else's)")
+    sock = f.sock(e.args["ns"])
+    if sock is None:
+        return None
+    from .model import Route
+
+    a = e.args
+    oif = a.get("oif")
+    if oif is not None:
+        info = sock.get_link(index=int(oif))
+        if info is None or info.name != a.get("oif_name"):
+            return None
+    route = Route(dst=a["dst"], gateway=a.get("gateway"), metric=a.get("metric"), table=int(a.get("table", 254)),
+                  dev=a.get("oif_name"))
+    if sock.delete_route(route, oif):
+        return f"deleted route {a['dst']}"
+    return None
+
+
+def _recover_sysctl(e: _Entry, f: _NsFinder) -> str | None:
+    if not e.confirmed:
+        raise _Skip("unconfirmed sysctl change")
+    path = f.path_of(e.args["ns"])
+    if path is None:
+        return None
+    key_path = str(e.args["path"])
+    with _sys.netns_fd(path, label=path) as fd, _sys.entered(fd, label=path):
+        with open(key_path, encoding="ascii") as fh:
+            now = fh.read().strip()
+        if now != e.args["new"]:
+            raise _Skip(f"{key_path} was changed again since (now {now!r})")
+        with open(key_path, "w", encoding="ascii") as fh:
+            fh.write(str(e.args["old"]))
+    return f"restored {key_path}={e.args['old']}"
+
+
+class _Skip(Exception):
+    """Recovery leaves this entry alone (not provably ours)."""
+
+
+_RECOVERERS: dict[str, Recoverer] = {
+    "netns": _recover_netns,
+    "link": _recover_link,
+    "address": _recover_address,
+    "route": _recover_route,
+    "sysctl": _recover_sysctl,
+}
+
+
+def register_recoverer(op: str, fn: Recoverer) -> None:
+    """Let another module (e.g. the firewall) teach recovery how to undo its own ``op``."""
+    _RECOVERERS[op] = fn
+
+
+def _read_journal(path: str, owner: str) -> list[_Entry]:
+    entries: dict[int, _Entry] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by the crash: its change was never attempted
+            if "i" in rec:
+                entries[int(rec["i"])] = _Entry(owner, int(rec["i"]), str(rec["op"]), dict(rec["a"]))
+            elif "ok" in rec and int(rec["ok"]) in entries:
+                ent = entries[int(rec["ok"])]
+                ent.confirmed = True
+                ent.extra = dict(rec.get("a") or {})
+            elif "done" in rec:
+                entries.pop(int(rec["done"]), None)
+            elif "keep" in rec:
+                entries.pop(int(rec["keep"]), None)
+    return sorted(entries.values(), key=lambda e: e.id)
+
+
+def recover() -> RecoveryReport:
+    """Undo what dead netns_kit processes left behind, and nothing else.
+
+    For each journal in /run/netns-kit/journal/ whose owner process is gone (PID and start
+    time), the changes neither undone nor kept are undone newest first, each only if the
+    object still carries that owner's mark. Journals of live processes are left alone.
+    A journal fully handled is deleted; one with failures stays for a later try.
+    Safe to call at any time, from any number of processes (one recovery runs at a time).
+    """
+    _sys.check_privileges()
+    report = RecoveryReport()
+    jdir = journal_dir()
+    if not os.path.isdir(jdir):
+        return report
+    finder = _NsFinder()
+    try:
+        with lock("recover"):
+            for fname in sorted(os.listdir(jdir)):
+                if not fname.endswith(".jsonl"):
+                    continue
+                owner = fname[: -len(".jsonl")]
+                if owner == owner_id() or owner_alive(owner):
+                    continue
+                path = os.path.join(jdir, fname)
+                report.journals += 1
+                failed = False
+                for e in reversed(_read_journal(path, owner)):
+                    desc = f"{e.op} {json.dumps(e.args, sort_keys=True)} of {owner}"
+                    try:
+                        what = _RECOVERERS[e.op](e, finder) if e.op in _RECOVERERS else None
+                        if e.op not in _RECOVERERS:
+                            raise _Skip(f"unknown op {e.op!r}")
+                    except _Skip as skip:
+                        report.skipped.append(f"{desc}: {skip}")
+                        log.info("recover: left alone %s: %s", desc, skip)
+                        continue
+                    except NotFoundError:
+                        continue
+                    except (NetnsKitError, OSError) as exc:
+                        exc.add_note(f"while recovering: {desc}")
+                        report.failures.append(exc)
+                        failed = True
+                        continue
+                    if what:
+                        report.undone.append(f"{what} (left by {owner})")
+                        log.info("recover: %s (left by %s)", what, owner)
+                if not failed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+    finally:
+        finder.close()
+    return report

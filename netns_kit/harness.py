@@ -1,0 +1,395 @@
+"""Helpers for distributed-system tests: servers inside endpoints, bandwidth limits, delay/loss.
+
+- :class:`Process`: a long-lived process (a server) inside a namespace. ``wait_for_port`` waits
+  until it answers; :meth:`Process.stop` stops it (SIGTERM to its process group, then SIGKILL).
+  Every process started through netns_kit is also stopped when netns_kit removes its namespace.
+- :func:`wait_for_port`: poll a TCP port from inside a namespace until it accepts a connection.
+- :class:`BandwidthLimit`: a ``tbf`` (or ``htb``) root qdisc on an interface, through rtnetlink
+  (``tc qdisc add dev IF root tbf rate ...``). Undo: the qdisc is deleted.
+- :class:`NetworkEmulation`: delay, jitter and loss with ``netem``, where the kernel has it; a
+  clear :class:`~netns_kit.errors.UnsupportedError` where it does not (sch_netem missing).
+
+Partitions between endpoints live in :mod:`netns_kit.chaos`.
+
+Each object can be used explicitly (``create()``/``remove()``, or ``start()``/``stop()``), as a
+context manager, or inside a :class:`~netns_kit.Transaction` (its undo is recorded).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import IO, Any, Literal
+
+from .errors import StateError, ValidationError
+from .journal import intent
+from .model import validate_ifname
+from .namespace import Namespace
+
+__all__ = [
+    "BandwidthLimit",
+    "NetworkEmulation",
+    "Process",
+    "parse_rate",
+    "wait_for_port",
+]
+
+TC_H_ROOT = 0xFFFFFFFF
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.I)
+_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9,
+               "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6, "gbps": 8 * 10**9}
+
+
+def parse_rate(rate: int | str) -> int:
+    """A rate in bits per second: an int, or a string like ``"10mbit"``, ``"512kbit"``, ``"1gbit"``.
+
+    Units follow tc: ``bit``, ``kbit``, ``mbit``, ``gbit`` (powers of 1000) and ``bps``, ``kbps``,
+    ``mbps``, ``gbps`` (bytes per second). Between 8 bit/s and 100 Gbit/s.
+    """
+    if isinstance(rate, bool):
+        raise ValidationError(f"rate {rate!r} must be bits per second or a string like '10mbit'", obj=repr(rate))
+    if isinstance(rate, int):
+        bits = rate
+    elif isinstance(rate, str) and (m := _RATE_RE.match(rate)):
+        bits = int(float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()])
+    else:
+        raise ValidationError(f"rate {rate!r} must be bits per second or a string like '10mbit'", obj=repr(rate))
+    if not 8 <= bits <= 100 * 10**9:
+        raise ValidationError(f"rate {rate!r} must be between 8 bit/s and 100gbit", obj=repr(rate))
+    return bits
+
+
+def _fmt_rate(bits: int) -> str:
+    for unit, size in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
+        if bits % size == 0:
+            return f"{bits // size}{unit}"
+    return f"{bits}bit"
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+
+def wait_for_port(
+    namespace: Namespace,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 10.0,
+    process: Process | None = None,
+) -> float:
+    """Wait until ``host:port`` accepts a TCP connection made from inside ``namespace``.
+
+    Returns the seconds waited. Raises :class:`TimeoutError` after ``timeout`` seconds, or
+    :class:`~netns_kit.errors.StateError` at once if ``process`` exits first (with its output).
+    Nothing is changed: it only connects.
+    """
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValidationError(f"port {port!r} must be an integer from 1 to 65535", obj=repr(port))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    start = time.monotonic()
+    delay = 0.005
+    while True:
+        if process is not None and not process.running:
+            raise StateError(f"process {process.argv[0]!r} exited with status {process.returncode} before "
+                             f"port {port} answered; output: {process.output()[-500:]!r}",
+                             obj=f"pid:{process.pid}", namespace=namespace.label, step="wait for port")
+        with namespace.enter():
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(0.5)
+        try:
+            sock.connect((host, port))
+            return time.monotonic() - start
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"port {host}:{port} in namespace {namespace.label!r} did not answer "
+                               f"within {timeout} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+class Process:
+    """A long-lived process (e.g. a server) running inside ``namespace``.
+
+    ``argv`` is a list (no shell). Its stdout and stderr go to a temporary file read by
+    :meth:`output`. It runs in a process group of its own, so :meth:`stop` also reaches the
+    children it forks. Kernel: none (``setns`` of the calling thread around ``fork``/``exec``).
+    Undo: :meth:`stop`; netns_kit also stops it when it removes the namespace.
+
+    ::
+
+        with Process(ns, ["python3", "-m", "http.server", "8000"]) as web:
+            web.wait_for_port(8000)
+            ...
+    """
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stop_timeout: float = 3.0,
+    ) -> None:
+        if isinstance(argv, str | bytes) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ValidationError("argv must be a non-empty list of str (no shell string)", obj=repr(argv))
+        self.namespace = namespace
+        self.argv = list(argv)
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.stop_timeout = stop_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise StateError("process was not started", obj=self.argv[0], namespace=self.namespace.label)
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    def start(self) -> Process:
+        """Start the process inside the namespace. Undo: :meth:`stop`."""
+        if self._proc is not None:
+            raise StateError("process was already started", obj=self.argv[0], namespace=self.namespace.label)
+        self._log = tempfile.TemporaryFile(prefix="netns-kit-proc-")  # noqa: SIM115 - lives with the process
+        with intent(f"stop process {self.argv[0]} in {self.namespace.label}", self.stop):
+            self._proc = self.namespace.popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                env=self.env, cwd=self.cwd, start_new_session=True)
+        return self
+
+    def wait_for_port(self, port: int, *, host: str = "127.0.0.1", timeout: float = 10.0) -> Process:
+        """Wait until ``host:port`` answers inside the namespace (see :func:`wait_for_port`)."""
+        wait_for_port(self.namespace, port, host=host, timeout=timeout, process=self)
+        return self
+
+    def output(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        if self._log is None:
+            return ""
+        self._log.flush()
+        return os.pread(self._log.fileno(), 1 << 20, 0).decode("utf-8", "replace")
+
+    def stop(self) -> int | None:
+        """Stop it (SIGTERM to its group, SIGKILL after ``stop_timeout``); its exit status. Idempotent."""
+        from . import _procs
+
+        if self._proc is None:
+            return None
+        return _procs.stop(self._proc, timeout=self.stop_timeout)
+
+    def __enter__(self) -> Process:
+        if self._proc is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "not started" if self._proc is None else ("running" if self.running else
+                                                          f"exited {self.returncode}")
+        return f"Process({self.argv!r} in {self.namespace.label!r}, {state})"
+
+
+# -- traffic control ------------------------------------------------------------------------------
+
+
+class _RootQdisc:
+    """Shared lifecycle: one root qdisc on (namespace, ifname), deleted by ifindex on remove."""
+
+    namespace: Namespace
+    ifname: str
+    _index: int | None
+    _removed: bool
+
+    def _init(self, namespace: Namespace | None, ifname: str) -> None:
+        self.namespace = namespace if namespace is not None else Namespace.current()
+        self.ifname = validate_ifname(ifname)
+        self._index = None
+        self._removed = False
+
+    @property
+    def created(self) -> bool:
+        return self._index is not None and not self._removed
+
+    def _install(self, sock: Any, index: int) -> None:
+        raise NotImplementedError
+
+    def create(self) -> _RootQdisc:
+        if self.created:
+            raise StateError("already created", obj=self.ifname, namespace=self.namespace.label)
+        link = self.namespace.link(self.ifname)
+        sock = self.namespace.rtnl()
+        index = link.index
+        with intent(f"delete root qdisc of {self.ifname} in {self.namespace.label}",
+                    lambda: sock.delete_qdisc(index, obj=self.ifname)):
+            self._install(sock, index)
+        self._index = index
+        self._removed = False
+        return self
+
+    def remove(self) -> None:
+        """Delete the root qdisc (the interface returns to its default). Idempotent."""
+        if self._index is None or self._removed:
+            return
+        self._removed = True
+        if not self.namespace.exists:
+            return
+        sock = self.namespace.rtnl()
+        current = sock.get_link(index=self._index)
+        if current is not None and current.name == self.ifname:
+            sock.delete_qdisc(self._index, obj=self.ifname)
+
+    def __enter__(self) -> _RootQdisc:
+        self.create()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+
+class BandwidthLimit(_RootQdisc):
+    """Limit the rate of traffic *leaving* ``ifname`` in ``namespace`` (default: the current one).
+
+    ``kind="tbf"`` (token bucket): ``tc qdisc add dev IF root tbf rate RATE burst B latency L``.
+    ``kind="htb"``: a root ``htb`` with one default class at ``rate`` (``ceil`` = rate).
+    To limit both directions of an endpoint, limit its ``eth0`` (uploads) and the host end of its
+    veth (downloads). Undo: the root qdisc is deleted.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        rate: int | str,
+        *,
+        namespace: Namespace | None = None,
+        kind: Literal["tbf", "htb"] = "tbf",
+        burst: int | None = None,
+        latency_ms: float = 50.0,
+    ) -> None:
+        self._init(namespace, ifname)
+        self.rate = parse_rate(rate)
+        if kind not in ("tbf", "htb"):
+            raise ValidationError(f"bandwidth limit kind {kind!r} must be 'tbf' or 'htb'", obj=repr(kind))
+        self.kind = kind
+        if burst is not None and (not isinstance(burst, int) or isinstance(burst, bool) or burst < 1600):
+            raise ValidationError(f"burst {burst!r} must be an integer of at least 1600 bytes", obj=repr(burst))
+        self.burst = burst if burst is not None else max(self.rate // 8 // 100, 16000)
+        if not isinstance(latency_ms, int | float) or not 0 < latency_ms <= 10_000:
+            raise ValidationError(f"latency_ms {latency_ms!r} must be between 0 and 10000", obj=repr(latency_ms))
+        self.latency_ms = float(latency_ms)
+
+    def _install(self, sock: Any, index: int) -> None:
+        rate = f"{self.rate}bit"
+        if self.kind == "tbf":
+            sock.add_qdisc(index, "tbf", options={"rate": rate, "burst": self.burst,
+                                                  "latency": f"{int(self.latency_ms * 1000)}us"},
+                           obj=self.ifname)
+            return
+        sock.add_qdisc(index, "htb", handle=0x10000, options={"default": 0x10}, obj=self.ifname)
+        sock.add_tclass(index, "htb", handle=0x10010, parent=0x10000,
+                        options={"rate": rate, "ceil": rate, "burst": self.burst, "cburst": self.burst},
+                        obj=self.ifname)
+
+    def create(self) -> BandwidthLimit:
+        """Install the limit (one root qdisc; for htb also its class). Undo: :meth:`remove`."""
+        super().create()
+        return self
+
+    def __enter__(self) -> BandwidthLimit:
+        self.create()
+        return self
+
+    def commands(self) -> list[str]:
+        """The equivalent ``tc`` command lines (for reading; netns_kit never runs them)."""
+        pre = f"ip netns exec {self.namespace.label} " if self.namespace.name else ""
+        rate = _fmt_rate(self.rate)
+        if self.kind == "tbf":
+            return [f"{pre}tc qdisc add dev {self.ifname} root tbf rate {rate} burst {self.burst} "
+                    f"latency {self.latency_ms:g}ms"]
+        return [f"{pre}tc qdisc add dev {self.ifname} root handle 1: htb default 10",
+                f"{pre}tc class add dev {self.ifname} parent 1: classid 1:10 htb rate {rate} ceil {rate}"]
+
+    def __repr__(self) -> str:
+        return f"BandwidthLimit({self.ifname!r}, {_fmt_rate(self.rate)!r}, kind={self.kind!r})"
+
+
+class NetworkEmulation(_RootQdisc):
+    """Delay, jitter and loss on traffic leaving ``ifname``, with the ``netem`` qdisc.
+
+    ``tc qdisc add dev IF root netem delay D jitter J loss L%``. Where the kernel has no
+    netem (module sch_netem missing, as on some cloud kernels), :meth:`create` raises
+    :class:`~netns_kit.errors.UnsupportedError` and changes nothing. Undo: the qdisc is deleted.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        namespace: Namespace | None = None,
+        delay_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        loss_percent: float = 0.0,
+    ) -> None:
+        self._init(namespace, ifname)
+        for what, value, high in (("delay_ms", delay_ms, 60_000), ("jitter_ms", jitter_ms, 60_000),
+                                  ("loss_percent", loss_percent, 100)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+                raise ValidationError(f"{what} {value!r} must be a number from 0 to {high}", obj=repr(value))
+        if jitter_ms and not delay_ms:
+            raise ValidationError("jitter_ms needs a delay_ms", obj=repr(jitter_ms))
+        self.delay_ms = float(delay_ms)
+        self.jitter_ms = float(jitter_ms)
+        self.loss_percent = float(loss_percent)
+
+    def _install(self, sock: Any, index: int) -> None:
+        sock.add_qdisc(index, "netem", options={
+            "delay": int(self.delay_ms * 1000), "jitter": int(self.jitter_ms * 1000),
+            "loss": self.loss_percent}, obj=self.ifname)
+
+    def create(self) -> NetworkEmulation:
+        """Install netem. UnsupportedError if the kernel lacks it. Undo: :meth:`remove`."""
+        super().create()
+        return self
+
+    def __enter__(self) -> NetworkEmulation:
+        self.create()
+        return self
+
+    def commands(self) -> list[str]:
+        """The equivalent ``tc`` command line (for reading; netns_kit never runs it)."""
+        pre = f"ip netns exec {self.namespace.label} " if self.namespace.name else ""
+        parts = [f"{pre}tc qdisc add dev {self.ifname} root netem"]
+        if self.delay_ms:
+            parts.append(f"delay {self.delay_ms:g}ms")
+        if self.jitter_ms:
+            parts.append(f"{self.jitter_ms:g}ms")
+        if self.loss_percent:
+            parts.append(f"loss {self.loss_percent:g}%")
+        return [" ".join(parts)]
+
+    def __repr__(self) -> str:
+        return (f"NetworkEmulation({self.ifname!r}, delay_ms={self.delay_ms:g}, jitter_ms={self.jitter_ms:g}, "
+                f"loss_percent={self.loss_percent:g})")

@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 PKGS="iproute2 nftables libnftables1 python3 python3-venv python3-pip util-linux procps iputils-ping
-      podman runc busybox-static uidmap mininet graphviz"
+      podman runc busybox-static uidmap mininet bridge-utils graphviz"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -23,5 +23,5 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 echo "setup.sh: ready (.venv, $(.venv/bin/python --version))"

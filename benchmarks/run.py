@@ -1,0 +1,287 @@
+"""Run every approach side by side and write the table and the plot.
+
+    bash scripts/sandbox.sh .venv/bin/python -m benchmarks.run            # N = 50, 200, 1000
+    bash scripts/sandbox.sh .venv/bin/python -m benchmarks.run --quick    # N = 20, one run, smoke test
+
+Each run of each approach happens in a fresh network namespace of its own (a worker process
+started under ``unshare --net``), which is checked for leftovers at the end. Runs of the
+approaches are interleaved (the order rotates) so that drift on the machine hits all of them.
+Figures: setup and teardown time per endpoint (median over runs), peak RSS of the worker
+process, its open file descriptors at the end of setup, and netns_kit's time divided by each
+other approach's time from the same invocation. Output: a table on stdout, a markdown file
+and a PNG plot (both under docs/ by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+LABELS = {
+    "netns_kit": "netns_kit",
+    "floor": "tuned floor",
+    "pyroute2": "pyroute2 idiomatic",
+    "shell": "shell recipe",
+    "mininet": "Mininet (no ports)",
+    "netns_kit_bulk": "netns_kit bulk (one call)",
+}
+MAIN = ["netns_kit", "floor", "pyroute2", "shell", "mininet"]
+EXTRAS = ["netns_kit_bulk", "netns_kit_rollback"]
+
+
+def interpreter(name: str) -> str | None:
+    if name != "mininet":
+        return sys.executable
+    ok = os.path.exists(DEBIAN_PYTHON) and subprocess.run(
+        [DEBIAN_PYTHON, "-c", "import mininet.net"], capture_output=True).returncode == 0
+    return DEBIAN_PYTHON if ok and shutil.which("brctl") else None
+
+
+def run_worker(name: str, n: int, python: str, timeout: float) -> dict[str, Any]:
+    cmd = ["unshare", "--net", "--", python, "-m", "benchmarks._worker", name, str(n)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{name} N={n} failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
+    return result
+
+
+@dataclass
+class Cell:
+    """All runs of one approach at one N."""
+
+    name: str
+    n: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def per_ep(self, key: str) -> float:
+        """Median over runs of ``key`` (seconds) per endpoint, in milliseconds."""
+        return float(statistics.median(float(r[key]) for r in self.runs)) * 1000 / self.n
+
+    @property
+    def rss_mib(self) -> float:
+        return max(float(r["peak_rss_kib"]) for r in self.runs) / 1024
+
+    @property
+    def fds(self) -> int:
+        return max(int(r["fds"]) for r in self.runs)
+
+    @property
+    def leftovers(self) -> list[str]:
+        return sorted({x for r in self.runs for x in r["leftovers"]})
+
+    @property
+    def note(self) -> str:
+        return str(self.runs[-1].get("note", ""))
+
+
+def fmt_ratio(ours: float, other: float) -> str:
+    return f"{ours / other:.2f}" if other > 0 else "-"
+
+
+def table(cells: dict[tuple[str, int], Cell], ns: list[int], names: list[str]) -> list[str]:
+    out = ["| N | approach | setup ms/ep | teardown ms/ep | peak RSS MiB | fds after setup | "
+           "netns_kit/it setup | netns_kit/it teardown | left behind |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for n in ns:
+        nk = cells.get(("netns_kit", n))
+        for name in names:
+            c = cells.get((name, n))
+            if c is None or not c.runs:
+                continue
+            s, t = c.per_ep("setup_s"), c.per_ep("teardown_s")
+            rs = fmt_ratio(nk.per_ep("setup_s"), s) if nk and name != "netns_kit" else ""
+            rt = fmt_ratio(nk.per_ep("teardown_s"), t) if nk and name != "netns_kit" else ""
+            left = ", ".join(c.leftovers) or "nothing"
+            out.append(f"| {n} | {LABELS.get(name, name)} | {s:.2f} | {t:.2f} | {c.rss_mib:.1f} | {c.fds} | "
+                       f"{rs} | {rt} | {left} |")
+    return out
+
+
+def targets(cells: dict[tuple[str, int], Cell], ns: list[int]) -> list[str]:
+    ref = 200 if 200 in ns else ns[-1]
+    rows = ["| target | measured | met |", "|---|---:|---|"]
+
+    def get(name: str, n: int, key: str) -> float | None:
+        c = cells.get((name, n))
+        return c.per_ep(key) if c and c.runs else None
+
+    def row(label: str, value: float | None, ok: bool | None, unit: str = "x") -> None:
+        shown = f"{value:.2f}{unit}" if value is not None else "n/a"
+        rows.append(f"| {label} | {shown} | {'n/a' if ok is None else ('yes' if ok else 'NO')} |")
+
+    nk_s, nk_t = get("netns_kit", ref, "setup_s"), get("netns_kit", ref, "teardown_s")
+    fl_s, fl_t = get("floor", ref, "setup_s"), get("floor", ref, "teardown_s")
+    mn_s, sh_s = get("mininet", ref, "setup_s"), get("shell", ref, "setup_s")
+    v = nk_s / fl_s if nk_s and fl_s else None
+    row(f"setup, netns_kit / tuned floor at N={ref} (<= 1.25)", v, None if v is None else v <= 1.25)
+    v = mn_s / nk_s if mn_s and nk_s else None
+    row(f"setup, Mininet / netns_kit at N={ref} (>= 5)", v, None if v is None else v >= 5)
+    v = sh_s / nk_s if sh_s and nk_s else None
+    row(f"setup, shell recipe / netns_kit at N={ref} (>= 6)", v, None if v is None else v >= 6)
+    v = nk_t / fl_t if nk_t and fl_t else None
+    row(f"teardown, netns_kit / tuned floor at N={ref} (<= 1.5)", v, None if v is None else v <= 1.5)
+    lo, hi = ns[0], ns[-1]
+    a, b = get("netns_kit", lo, "setup_s"), get("netns_kit", hi, "setup_s")
+    v = b / a if a and b and hi != lo else None
+    row(f"linear: netns_kit setup per endpoint, N={hi} / N={lo} (<= 1.5)", v, None if v is None else v <= 1.5)
+    c_lo, c_hi = cells.get(("netns_kit", lo)), cells.get(("netns_kit", hi))
+    if c_lo and c_hi and c_lo.runs and c_hi.runs:
+        rows.append(f"| fds: netns_kit at N={lo} and N={hi} (bounded) | {c_lo.fds} / {c_hi.fds} | "
+                    f"{'yes' if c_hi.fds <= c_lo.fds + 8 else 'NO'} |")
+        if hi != lo:
+            per = (c_hi.rss_mib - c_lo.rss_mib) * 1024 / (hi - lo)
+            rows.append(f"| memory per endpoint, netns_kit (peak RSS slope N={lo}..{hi}) | {per:.1f} KiB | - |")
+    return rows
+
+
+def plot(cells: dict[tuple[str, int], Cell], ns: list[int], names: list[str], path: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is missing (pip install -e '.[bench]'): no plot", file=sys.stderr)
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in ((axes[0], "setup_s", "setup"), (axes[1], "teardown_s", "teardown")):
+        for name in names:
+            pts = [(n, cells[(name, n)].per_ep(key)) for n in ns if (name, n) in cells and cells[(name, n)].runs]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABELS.get(name, name))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(ns)
+        ax.set_xticklabels([str(n) for n in ns])
+        ax.set_xlabel("endpoints (N)")
+        ax.set_ylabel("ms per endpoint (median)")
+        ax.set_title(f"{title} per endpoint")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("netns + veth + bridge port + address + default route + published port, per endpoint")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def extras_lines(extra: dict[str, dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    rb = extra.get("netns_kit_rollback")
+    if rb:
+        left = ", ".join(rb["leftovers"]) or "nothing"
+        out.append(f"- Rollback: a Transaction building {rb['n']} endpoints that fails at the end: build "
+                   f"{rb['build_s'] * 1000 / rb['n']:.2f} ms/ep, rollback {rb['rollback_s'] * 1000:.0f} ms in all "
+                   f"({rb['rollback_s'] * 1000 / rb['n']:.2f} ms/ep); undo steps run: {rb['undone']}; "
+                   f"left behind: {left}.")
+    bk = extra.get("netns_kit_bulk")
+    if bk:
+        left = ", ".join(bk["leftovers"]) or "nothing"
+        out.append(f"- Bulk: {bk['n']} endpoints in one call: setup {bk['setup_s'] * 1000 / bk['n']:.2f} ms/ep, "
+                   f"teardown {bk['teardown_s'] * 1000 / bk['n']:.2f} ms/ep; left behind: {left}.")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="N=20, one run, no plot unless --plot is given")
+    ap.add_argument("-n", "--sizes", type=int, nargs="+", help="endpoint counts (default 50 200 1000)")
+    ap.add_argument("--runs", type=int, help="runs per approach and N (default 5; 3 at N>=1000)")
+    ap.add_argument("--approaches", nargs="+", choices=MAIN, help="default: all (Mininet if installed)")
+    ap.add_argument("--no-extras", action="store_true", help="skip the rollback and bulk measurements")
+    ap.add_argument("--extras-n", type=int, default=200, help="N for rollback and bulk (default 200)")
+    ap.add_argument("--markdown", default=None, help="markdown output (default docs/benchmark-results.md)")
+    ap.add_argument("--plot", default=None, help="PNG output (default docs/benchmark.png)")
+    ap.add_argument("--json", default=None, help="also write every raw run as JSON here")
+    ap.add_argument("--settle", type=float, default=None, help="seconds to wait between runs (default 0.5)")
+    args = ap.parse_args(argv)
+
+    if os.environ.get("NETNS_KIT_SANDBOXED") != "1":
+        print("benchmarks.run must run inside the throwaway namespace: "
+              "bash scripts/sandbox.sh .venv/bin/python -m benchmarks.run", file=sys.stderr)
+        return 2
+    sizes = args.sizes or ([20] if args.quick else [50, 200, 1000])
+    sizes = sorted(set(sizes))
+    extras_n = min(args.extras_n, sizes[-1]) if args.quick else args.extras_n
+    settle = args.settle if args.settle is not None else (0.1 if args.quick else 0.5)
+    names = list(args.approaches or MAIN)
+    if "netns_kit" not in names:
+        names.insert(0, "netns_kit")
+    pythons: dict[str, str] = {}
+    for name in names:
+        py = interpreter(name)
+        if py is None:
+            print(f"skipping {name}: Debian's python3 with mininet and brctl are needed "
+                  "(bash scripts/setup.sh installs them)", file=sys.stderr)
+        else:
+            pythons[name] = py
+    names = [n for n in names if n in pythons]
+
+    cells: dict[tuple[str, int], Cell] = {}
+    started = time.monotonic()
+    for n in sizes:
+        runs = args.runs or (1 if args.quick else (3 if n >= 1000 else 5))
+        for rep in range(runs):
+            order = names[rep % len(names):] + names[:rep % len(names)]
+            for name in order:
+                res = run_worker(name, n, pythons[name], timeout=600 + 0.5 * n)
+                cells.setdefault((name, n), Cell(name, n)).runs.append(res)
+                print(f"  {name:>10} N={n:<5} run {rep + 1}/{runs}: setup {res['setup_s'] * 1000 / n:7.2f} ms/ep, "
+                      f"teardown {res['teardown_s'] * 1000 / n:6.2f} ms/ep", file=sys.stderr, flush=True)
+                time.sleep(settle)
+    extra: dict[str, dict[str, Any]] = {}
+    if not args.no_extras:
+        for name in EXTRAS:
+            try:
+                extra[name] = run_worker(name, extras_n, sys.executable, timeout=600 + extras_n)
+            except RuntimeError as exc:
+                if "ModuleNotFoundError" not in str(exc) or name != "netns_kit_bulk":
+                    raise
+                print("no bulk API in this checkout: skipping the bulk measurement", file=sys.stderr)
+            time.sleep(settle)
+    elapsed = time.monotonic() - started
+
+    cmdline = " ".join(["bash scripts/sandbox.sh .venv/bin/python -m benchmarks.run",
+                        *(argv if argv is not None else sys.argv[1:])])
+    lines = [f"Command: `{cmdline}`",
+             f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, kernel {os.uname().release}, "
+             f"{os.cpu_count()} CPUs, {elapsed:.0f} s in all. Medians over "
+             f"{', '.join(f'N={n}: {len(cells[(names[0], n)].runs)} runs' for n in sizes)}.", ""]
+    lines += table(cells, sizes, names)
+    lines += ["", "Targets (ratios from this run):", "", *targets(cells, sizes)]
+    notes = [f"- {LABELS.get(k, k)}: {cells[(k, sizes[0])].note}" for k in names]
+    lines += ["", "Notes:", "", *notes]
+    ex = extras_lines(extra)
+    if ex:
+        lines += ["", "Extras (netns_kit):", "", *ex]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    md = args.markdown or os.path.join(REPO, "docs", "benchmark-results.md")
+    if md != "-":
+        with open(md, "w", encoding="utf-8") as f:
+            f.write("# Benchmark results (generated by benchmarks/run.py)\n\n" + text)
+    plot_path = args.plot or (None if args.quick else os.path.join(REPO, "docs", "benchmark.png"))
+    if plot_path and plot(cells, sizes, names, plot_path):
+        print(f"plot: {plot_path}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"runs": [r for c in cells.values() for r in c.runs], "extras": extra}, f, indent=1)
+    bad = [c for c in cells.values() if c.leftovers] + [e for e in extra.values() if e["leftovers"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

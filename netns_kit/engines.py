@@ -97,8 +97,10 @@ class Engine:
             raise NotFoundError(f"{self.name} could not be run: {exc}", obj=ref, step="resolve container") from exc
         if proc.returncode != 0:
             detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise NotFoundError(f"{self.name} has no container {ref!r} ({detail})", obj=ref,
-                                step="resolve container")
+            if "no such container" in detail.lower() or "no such object" in detail.lower():
+                raise NotFoundError(f"{self.name} has no container {ref!r} ({detail})", obj=ref,
+                                    step="resolve container")
+            raise NotFoundError(f"{self.name} did not answer ({detail})", obj=ref, step="resolve container")
         fields = proc.stdout.split()
         try:
             pid = int(fields[0])

@@ -1,0 +1,172 @@
+"""Seam for libnftables: the only module that imports ``nftables``.
+
+A libnftables context keeps one netlink socket, bound to the network namespace of the thread
+that created it (measured: a context made in namespace A and used from a thread in B still
+changes A). So there is one context per namespace, created while the calling thread is inside
+it (``Namespace.enter``), cached by the namespace's identity in a small bounded cache, and
+dropped when its firewall goes away. Nothing is ever cached "for the default namespace".
+
+Each call runs one batch: libnftables sends it to the kernel as one transaction, applied
+entirely or not at all. Errors map to the most specific netns_kit error (``File exists`` ->
+:class:`AlreadyExistsError`, ``No such file or directory`` -> :class:`NotFoundError`, ...),
+naming the object, the namespace and the step. No decisions live here.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import json
+import os
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AlreadyExistsError,
+    KernelError,
+    NetnsKitError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnsupportedError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+
+__all__ = ["NftContext", "context_for", "drop_context"]
+
+Identity = tuple[int, int]
+
+_KNOWN_ERRNOS = (
+    _errno.EEXIST, _errno.ENOENT, _errno.EPERM, _errno.EACCES, _errno.EOPNOTSUPP, _errno.EPROTONOSUPPORT,
+    _errno.EAFNOSUPPORT, _errno.EINVAL, _errno.EBUSY, _errno.ENOSPC, _errno.ENOMEM, _errno.E2BIG,
+    _errno.ERANGE, _errno.ENOBUFS, _errno.ENFILE, _errno.EMFILE,
+)
+
+
+def _errno_of(text: str) -> int | None:
+    for err in _KNOWN_ERRNOS:
+        if os.strerror(err) in text:
+            return err
+    return None
+
+
+def map_error(text: str, *, obj: str | None, namespace: str | None, step: str) -> NetnsKitError:
+    """Turn a libnftables error buffer into the most specific netns_kit error."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    summary = "; ".join(dict.fromkeys(ln.split("Error: ", 1)[-1] for ln in lines))[:500] or "nft batch failed"
+    err = _errno_of(text)
+    kw: dict[str, Any] = {"obj": obj, "namespace": namespace, "step": step, "errno": err}
+    message = f"nftables: {summary}"
+    if err == _errno.EEXIST:
+        return AlreadyExistsError(message, **kw)
+    if err == _errno.ENOENT:
+        return NotFoundError(message, **kw)
+    if err in (_errno.EPERM, _errno.EACCES):
+        return PermissionDeniedError(message, **kw)
+    if err in (_errno.EOPNOTSUPP, _errno.EPROTONOSUPPORT, _errno.EAFNOSUPPORT):
+        return UnsupportedError(message + " (the kernel lacks an nftables feature netns_kit needs)", **kw)
+    if err is None and ("syntax error" in text or "Invalid" in text or "Parsing command" in text):
+        return ValidationError(message, **kw)
+    return KernelError(message, **kw)
+
+
+class NftContext:
+    """One libnftables context bound to one network namespace. Thread-safe (one call at a time)."""
+
+    def __init__(self, ns: Namespace) -> None:
+        try:
+            import nftables
+        except ImportError as exc:  # pragma: no cover - dependency missing
+            raise UnsupportedError("the libnftables Python binding (oxl-libnftables) is not installed",
+                                   namespace=ns.label, step="open nftables") from exc
+        self.label = ns.label
+        self.identity = ns.identity
+        with ns.enter():
+            try:
+                ctx: Any = nftables.Nftables()
+            except OSError as exc:
+                raise UnsupportedError(f"libnftables could not be loaded: {exc}", namespace=ns.label,
+                                       step="open nftables") from exc
+        self._ctx = ctx
+        self._lock = threading.Lock()
+
+    def run_json(self, commands: list[dict[str, Any]], *, obj: str | None, step: str) -> list[dict[str, Any]]:
+        """Run ``commands`` as one batch (one kernel transaction). Returns the JSON output objects."""
+        if not commands:
+            return []
+        with self._lock:
+            rc, out, err = self._ctx.json_cmd({"nftables": commands})
+        if rc != 0:
+            raise map_error(str(err), obj=obj, namespace=self.label, step=step)
+        if isinstance(out, dict):
+            items = out.get("nftables", [])
+            return [i for i in items if isinstance(i, dict)]
+        return []
+
+    def run_text(self, script: str, *, obj: str | None, step: str) -> str:
+        """Run a constant nft script (never built from caller data) as one batch; returns its output."""
+        with self._lock:
+            was_json = self._ctx.set_json_output(False)
+            try:
+                rc, out, err = self._ctx.cmd(script)
+            finally:
+                self._ctx.set_json_output(was_json)
+        if rc != 0:
+            raise map_error(str(err), obj=obj, namespace=self.label, step=step)
+        return str(out)
+
+    def list_table(self, family: str, table: str, *, step: str) -> list[dict[str, Any]] | None:
+        """The table's objects as libnftables JSON, or None if it does not exist."""
+        try:
+            return self.run_json([{"list": {"table": {"family": family, "name": table}}}],
+                                 obj=f"table {family} {table}", step=step)
+        except NotFoundError:
+            return None
+
+    def table_text(self, family: str, table: str, *, step: str) -> str | None:
+        """``nft list table`` output for the table, or None if it does not exist."""
+        try:
+            return self.run_text(f"list table {family} {table}", obj=f"table {family} {table}", step=step)
+        except NotFoundError:
+            return None
+
+    def list_ruleset_json(self, *, step: str) -> list[dict[str, Any]]:
+        """Every table and chain (no rules' expressions are needed by callers, but they come along)."""
+        return self.run_json([{"list": {"chains": {}}}], obj="ruleset", step=step)
+
+
+_cache: OrderedDict[Identity, NftContext] = OrderedDict()
+_cache_lock = threading.Lock()
+CACHE_SIZE = 16
+
+
+def context_for(ns: Namespace) -> NftContext:
+    """The cached libnftables context of ``ns`` (created inside ``ns`` on first use)."""
+    ident = ns.identity
+    with _cache_lock:
+        ctx = _cache.get(ident)
+        if ctx is not None:
+            _cache.move_to_end(ident)
+            return ctx
+    ctx = NftContext(ns)
+    with _cache_lock:
+        old = _cache.get(ident)
+        if old is not None:
+            return old
+        _cache[ident] = ctx
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return ctx
+
+
+def drop_context(identity: Identity) -> None:
+    """Forget the context of a namespace (its socket closes when the context is freed)."""
+    with _cache_lock:
+        _cache.pop(identity, None)
+
+
+def dumps(commands: list[dict[str, Any]]) -> str:
+    """The batch as libnftables would receive it (for logs and error messages)."""
+    return json.dumps({"nftables": commands})

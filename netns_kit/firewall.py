@@ -1,0 +1,554 @@
+"""The host's firewall and NAT for netns_kit networks: one owned nft table, data in sets and maps.
+
+:class:`Firewall` (one per host namespace: :meth:`Firewall.for_namespace`) keeps everything in
+``table inet netns_kit`` (see :mod:`netns_kit.nftables_render` for its sets, maps and fixed
+rules). It never flushes the ruleset and never reads or edits another table's rules (it only
+lists other tables' base chains to warn about a ``policy drop`` on the forward hook).
+
+What each call does to the kernel, and how it is undone:
+
+- :meth:`Firewall.attach_network` (undo: :meth:`Firewall.detach_network`): creates the table on
+  first use (one transaction, with all its fixed rules), adds the network's elements (bridge,
+  icc, internal, masquerade) in one batch, sets ``net.ipv4.conf.BRIDGE.route_localnet=1`` (for
+  ports published to 127.0.0.1; the table's ``guard`` chain drops 127.0.0.0/8 arriving from
+  bridges) and turns IP forwarding on for the families that need it.
+- :meth:`Firewall.publish` (undo: :meth:`Firewall.unpublish`): one batch that creates the dnat
+  map elements (one per host port) and, for the first port of a container, its hairpin element.
+- :meth:`Firewall.detach_network`: one batch removing the network's elements and those of every
+  port still published on it; route_localnet and forwarding go back to what they were before
+  netns_kit changed them (forwarding is reference-counted over networks). When nothing is left,
+  the table is deleted (only if no element of anyone else's remains in it).
+
+Errors from libnftables arrive as netns_kit errors naming the object, namespace and step;
+a port that is already published (by anyone) raises :class:`AlreadyExistsError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _nft
+from . import nftables_render as render
+from .errors import AlreadyExistsError, NotFoundError, OwnershipError, ValidationError
+from .journal import record
+from .model import IPNet, parse_network, validate_ifname
+from .namespace import Namespace
+from .nat import PublishedPort
+
+__all__ = ["ACCEPT_MARK", "Firewall", "NetworkPolicy"]
+
+log = logging.getLogger("netns_kit")
+
+ACCEPT_MARK = render.ACCEPT_MARK
+Identity = tuple[int, int]
+
+_FORWARDING = {4: "net/ipv4/ip_forward", 6: "net/ipv6/conf/all/forwarding"}
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """How the firewall treats one bridge network.
+
+    - ``bridge``: the bridge interface in the host namespace;
+    - ``subnets``: its IPv4 and/or IPv6 subnets (strings are parsed);
+    - ``internal``: no way out: forwarding to and from other interfaces is dropped, no masquerade;
+    - ``icc``: inter-container communication on the bridge (off: peers cannot reach each other);
+    - ``masquerade``: source NAT for traffic of the subnets leaving through another interface.
+    """
+
+    bridge: str
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    internal: bool = False
+    icc: bool = True
+    masquerade: bool = True
+
+    def __post_init__(self) -> None:
+        validate_ifname(self.bridge, what="bridge name")
+        if isinstance(self.subnets, str | ipaddress.IPv4Network | ipaddress.IPv6Network):
+            raise ValidationError("subnets must be a sequence of networks, not a single one", obj=self.bridge)
+        nets: list[IPNet] = [parse_network(s) for s in self.subnets]
+        for i, a in enumerate(nets):
+            for b in nets[i + 1:]:
+                if a.version == b.version and a.overlaps(b):
+                    raise ValidationError(f"subnets {a} and {b} overlap", obj=self.bridge)
+        for flag in ("internal", "icc", "masquerade"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValidationError(f"{flag} must be a bool", obj=self.bridge)
+        object.__setattr__(self, "subnets", tuple(nets))
+
+    @property
+    def masquerades(self) -> bool:
+        """True if the subnets are masqueraded (``masquerade`` and not ``internal``)."""
+        return self.masquerade and not self.internal
+
+    def families(self) -> set[int]:
+        return {n.version for n in self.subnets}
+
+
+class Firewall:
+    """netns_kit's NAT and filtering in one host namespace (get it with :meth:`for_namespace`)."""
+
+    ACCEPT_MARK = ACCEPT_MARK
+
+    _registry: dict[Identity, Firewall] = {}  # noqa: RUF012 - class-level registry on purpose
+    _registry_lock = threading.Lock()
+
+    def __init__(self, ns: Namespace) -> None:
+        self.namespace = ns
+        self._lock = threading.RLock()
+        self._networks: dict[str, NetworkPolicy] = {}
+        self._ports: dict[PublishedPort, None] = {}
+        self._keys: dict[tuple[int, str, int], dict[str | None, PublishedPort]] = {}
+        self._masq: dict[IPNet, str | None] = {}
+        self._table = False
+        self._saved_forwarding: dict[int, str] = {}
+        self._saved_localnet: dict[str, str] = {}
+
+    @classmethod
+    def for_namespace(cls, ns: Namespace | None = None) -> Firewall:
+        """The firewall of host namespace ``ns`` (default: the calling thread's). One per namespace."""
+        ns = ns if ns is not None else Namespace.current()
+        ident = ns.identity
+        with cls._registry_lock:
+            fw = cls._registry.get(ident)
+            if fw is None:
+                fw = cls(ns)
+                cls._registry[ident] = fw
+            return fw
+
+    def __repr__(self) -> str:
+        return (f"Firewall({self.namespace.label!r}, networks={sorted(self._networks)}, "
+                f"ports={len(self._ports)})")
+
+    # -- introspection of our own state ------------------------------------------------------------
+
+    @property
+    def networks(self) -> dict[str, NetworkPolicy]:
+        return dict(self._networks)
+
+    @property
+    def published(self) -> list[PublishedPort]:
+        return list(self._ports)
+
+    def _ctx(self) -> _nft.NftContext:
+        return _nft.context_for(self.namespace)
+
+    # -- the table ------------------------------------------------------------------------------
+
+    def _ensure_table(self) -> None:
+        if self._table:
+            return
+        ctx = self._ctx()
+        script = f"create table {render.FAMILY} {render.TABLE}\n" + render.skeleton_text()
+        try:
+            ctx.run_text(script, obj=f"table {render.FAMILY} {render.TABLE}", step="create firewall table")
+        except AlreadyExistsError:
+            objs = ctx.list_table(render.FAMILY, render.TABLE, step="inspect existing table")
+            comment = next((o["table"].get("comment") for o in objs or [] if "table" in o), None)
+            if comment != render.TABLE_COMMENT:
+                raise OwnershipError(
+                    f"table {render.FAMILY} {render.TABLE} exists but was not made by this version of netns_kit "
+                    f"(comment {comment!r}); delete it or leave netns_kit out", obj=render.TABLE,
+                    namespace=self.namespace.label, step="create firewall table") from None
+            log.info("reusing existing table %s %s in %s", render.FAMILY, render.TABLE, self.namespace.label)
+        self._table = True
+        self._warn_foreign_drop()
+
+    def _warn_foreign_drop(self) -> None:
+        for desc in self.foreign_drop_policies():
+            log.warning(
+                "%s in namespace %s drops forwarded packets that netns_kit accepts; add "
+                "'meta mark & %#010x == %#010x accept' to it (see docs/nat.md)",
+                desc, self.namespace.label, ACCEPT_MARK, ACCEPT_MARK)
+
+    def foreign_drop_policies(self) -> list[str]:
+        """Other tables' forward base chains with ``policy drop`` (they drop what netns_kit accepts).
+
+        Only lists chains; never reads or changes their rules.
+        """
+        out = []
+        for o in self._ctx().run_json([{"list": {"chains": None}}], obj="chains", step="list chains"):
+            ch = o.get("chain")
+            if not ch or (ch.get("table") == render.TABLE and ch.get("family") == render.FAMILY):
+                continue
+            if ch.get("hook") == "forward" and ch.get("policy") == "drop":
+                out.append(f"chain {ch.get('family')} {ch.get('table')} {ch.get('name')} (policy drop)")
+        return out
+
+    def _maybe_drop_table(self) -> None:
+        """Delete our table if nothing of ours is left and no element of anyone else is in it."""
+        if self._networks or self._ports or self._masq:
+            return
+        ctx = self._ctx()
+        if self._table:
+            objs = ctx.list_table(render.FAMILY, render.TABLE, step="inspect table before delete") or []
+            leftovers = [o for o in objs for kind in ("set", "map") if kind in o and o[kind].get("elem")]
+            if leftovers:
+                log.info("keeping table %s: it holds elements netns_kit did not add here", render.TABLE)
+            else:
+                with contextlib.suppress(NotFoundError):
+                    ctx.run_json([render.delete_table()], obj=f"table {render.FAMILY} {render.TABLE}",
+                                 step="delete firewall table")
+            self._table = False
+        with self._registry_lock:
+            if self._registry.get(self.namespace.identity) is self:
+                del self._registry[self.namespace.identity]
+        _nft.drop_context(self.namespace.identity)
+
+    def _delete_elements(self, elements: render.Elements, *, obj: str, step: str) -> None:
+        """Delete elements in one batch; if some are already gone, delete the rest one by one."""
+        ctx = self._ctx()
+        try:
+            ctx.run_json(render.element_cmds("delete", elements), obj=obj, step=step)
+            return
+        except NotFoundError:
+            pass
+        for name, elems in elements.items():
+            for e in elems:
+                with contextlib.suppress(NotFoundError):
+                    ctx.run_json(render.element_cmds("delete", {name: [e]}), obj=obj, step=step)
+
+    # -- sysctls --------------------------------------------------------------------------------
+
+    def _sysctl(self, rel: str, value: str | None = None) -> str | None:
+        """Read (and with ``value`` write) /proc/sys/REL in the host namespace; None if absent."""
+        path = os.path.join("/proc/sys", rel)
+        with self.namespace.enter():
+            try:
+                with open(path, encoding="ascii") as f:
+                    old = f.read().strip()
+                if value is not None and value != old:
+                    with open(path, "w", encoding="ascii") as f:
+                        f.write(value)
+            except FileNotFoundError:
+                return None
+        return old
+
+    def _sync_forwarding(self) -> None:
+        need: set[int] = set()
+        for pol in self._networks.values():
+            if not pol.internal:
+                need |= pol.families()
+        need |= {n.version for n in self._masq}
+        need |= {p.family for p in self._ports}
+        for v, rel in _FORWARDING.items():
+            if v in need and v not in self._saved_forwarding:
+                old = self._sysctl(rel, "1")
+                if old is not None:
+                    self._saved_forwarding[v] = old
+            elif v not in need and v in self._saved_forwarding:
+                self._sysctl(rel, self._saved_forwarding.pop(v))
+
+    def _localnet_rel(self, bridge: str) -> str:
+        return f"net/ipv4/conf/{bridge}/route_localnet"
+
+    # -- networks --------------------------------------------------------------------------------
+
+    def attach_network(self, policy: NetworkPolicy) -> None:
+        """Apply ``policy`` to its bridge: one nft batch, route_localnet, forwarding. Journaled.
+
+        Raises AlreadyExistsError if the bridge is attached already or a subnet is masqueraded
+        already, NotFoundError if the bridge does not exist in the namespace.
+        """
+        if not isinstance(policy, NetworkPolicy):
+            raise ValidationError(f"expected a NetworkPolicy, got {type(policy).__name__}", obj=repr(policy))
+        ns = self.namespace
+        with self._lock:
+            if policy.bridge in self._networks:
+                raise AlreadyExistsError(f"bridge {policy.bridge!r} is already attached", obj=policy.bridge,
+                                         namespace=ns.label, step="attach network")
+            for other in self._networks.values():
+                for a in policy.subnets:
+                    for b in other.subnets:
+                        if a.version == b.version and a.overlaps(b):
+                            raise AlreadyExistsError(
+                                f"subnet {a} overlaps {b} of bridge {other.bridge!r}", obj=policy.bridge,
+                                namespace=ns.label, step="attach network")
+            if policy.masquerades:
+                for a in policy.subnets:
+                    if a in self._masq:
+                        raise AlreadyExistsError(f"subnet {a} is masqueraded already", obj=policy.bridge,
+                                                 namespace=ns.label, step="attach network")
+            if not ns.has_link(policy.bridge):
+                raise NotFoundError(f"bridge {policy.bridge!r} does not exist", obj=policy.bridge,
+                                    namespace=ns.label, step="attach network")
+            elements = render.network_elements(policy.bridge, policy.subnets, internal=policy.internal,
+                                               icc=policy.icc, masquerade=policy.masquerade)
+            created_table = not self._table
+            self._ensure_table()
+            self._networks[policy.bridge] = policy
+            try:
+                self._ctx().run_json(render.element_cmds("add", elements), obj=f"network {policy.bridge}",
+                                     step="attach network")
+                if 4 in policy.families():
+                    old = self._sysctl(self._localnet_rel(policy.bridge), "1")
+                    if old is not None:
+                        self._saved_localnet[policy.bridge] = old
+                self._sync_forwarding()
+            except BaseException:
+                try:
+                    self._detach(policy.bridge)
+                except Exception as undo_exc:  # pragma: no cover - reported, original error wins
+                    log.warning("undo of failed attach of %s also failed: %s", policy.bridge, undo_exc)
+                if created_table:
+                    self._maybe_drop_table()
+                raise
+        record(f"detach network {policy.bridge} from firewall in {ns.label}",
+               lambda: self.detach_network(policy.bridge))
+
+    def detach_network(self, bridge: str) -> None:
+        """Remove the network's elements and its published ports (one batch); restore sysctls. Idempotent."""
+        with self._lock:
+            self._detach(bridge)
+            self._maybe_drop_table()
+
+    def _detach(self, bridge: str) -> None:
+        policy = self._networks.get(bridge)
+        if policy is None:
+            return
+        ports = [p for p in self._ports if p.bridge == bridge]
+        elements = render.network_elements(policy.bridge, policy.subnets, internal=policy.internal,
+                                           icc=policy.icc, masquerade=policy.masquerade)
+        remaining = [p for p in self._ports if p.bridge != bridge]
+        parts = [elements, *(render.port_elements(p) for p in ports)]
+        parts += [render.hairpin_elements(ip) for ip in {p.container_ip for p in ports}
+                  if not any(r.container_ip == ip for r in remaining)]
+        if self._table:
+            self._delete_elements(render.merged(parts), obj=f"network {bridge}", step="detach network")
+        for p in ports:
+            self._forget_port(p)
+        del self._networks[bridge]
+        old = self._saved_localnet.pop(bridge, None)
+        if old is not None:
+            self._sysctl(self._localnet_rel(bridge), old)
+        self._sync_forwarding()
+
+    # -- masquerade (standalone NatRule) -----------------------------------------------------------
+
+    def add_masquerade(self, subnet: str | IPNet, *, bridge: str | None = None) -> None:
+        """Masquerade ``subnet`` when it leaves through any interface but ``bridge``. Journaled."""
+        net = parse_network(subnet)
+        if bridge is not None:
+            validate_ifname(bridge, what="bridge name")
+        with self._lock:
+            taken = net in self._masq or any(
+                net in pol.subnets for pol in self._networks.values() if pol.masquerades)
+            if taken:
+                raise AlreadyExistsError(f"subnet {net} is masqueraded already", obj=str(net),
+                                         namespace=self.namespace.label, step="add masquerade")
+            created_table = not self._table
+            self._ensure_table()
+            try:
+                self._ctx().run_json(render.element_cmds("add", render.masquerade_elements(net, bridge)),
+                                     obj=f"masquerade {net}", step="add masquerade")
+            except BaseException:
+                if created_table:
+                    self._maybe_drop_table()
+                raise
+            self._masq[net] = bridge
+            self._sync_forwarding()
+        record(f"remove masquerade {net} in {self.namespace.label}", lambda: self.remove_masquerade(net))
+
+    def remove_masquerade(self, subnet: str | IPNet) -> None:
+        """Undo :meth:`add_masquerade`. Idempotent."""
+        net = parse_network(subnet)
+        with self._lock:
+            if net not in self._masq:
+                return
+            bridge = self._masq.pop(net)
+            if self._table:
+                self._delete_elements(render.masquerade_elements(net, bridge), obj=f"masquerade {net}",
+                                      step="remove masquerade")
+            self._sync_forwarding()
+            self._maybe_drop_table()
+
+    # -- published ports ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _port_keys(port: PublishedPort) -> list[tuple[int, str, int]]:
+        return [(port.family, port.proto, hp) for hp, _ in port.pairs()]
+
+    def _conflict(self, port: PublishedPort) -> PublishedPort | None:
+        """An existing publication that would take a host port of ``port`` (same family and protocol).
+
+        Every-address and one-address publications of the same port conflict, as sockets would.
+        """
+        for key in self._port_keys(port):
+            taken = self._keys.get(key)
+            if not taken:
+                continue
+            if port.host_ip is None:
+                return next(iter(taken.values()))
+            hit = taken.get(port.host_ip) or taken.get(None)
+            if hit is not None:
+                return hit
+        return None
+
+    def _forget_port(self, port: PublishedPort) -> None:
+        self._ports.pop(port, None)
+        for key in self._port_keys(port):
+            taken = self._keys.get(key)
+            if taken is not None and taken.get(port.host_ip) == port:
+                del taken[port.host_ip]
+                if not taken:
+                    del self._keys[key]
+
+    def publish(self, port: PublishedPort) -> None:
+        """Publish ``port``: one batch creating its dnat elements (and hairpin). Journaled.
+
+        The bridge must be attached (:meth:`attach_network`) and the container address inside one of
+        its subnets. A host port already published (by this firewall or found in the kernel's map)
+        raises AlreadyExistsError and changes nothing.
+        """
+        if not isinstance(port, PublishedPort):
+            raise ValidationError(f"expected a PublishedPort, got {type(port).__name__}", obj=repr(port))
+        ns = self.namespace
+        with self._lock:
+            policy = self._networks.get(port.bridge)
+            if policy is None:
+                raise ValidationError(
+                    f"bridge {port.bridge!r} is not attached to the firewall; attach_network() it first",
+                    obj=port.spec, namespace=ns.label, step="publish port")
+            if policy.subnets and not any(port.container_address in n for n in policy.subnets):
+                raise ValidationError(
+                    f"container address {port.container_ip} is not in any subnet of bridge {port.bridge!r} "
+                    f"({', '.join(map(str, policy.subnets))})", obj=port.spec, namespace=ns.label,
+                    step="publish port")
+            if port in self._ports:
+                raise AlreadyExistsError(f"{port.spec} is already published", obj=port.spec, namespace=ns.label,
+                                         step="publish port")
+            clash = self._conflict(port)
+            if clash is not None:
+                raise AlreadyExistsError(f"host port of {port.spec} is already published as {clash.spec}",
+                                         obj=port.spec, namespace=ns.label, step="publish port")
+            cmds = render.element_cmds("create", render.port_elements(port))
+            if not any(p.container_ip == port.container_ip for p in self._ports):
+                cmds += render.element_cmds("add", render.hairpin_elements(port.container_ip))
+            self._ensure_table()
+            self._ctx().run_json(cmds, obj=f"published port {port.spec}", step="publish port")
+            self._ports[port] = None
+            for key in self._port_keys(port):
+                self._keys.setdefault(key, {})[port.host_ip] = port
+            self._sync_forwarding()
+        record(f"unpublish {port.spec} in {ns.label}", lambda: self.unpublish(port))
+
+    def unpublish(self, port: PublishedPort) -> None:
+        """Delete the dnat elements of ``port`` (one batch). Idempotent."""
+        with self._lock:
+            if port not in self._ports:
+                return
+            self._forget_port(port)
+            elements = render.port_elements(port)
+            if not any(p.container_ip == port.container_ip for p in self._ports):
+                elements = render.merged([elements, render.hairpin_elements(port.container_ip)])
+            if self._table:
+                self._delete_elements(elements, obj=f"published port {port.spec}", step="unpublish port")
+            self._sync_forwarding()
+            self._maybe_drop_table()
+
+    # -- inspection -------------------------------------------------------------------------------
+
+    def describe(self, *, rules: bool = False) -> str:
+        """A readable view of netns_kit's NAT and filter state, read back from the kernel.
+
+        The equivalent of ``iptables -t nat -nL`` for what netns_kit installed (its own table only).
+        ``rules=True`` appends the table as ``nft list table`` prints it.
+        """
+        ctx = self._ctx()
+        objs = ctx.list_table(render.FAMILY, render.TABLE, step="describe firewall")
+        head = f"netns_kit firewall in namespace {self.namespace.label!r}"
+        if objs is None:
+            return f"{head}: no table (nothing attached)"
+        sets: dict[str, list[Any]] = {}
+        for o in objs:
+            for kind in ("set", "map"):
+                if kind in o:
+                    sets[o[kind]["name"]] = list(o[kind].get("elem", []))
+        lines = [f"{head}: table {render.FAMILY} {render.TABLE}", "",
+                 "Networks (chain forward, priority -10; accepted packets get mark "
+                 f"{ACCEPT_MARK:#010x})",
+                 f"  {'bridge':<16}{'icc':<6}{'internal':<10}subnets"]
+        icc = {_fmt(e).split(" . ")[0] for e in sets.get("icc", [])}
+        internal = {_fmt(e) for e in sets.get("internal", [])}
+        for br in sorted(_fmt(e) for e in sets.get("bridges", [])):
+            pol = self._networks.get(br)
+            subnets = ", ".join(map(str, pol.subnets)) if pol else "?"
+            lines.append(f"  {br:<16}{'yes' if br in icc else 'no':<6}{'yes' if br in internal else 'no':<10}"
+                         f"{subnets}")
+        lines += ["", "Chain POSTROUTING (nat)", f"  {'target':<12}{'prot':<6}{'source':<28}destination"]
+        lines.append(f"  {'MASQUERADE':<12}{'all':<6}{'127.0.0.0/8':<28}out: any attached bridge")
+        for v in (4, 6):
+            for e in sets.get(f"hairpin{v}", []):
+                a = _fmt(e).split(" . ")[0]
+                lines.append(f"  {'MASQUERADE':<12}{'all':<6}{a:<28}{a} (to its own published port)")
+            skip: dict[str, list[str]] = {}
+            for e in sets.get(f"masq{v}_skip", []):
+                net, br = _fmt(e).split(" . ")
+                skip.setdefault(net, []).append(br)
+            for e in sets.get(f"masq{v}", []):
+                net = _fmt(e)
+                out = "out: not " + ",".join(skip[net]) if net in skip else "out: any"
+                lines.append(f"  {'MASQUERADE':<12}{'all':<6}{net:<28}{out}")
+        lines += ["", "Chain DNAT (nat prerouting + output)",
+                  f"  {'target':<12}{'prot':<6}{'host address':<28}{'dport':<8}to"]
+        rows: list[tuple[str, str, int, list[str]]] = []
+        for v in (4, 6):
+            anyaddr = "0.0.0.0/0" if v == 4 else "::/0"
+            for key, value in _map_items(sets.get(f"dnat{v}", [])):
+                rows.append((key[0], anyaddr, int(key[1]), value))
+            for key, value in _map_items(sets.get(f"dnat{v}_addr", [])):
+                rows.append((key[1], key[0], int(key[2]), value))
+        for proto, addr, hport, value in sorted(rows, key=lambda r: (r[1], r[0], r[2])):
+            ip, cport = value
+            to = f"[{ip}]:{cport}" if ":" in ip else f"{ip}:{cport}"
+            lines.append(f"  {'DNAT':<12}{proto:<6}{addr:<28}{hport:<8}{to}")
+        foreign = self.foreign_drop_policies()
+        if foreign:
+            lines += ["", "Warning: other tables drop forwarded packets netns_kit accepts; add "
+                      f"'meta mark & {ACCEPT_MARK:#010x} == {ACCEPT_MARK:#010x} accept' to:"]
+            lines += [f"  {d}" for d in foreign]
+        if rules:
+            text = ctx.table_text(render.FAMILY, render.TABLE, step="describe firewall") or ""
+            lines += ["", text.rstrip()]
+        return "\n".join(lines)
+
+
+def _fmt(x: Any) -> str:
+    """Render a libnftables JSON element value compactly (prefix, range, concat, plain)."""
+    if isinstance(x, dict):
+        if "elem" in x:
+            return _fmt(x["elem"].get("val"))
+        if "prefix" in x:
+            return f"{x['prefix']['addr']}/{x['prefix']['len']}"
+        if "range" in x:
+            lo, hi = x["range"]
+            return f"{_fmt(lo)}-{_fmt(hi)}"
+        if "concat" in x:
+            return " . ".join(_fmt(p) for p in x["concat"])
+        return str(x)
+    if isinstance(x, list):
+        return " : ".join(_fmt(p) for p in x)
+    return str(x)
+
+
+def _parts(x: Any) -> list[str]:
+    if isinstance(x, dict) and "elem" in x:
+        x = x["elem"].get("val")
+    if isinstance(x, dict) and "concat" in x:
+        return [_fmt(p) for p in x["concat"]]
+    return [_fmt(x)]
+
+
+def _map_items(elems: Sequence[Any]) -> list[tuple[list[str], list[str]]]:
+    out = []
+    for e in elems:
+        if isinstance(e, list) and len(e) == 2:
+            out.append((_parts(e[0]), _parts(e[1])))
+    return out

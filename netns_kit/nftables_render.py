@@ -1,0 +1,213 @@
+"""Pure rendering of netns_kit's nftables state as libnftables JSON commands (no kernel, no root).
+
+Everything netns_kit puts in the kernel lives in one table, ``table inet netns_kit``, whose
+rules are fixed: they never change after the table is made. What varies (networks, published
+ports, masqueraded subnets) is data, kept as elements of the sets and maps below, so a
+packet's lookup and the cost of adding an entry do not grow with the number of entries
+(moby#53466 is the counter-example: one rule per port)::
+
+    set  bridges      ifname                      every attached bridge
+    set  icc          ifname . ifname             "br . br" for bridges with inter-container traffic on
+    set  internal     ifname                      bridges with no way out
+    set  masq4/6      ipv4/6 subnet (interval)    sources to masquerade ...
+    set  masq4/6_skip subnet . ifname (interval)  ... except when leaving through their own bridge
+    set  hairpin4/6   addr . addr                 "c . c": a container reaching its own published port
+    map  dnat4/6      proto . port -> addr . port              ports published on every address
+    map  dnat4/6_addr addr . proto . port -> addr . port       ports published on one address
+
+    chain guard        filter prerouting -300  drop 127.0.0.0/8 arriving on a bridge (route_localnet)
+    chain prerouting   nat prerouting -100     DNAT (never for 127.0.0.0/8: moby#41872)
+    chain output       nat output -100         DNAT of the host's own connections (incl. 127.0.0.1)
+    chain postrouting  nat postrouting 100     masquerade: 127.0.0.0/8 -> bridge, hairpin, subnets
+    chain forward      filter forward -10      icc, isolation, internal, published ports;
+                                               packets it accepts get ``meta mark | ACCEPT_MARK``
+
+Every command built here is a plain dict ready for ``{"nftables": [...]}``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from .model import IPNet
+
+if TYPE_CHECKING:
+    from .nat import PublishedPort
+
+__all__ = [
+    "ACCEPT_MARK",
+    "FAMILY",
+    "TABLE",
+    "TABLE_COMMENT",
+    "Cmd",
+    "delete_table",
+    "element_cmds",
+    "hairpin_elements",
+    "masquerade_elements",
+    "network_elements",
+    "port_elements",
+    "skeleton_text",
+]
+
+Cmd = dict[str, Any]
+Op = Literal["add", "create", "delete"]
+
+FAMILY = "inet"
+TABLE = "netns_kit"
+TABLE_COMMENT = "netns_kit v1: owned by netns_kit, do not edit"
+ACCEPT_MARK = 0x01000000
+"""Bit that netns_kit's forward chain ORs into the packet mark of everything it accepts.
+
+A forward chain of another table with ``policy drop`` still drops what netns_kit accepted (an
+accept ends only its own chain). Add ``meta mark & 0x01000000 == 0x01000000 accept`` to that
+chain (at a priority after -10) to let netns_kit's traffic through. See docs/nat.md."""
+
+def _t(obj: Cmd) -> Cmd:
+    return {"family": FAMILY, "table": TABLE, **obj}
+
+
+def _addr_type(version: int) -> str:
+    return "ipv4_addr" if version == 4 else "ipv6_addr"
+
+
+def skeleton_text() -> str:
+    """The table with its sets, maps, chains and fixed rules, as one nft script (one transaction).
+
+    It is a constant: no caller data is ever interpolated into it (all data goes in elements,
+    as JSON). Text rather than JSON because libnftables 1.0.6 crashes parsing a JSON ``dnat``
+    whose address comes from a map with concatenated data (``dnat ip to ... map @dnat4``).
+    """
+    sets = []
+    for v in (4, 6):
+        at = _addr_type(v)
+        sets.append(f"""
+  set masq{v} {{ type {at}; flags interval; comment "subnets to masquerade"; }}
+  set masq{v}_skip {{ type {at} . ifname; flags interval; comment "subnet . own bridge: no masquerade"; }}
+  set hairpin{v} {{ type {at} . {at}; comment "container . container: masquerade to own port"; }}
+  map dnat{v} {{ type inet_proto . inet_service : {at} . inet_service; comment "published on every address"; }}
+  map dnat{v}_addr {{ type {at} . inet_proto . inet_service : {at} . inet_service;
+    comment "published on one address"; }}""")
+    mark = f"meta mark set meta mark | {ACCEPT_MARK:#010x}"
+    l4 = "meta l4proto { tcp, udp, sctp }"
+    return f"""table {FAMILY} {TABLE} {{
+  comment "{TABLE_COMMENT}"
+  set bridges {{ type ifname; comment "attached bridges"; }}
+  set icc {{ type ifname . ifname; comment "bridge . bridge: inter-container communication on"; }}
+  set internal {{ type ifname; comment "internal bridges: no way out"; }}{"".join(sets)}
+  chain guard {{
+    type filter hook prerouting priority -300; policy accept;
+    iifname @bridges ip daddr 127.0.0.0/8 drop comment "route_localnet must not open the host's loopback"
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority -100; policy accept;
+    ip daddr != 127.0.0.0/8 {l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
+    ip daddr != 127.0.0.0/8 {l4} fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
+    {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
+    {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+    {l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
+    {l4} fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
+    {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
+    {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority 100; policy accept;
+    ip saddr 127.0.0.0/8 oifname @bridges masquerade comment "host to container via 127.0.0.1"
+    ip saddr . ip daddr @hairpin4 masquerade comment "masquerade to own port"
+    ip6 saddr . ip6 daddr @hairpin6 masquerade comment "masquerade to own port"
+    ip saddr . oifname @masq4_skip return
+    ip6 saddr . oifname @masq6_skip return
+    ip saddr @masq4 masquerade comment "outbound"
+    ip6 saddr @masq6 masquerade comment "outbound"
+  }}
+  chain forward {{
+    type filter hook forward priority -10; policy accept;
+    iifname . oifname @icc {mark} accept comment "icc"
+    iifname @internal drop comment "internal"
+    oifname @internal drop comment "internal"
+    oifname @bridges ct state established,related {mark} accept comment "replies"
+    oifname @bridges ct status dnat {mark} accept comment "published ports"
+    oifname @bridges drop comment "isolation, icc off, no direct inbound"
+    iifname @bridges {mark} accept comment "outbound"
+  }}
+}}
+"""
+
+
+def delete_table() -> Cmd:
+    return {"delete": {"table": {"family": FAMILY, "name": TABLE}}}
+
+
+Elements = dict[str, list[Any]]
+"""set/map name -> elements (a map element is ``[key, value]``)."""
+
+
+def _concat(*parts: Any) -> Cmd:
+    return {"concat": list(parts)}
+
+
+def _prefix(net: IPNet) -> Cmd:
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _merge(into: Elements, more: Elements) -> Elements:
+    for name, elems in more.items():
+        into.setdefault(name, []).extend(elems)
+    return into
+
+
+def network_elements(bridge: str, subnets: Sequence[IPNet], *, internal: bool, icc: bool,
+                     masquerade: bool) -> Elements:
+    """The elements that attach one bridge network (masquerade only if not internal)."""
+    out: Elements = {"bridges": [bridge]}
+    if icc:
+        out["icc"] = [_concat(bridge, bridge)]
+    if internal:
+        out["internal"] = [bridge]
+    elif masquerade:
+        for net in subnets:
+            _merge(out, masquerade_elements(net, bridge))
+    return out
+
+
+def masquerade_elements(subnet: IPNet, bridge: str | None) -> Elements:
+    """Masquerade ``subnet`` except when it leaves through ``bridge``."""
+    out: Elements = {f"masq{subnet.version}": [_prefix(subnet)]}
+    if bridge is not None:
+        out[f"masq{subnet.version}_skip"] = [_concat(_prefix(subnet), bridge)]
+    return out
+
+
+def port_elements(port: PublishedPort) -> Elements:
+    """The dnat map elements of one publication (one per host port of a range)."""
+    v = port.family
+    out: list[Any] = []
+    for hp, cp in port.pairs():
+        value = _concat(port.container_ip, cp)
+        if port.host_ip is None:
+            out.append([_concat(port.proto, hp), value])
+        else:
+            out.append([_concat(port.host_ip, port.proto, hp), value])
+    return {f"dnat{v}" + ("" if port.host_ip is None else "_addr"): out}
+
+
+def hairpin_elements(container_ip: str) -> Elements:
+    addr = ipaddress.ip_address(container_ip)
+    return {f"hairpin{addr.version}": [_concat(str(addr), str(addr))]}
+
+
+def element_cmds(op: Op, elements: Elements) -> list[Cmd]:
+    """One command per set/map: ``add``/``create``/``delete`` of its elements."""
+    return [{op: {"element": _t({"name": name, "elem": list(elems)})}}
+            for name, elems in elements.items() if elems]
+
+
+def merged(parts: Iterable[Elements]) -> Elements:
+    out: Elements = {}
+    for p in parts:
+        _merge(out, p)
+    return out

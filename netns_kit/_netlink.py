@@ -272,6 +272,16 @@ class RtnlSocket:
         msg["attrs"] = attrs
         self._ack(msg, RTM_NEWLINK, 0, obj=obj or f"ifindex {index}", step="set link")
 
+    def set_bridge_port(self, index: int, *, hairpin: bool, obj: str | None = None) -> None:
+        """Set bridge-port options of an enslaved link (``ip link set X type bridge_slave hairpin on``)."""
+        msg = ifinfmsg()
+        msg["index"] = index
+        msg["attrs"] = [("IFLA_LINKINFO", {"attrs": [
+            ("IFLA_INFO_SLAVE_KIND", "bridge"),
+            ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1 if hairpin else 0)]}),
+        ]})]
+        self._ack(msg, RTM_NEWLINK, 0, obj=obj or f"ifindex {index}", step="set bridge port")
+
     def delete_link(self, index: int, *, obj: str | None = None) -> bool:
         """RTM_DELLINK by index. Returns False if the link was already gone."""
         msg = ifinfmsg()

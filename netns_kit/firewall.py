@@ -110,6 +110,7 @@ class Firewall:
         self._table = False
         self._saved_forwarding: dict[int, str] = {}
         self._saved_localnet: dict[str, str] = {}
+        self._hairpin: dict[str, int] = {}
 
     @classmethod
     def for_namespace(cls, ns: Namespace | None = None) -> Firewall:
@@ -324,6 +325,7 @@ class Firewall:
             self._delete_elements(render.merged(parts), obj=f"network {bridge}", step="detach network")
         for p in ports:
             self._forget_port(p)
+            self._hairpin_ref(p.bridge_port, -1, p.bridge)
         del self._networks[bridge]
         old = self._saved_localnet.pop(bridge, None)
         if old is not None:
@@ -368,6 +370,32 @@ class Firewall:
                                       step="remove masquerade")
             self._sync_forwarding()
             self._maybe_drop_table()
+
+    def _hairpin_ref(self, bridge_port: str | None, delta: int, bridge_name: str) -> None:
+        """Reference-count hairpin mode on a container's bridge port (on at 1, off at 0)."""
+        if bridge_port is None:
+            return
+        count = self._hairpin.get(bridge_port, 0) + delta
+        if count > 0:
+            self._hairpin[bridge_port] = count
+        else:
+            self._hairpin.pop(bridge_port, None)
+        if (delta > 0 and count == 1) or (delta < 0 and count == 0):
+            sock = self.namespace.rtnl()
+            info = sock.get_link(name=bridge_port)
+            if info is None:
+                if delta > 0:
+                    self._hairpin.pop(bridge_port, None)
+                    raise NotFoundError(f"bridge port {bridge_port!r} does not exist", obj=bridge_port,
+                                        namespace=self.namespace.label, step="set hairpin")
+                return
+            if delta > 0:
+                bridge = sock.get_link(name=bridge_name)
+                if bridge is None or info.master != bridge.index:
+                    self._hairpin.pop(bridge_port, None)
+                    raise ValidationError(f"{bridge_port!r} is not a port of bridge {bridge_name!r}",
+                                          obj=bridge_port, namespace=self.namespace.label, step="set hairpin")
+            sock.set_bridge_port(info.index, hairpin=delta > 0, obj=bridge_port)
 
     # -- published ports ----------------------------------------------------------------------------
 
@@ -433,6 +461,11 @@ class Firewall:
                 cmds += render.element_cmds("add", render.hairpin_elements(port.container_ip))
             self._ensure_table()
             self._ctx().run_json(cmds, obj=f"published port {port.spec}", step="publish port")
+            try:
+                self._hairpin_ref(port.bridge_port, +1, port.bridge)
+            except BaseException:
+                self._delete_elements(render.port_elements(port), obj=port.spec, step="undo publish port")
+                raise
             self._ports[port] = None
             for key in self._port_keys(port):
                 self._keys.setdefault(key, {})[port.host_ip] = port
@@ -450,6 +483,7 @@ class Firewall:
                 elements = render.merged([elements, render.hairpin_elements(port.container_ip)])
             if self._table:
                 self._delete_elements(elements, obj=f"published port {port.spec}", step="unpublish port")
+            self._hairpin_ref(port.bridge_port, -1, port.bridge)
             self._sync_forwarding()
             self._maybe_drop_table()
 

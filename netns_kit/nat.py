@@ -58,6 +58,10 @@ class PublishedPort:
       (the ranges have the same length).
     - ``proto``: ``"tcp"``, ``"udp"`` or ``"sctp"``.
     - ``bridge``: the bridge (in the host namespace) the container sits on.
+    - ``bridge_port``: optional, the container's port on that bridge (the host end of its veth).
+      Given, the firewall turns on ``hairpin`` on that port while the publication exists, so that
+      the container can reach its own published port (the kernel bridges DNAT-ed traffic back
+      to the same port only in hairpin mode). Without it, everything but that one path works.
     """
 
     host_port: int
@@ -67,6 +71,7 @@ class PublishedPort:
     host_ip: str | None = None
     host_port_end: int | None = None
     proto: Proto = "tcp"
+    bridge_port: str | None = None
 
     container_address: IPAddr = field(init=False, repr=False, compare=False)
     host_address: IPAddr | None = field(init=False, repr=False, compare=False)
@@ -87,6 +92,8 @@ class PublishedPort:
             if self.host_port_end == self.host_port:
                 object.__setattr__(self, "host_port_end", None)
         validate_ifname(self.bridge, what="bridge name")
+        if self.bridge_port is not None:
+            validate_ifname(self.bridge_port, what="bridge port name")
         caddr = parse_ip(self.container_ip, what="container address")
         if caddr.is_loopback or caddr.is_unspecified or caddr.is_multicast:
             raise ValidationError(f"container address {caddr} must be a unicast address", obj=name)
@@ -110,7 +117,7 @@ class PublishedPort:
         object.__setattr__(self, "host_address", haddr)
 
     @classmethod
-    def parse(cls, spec: str, *, container_ip: str, bridge: str) -> PublishedPort:
+    def parse(cls, spec: str, *, container_ip: str, bridge: str, bridge_port: str | None = None) -> PublishedPort:
         """Read Docker's ``-p`` syntax: ``[host_ip:]host_port[-end]:container_port[-end][/proto]``.
 
         An IPv6 host address goes in brackets: ``[2001:db8::1]:8080:80``. Both ranges must have
@@ -137,7 +144,7 @@ class PublishedPort:
         if proto not in PROTOCOLS:
             raise ValidationError(f"port spec {spec!r}: protocol must be one of {', '.join(PROTOCOLS)}", obj=spec)
         return cls(host_port=hp, host_port_end=hpe, container_ip=container_ip, container_port=cp,
-                   bridge=bridge, host_ip=ip, proto=proto)  # type: ignore[arg-type]
+                   bridge=bridge, host_ip=ip, proto=proto, bridge_port=bridge_port)  # type: ignore[arg-type]
 
     @property
     def family(self) -> int:
@@ -220,12 +227,12 @@ class NatRule:
 
     @classmethod
     def dnat(cls, port: PublishedPort | str, *, container_ip: str | None = None, bridge: str | None = None,
-             namespace: Namespace | None = None) -> NatRule:
+             bridge_port: str | None = None, namespace: Namespace | None = None) -> NatRule:
         """Publish a container port: a :class:`PublishedPort`, or a ``-p`` spec plus container_ip and bridge."""
         if isinstance(port, str):
             if container_ip is None or bridge is None:
                 raise ValidationError("a port spec needs container_ip= and bridge=", obj=port)
-            port = PublishedPort.parse(port, container_ip=container_ip, bridge=bridge)
+            port = PublishedPort.parse(port, container_ip=container_ip, bridge=bridge, bridge_port=bridge_port)
         return cls(port, namespace=namespace)
 
     @property

@@ -33,6 +33,8 @@ class Server:
             try:
                 if self.proto == "udp":
                     _data, peer = self._sock.recvfrom(2048)
+                    if not peer:  # the socket was shut down
+                        return
                     self.peers.append((peer[0], peer[1]))
                     self._sock.sendto(b"hello from " + self.ns.label.encode() + b"\n", peer)
                     continue

@@ -19,10 +19,12 @@ from .errors import (
     ValidationError,
     rollback_failures,
 )
+from .firewall import Firewall, NetworkPolicy
 from .journal import Transaction
 from .links import Bridge, VethPair
 from .model import AddressInfo, LinkInfo, Route, RouteInfo
 from .namespace import Namespace
+from .nat import NatRule, PublishedPort
 
 __version__ = "0.1.0"
 
@@ -33,13 +35,17 @@ __all__ = [
     "Bridge",
     "Container",
     "Engine",
+    "Firewall",
     "KernelError",
     "LinkInfo",
     "Namespace",
+    "NatRule",
     "NetnsKitError",
+    "NetworkPolicy",
     "NotFoundError",
     "OwnershipError",
     "PermissionDeniedError",
+    "PublishedPort",
     "Route",
     "RouteInfo",
     "StateError",

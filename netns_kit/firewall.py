@@ -105,6 +105,8 @@ class Firewall:
         self._lock = threading.RLock()
         self._networks: dict[str, NetworkPolicy] = {}
         self._ports: dict[PublishedPort, None] = {}
+        self._per_ip: dict[str, int] = {}  # publications per container address (hairpin element)
+        self._per_family: dict[int, int] = {4: 0, 6: 0}
         self._keys: dict[tuple[int, str, int], dict[str | None, PublishedPort]] = {}
         self._masq: dict[IPNet, str | None] = {}
         self._table = False
@@ -238,7 +240,7 @@ class Firewall:
             if not pol.internal:
                 need |= pol.families()
         need |= {n.version for n in self._masq}
-        need |= {p.family for p in self._ports}
+        need |= {v for v, n in self._per_family.items() if n}
         for v, rel in _FORWARDING.items():
             if v in need and v not in self._saved_forwarding:
                 old = self._sysctl(rel, "1")
@@ -317,10 +319,11 @@ class Firewall:
         ports = [p for p in self._ports if p.bridge == bridge]
         elements = render.network_elements(policy.bridge, policy.subnets, internal=policy.internal,
                                            icc=policy.icc, masquerade=policy.masquerade)
-        remaining = [p for p in self._ports if p.bridge != bridge]
         parts = [elements, *(render.port_elements(p) for p in ports)]
-        parts += [render.hairpin_elements(ip) for ip in {p.container_ip for p in ports}
-                  if not any(r.container_ip == ip for r in remaining)]
+        gone = {p.container_ip: 0 for p in ports}
+        for p in ports:
+            gone[p.container_ip] += 1
+        parts += [render.hairpin_elements(ip) for ip, n in gone.items() if self._per_ip.get(ip, 0) == n]
         if self._table:
             self._delete_elements(render.merged(parts), obj=f"network {bridge}", step="detach network")
         for p in ports:
@@ -420,7 +423,13 @@ class Firewall:
         return None
 
     def _forget_port(self, port: PublishedPort) -> None:
-        self._ports.pop(port, None)
+        if self._ports.pop(port, False) is None:
+            self._per_family[port.family] -= 1
+            left = self._per_ip.get(port.container_ip, 0) - 1
+            if left > 0:
+                self._per_ip[port.container_ip] = left
+            else:
+                self._per_ip.pop(port.container_ip, None)
         for key in self._port_keys(port):
             taken = self._keys.get(key)
             if taken is not None and taken.get(port.host_ip) == port:
@@ -457,7 +466,7 @@ class Firewall:
                 raise AlreadyExistsError(f"host port of {port.spec} is already published as {clash.spec}",
                                          obj=port.spec, namespace=ns.label, step="publish port")
             cmds = render.element_cmds("create", render.port_elements(port))
-            if not any(p.container_ip == port.container_ip for p in self._ports):
+            if port.container_ip not in self._per_ip:
                 cmds += render.element_cmds("add", render.hairpin_elements(port.container_ip))
             self._ensure_table()
             self._ctx().run_json(cmds, obj=f"published port {port.spec}", step="publish port")
@@ -467,6 +476,8 @@ class Firewall:
                 self._delete_elements(render.port_elements(port), obj=port.spec, step="undo publish port")
                 raise
             self._ports[port] = None
+            self._per_family[port.family] += 1
+            self._per_ip[port.container_ip] = self._per_ip.get(port.container_ip, 0) + 1
             for key in self._port_keys(port):
                 self._keys.setdefault(key, {})[port.host_ip] = port
             self._sync_forwarding()
@@ -479,7 +490,7 @@ class Firewall:
                 return
             self._forget_port(port)
             elements = render.port_elements(port)
-            if not any(p.container_ip == port.container_ip for p in self._ports):
+            if port.container_ip not in self._per_ip:
                 elements = render.merged([elements, render.hairpin_elements(port.container_ip)])
             if self._table:
                 self._delete_elements(elements, obj=f"published port {port.spec}", step="unpublish port")

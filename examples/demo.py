@@ -15,6 +15,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 EXAMPLES = [
     "primitives.py",
     "nat.py",
+    "pipework.py",
 ]
 
 

@@ -124,7 +124,11 @@ class RtnlSocket:
 
     # -- transport ---------------------------------------------------------------------------------
 
-    def _request(self, msg: Any, msg_type: int, flags: int, *, obj: str | None, step: str) -> list[Any]:
+    def _request(self, msg: Any, msg_type: int, flags: int, *, obj: str | None, step: str,
+                 raw: bool = False) -> list[Any]:
+        """Send ``msg`` and collect the replies: decoded pyroute2 messages, or with ``raw`` the
+        undecoded ``bytes`` of each reply (parsed by the fast readers below, which skip pyroute2's
+        generic decoder on hot paths)."""
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -155,11 +159,14 @@ class RtnlSocket:
                     elif mtype == NLMSG_DONE:
                         done = True
                     else:
-                        cls = _DECODERS.get(mtype)
-                        if cls is not None:
-                            m = cls(data[off:off + length])
-                            m.decode()
-                            out.append(m)
+                        if raw:
+                            out.append(data[off:off + length])
+                        else:
+                            cls = _DECODERS.get(mtype)
+                            if cls is not None:
+                                m = cls(data[off:off + length])
+                                m.decode()
+                                out.append(m)
                         if not flags & (NLM_F_DUMP | NLM_F_ACK):
                             done = True
                     off += (length + 3) & ~3
@@ -300,14 +307,16 @@ class RtnlSocket:
         if name is not None:
             msg["attrs"] = [("IFLA_IFNAME", name)]
         try:
-            res = self._request(msg, RTM_GETLINK, NLM_F_REQUEST, obj=name or f"ifindex {index}", step="get link")
+            res = self._request(msg, RTM_GETLINK, NLM_F_REQUEST, obj=name or f"ifindex {index}", step="get link",
+                                raw=True)
         except NotFoundError:
             return None
-        return _link_info(res[0]) if res else None
+        return _link_info_raw(res[0]) if res else None
 
     def links(self) -> list[LinkInfo]:
-        res = self._request(ifinfmsg(), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list links")
-        return [_link_info(m) for m in res]
+        res = self._request(ifinfmsg(), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list links",
+                            raw=True)
+        return [_link_info_raw(m) for m in res]
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -340,16 +349,25 @@ class RtnlSocket:
 
     def addresses(self, index: int | None = None) -> list[AddressInfo]:
         names = {link.index: link.name for link in self.links()}
-        res = self._request(ifaddrmsg(), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list addresses")
-        out = []
-        for m in res:
-            if index is not None and m["index"] != index:
-                continue
-            ip = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
-            if ip is None:
-                continue
-            iface = ipaddress.ip_interface(f"{ip}/{m['prefixlen']}")
-            out.append(AddressInfo(index=m["index"], ifname=names.get(m["index"], "?"), interface=iface))
+        return [AddressInfo(index=i, ifname=names.get(i, "?"), interface=iface)
+                for i, iface in self.interfaces(index)]
+
+    def interfaces(self, index: int | None = None, family: int | None = None) -> list[tuple[int, IPInterface]]:
+        """``(ifindex, ADDR/PREFIX)`` of the addresses (of one link; of IPv4 or IPv6 only).
+
+        One dump (of one address family if ``family`` is 4 or 6), no interface names: the
+        cheap form of :meth:`addresses` for checks on hot paths.
+        """
+        msg = ifaddrmsg()
+        if family is not None:
+            msg["family"] = socket.AF_INET if family == 4 else socket.AF_INET6
+        res = self._request(msg, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list addresses",
+                            raw=True)
+        out: list[tuple[int, IPInterface]] = []
+        for chunk in res:
+            item = _addr_raw(chunk)
+            if item is not None and (index is None or item[0] == index):
+                out.append(item)
         return out
 
     # -- routes ------------------------------------------------------------------------------------
@@ -493,3 +511,89 @@ def _link_info(m: Any) -> LinkInfo:
         namespace_id=m.get_attr("IFLA_LINK_NETNSID"),
         alias=m.get_attr("IFLA_IFALIAS"),
     )
+
+
+# -- fast readers: the few fields netns_kit uses, straight from the reply bytes ------------------------
+# nlmsghdr is 16 bytes; ifinfomsg and ifaddrmsg follow it, then the attributes (struct nlattr:
+# u16 length, u16 type; payload padded to 4 bytes). Nested attributes may carry NLA_F_NESTED.
+
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_MTU = 4
+IFLA_LINK = 5
+IFLA_MASTER = 10
+IFLA_LINKINFO = 18
+IFLA_IFALIAS = 20
+IFLA_GROUP = 27
+IFLA_LINK_NETNSID = 37
+IFLA_INFO_KIND = 1
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+_NLA_TYPE_MASK = 0x3FFF
+
+
+def _attrs(data: bytes, off: int, end: int) -> dict[int, bytes]:
+    """Top-level attributes in ``data[off:end]``, by type (the first of each type wins)."""
+    out: dict[int, bytes] = {}
+    while off + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", data, off)
+        if alen < 4:
+            break
+        out.setdefault(atype & _NLA_TYPE_MASK, data[off + 4:off + alen])
+        off += (alen + 3) & ~3
+    return out
+
+
+def _asciiz(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    return value.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _u32(value: bytes | None) -> int | None:
+    return struct.unpack_from("=I", value)[0] if value is not None and len(value) >= 4 else None
+
+
+def _link_info_raw(data: bytes) -> LinkInfo:
+    """LinkInfo from one RTM_NEWLINK reply; the same fields as :func:`_link_info`, without pyroute2."""
+    length = struct.unpack_from("=I", data, 0)[0]
+    index, flags = struct.unpack_from("=iI", data, 20)
+    a = _attrs(data, 32, min(length, len(data)))
+    kind = None
+    linkinfo = a.get(IFLA_LINKINFO)
+    if linkinfo is not None:
+        kind = _asciiz(_attrs(linkinfo, 0, len(linkinfo)).get(IFLA_INFO_KIND))
+    mac = a.get(IFLA_ADDRESS)
+    netnsid = a.get(IFLA_LINK_NETNSID)
+    link = _u32(a.get(IFLA_LINK))
+    return LinkInfo(
+        index=index,
+        name=_asciiz(a.get(IFLA_IFNAME)) or "",
+        kind=kind,
+        mtu=_u32(a.get(IFLA_MTU)) or 0,
+        mac=":".join(f"{b:02x}" for b in mac) if mac is not None else None,
+        up=bool(flags & IFF_UP),
+        master=_u32(a.get(IFLA_MASTER)) or None,
+        peer_index=link if kind == "veth" else None,
+        namespace_id=struct.unpack_from("=i", netnsid)[0] if netnsid is not None and len(netnsid) >= 4 else None,
+        alias=_asciiz(a.get(IFLA_IFALIAS)),
+    )
+
+
+def _link_index_raw(data: bytes) -> int:
+    return int(struct.unpack_from("=i", data, 20)[0])
+
+
+def _addr_raw(data: bytes) -> tuple[int, IPInterface] | None:
+    """(ifindex, ADDR/PREFIX) from one RTM_NEWADDR reply (IFA_LOCAL, else IFA_ADDRESS)."""
+    length = struct.unpack_from("=I", data, 0)[0]
+    family, prefixlen, _flags, _scope, index = struct.unpack_from("=BBBBi", data, 16)
+    a = _attrs(data, 24, min(length, len(data)))
+    ip = a.get(IFA_LOCAL) or a.get(IFA_ADDRESS)
+    if ip is None:
+        return None
+    if family == socket.AF_INET and len(ip) == 4:
+        return index, ipaddress.IPv4Interface((ip, prefixlen))
+    if family == socket.AF_INET6 and len(ip) == 16:
+        return index, ipaddress.IPv6Interface((ip, prefixlen))
+    return None

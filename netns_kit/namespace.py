@@ -412,7 +412,7 @@ class Namespace:
         iface = parse_interface(address)
         link = self.link(ifname)
         sock = self.rtnl()
-        if any(a.interface == iface for a in sock.addresses(link.index)):
+        if any(have == iface for _, have in sock.interfaces(link.index, iface.version)):
             raise AlreadyExistsError(f"address {iface} is already on {ifname}", obj=str(iface),
                                      namespace=self.label, step="add address")
         index = link.index
@@ -440,9 +440,9 @@ class Namespace:
         sock = self.rtnl()
         oif = self.link(route.dev).index if route.dev is not None else None
         if route.gateway_ip is not None:
-            addrs = [a for a in sock.addresses(oif) if a.interface.version == route.family]
-            if not any(route.gateway_ip in a.interface.network for a in addrs):
-                nets = ", ".join(sorted({str(a.interface.network) for a in addrs})) or "none"
+            addrs = [iface for _, iface in sock.interfaces(oif, route.family)]
+            if not any(route.gateway_ip in a.network for a in addrs):
+                nets = ", ".join(sorted({str(a.network) for a in addrs})) or "none"
                 raise ValidationError(
                     f"gateway {route.gateway_ip} is not inside any subnet configured "
                     f"{'on ' + route.dev if route.dev else 'in the namespace'} (subnets: {nets})",

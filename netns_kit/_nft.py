@@ -59,17 +59,21 @@ def map_error(text: str, *, obj: str | None, namespace: str | None, step: str) -
     err = _errno_of(text)
     kw: dict[str, Any] = {"obj": obj, "namespace": namespace, "step": step, "errno": err}
     message = f"nftables: {summary}"
+    exc: NetnsKitError
     if err == _errno.EEXIST:
-        return AlreadyExistsError(message, **kw)
-    if err == _errno.ENOENT:
-        return NotFoundError(message, **kw)
-    if err in (_errno.EPERM, _errno.EACCES):
-        return PermissionDeniedError(message, **kw)
-    if err in (_errno.EOPNOTSUPP, _errno.EPROTONOSUPPORT, _errno.EAFNOSUPPORT):
-        return UnsupportedError(message + " (the kernel lacks an nftables feature netns_kit needs)", **kw)
-    if err is None and ("syntax error" in text or "Invalid" in text or "Parsing command" in text):
-        return ValidationError(message, **kw)
-    return KernelError(message, **kw)
+        exc = AlreadyExistsError(message, **kw)
+    elif err == _errno.ENOENT:
+        exc = NotFoundError(message, **kw)
+    elif err in (_errno.EPERM, _errno.EACCES):
+        exc = PermissionDeniedError(message, **kw)
+    elif err in (_errno.EOPNOTSUPP, _errno.EPROTONOSUPPORT, _errno.EAFNOSUPPORT):
+        exc = UnsupportedError(message + " (the kernel lacks an nftables feature netns_kit needs)", **kw)
+    elif err is None and ("syntax error" in text or "Invalid" in text or "Parsing command" in text):
+        exc = ValidationError(message, **kw)
+    else:
+        exc = KernelError(message, **kw)
+    exc.errno = err  # OSError-derived classes reset errno in their constructor
+    return exc
 
 
 class NftContext:

@@ -30,11 +30,12 @@ import ipaddress
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import _nft
+from . import _nft, state
 from . import nftables_render as render
 from .errors import AlreadyExistsError, NotFoundError, OwnershipError, ValidationError
 from .journal import record
@@ -120,6 +121,10 @@ class Firewall:
         ns = ns if ns is not None else Namespace.current()
         ident = ns.identity
         with cls._registry_lock:
+            for key, other in list(cls._registry.items()):  # forget firewalls of vanished namespaces
+                if key != ident and not other.namespace.exists:
+                    del cls._registry[key]
+                    _nft.drop_context(key)
             fw = cls._registry.get(ident)
             if fw is None:
                 fw = cls(ns)
@@ -143,6 +148,12 @@ class Firewall:
     def _ctx(self) -> _nft.NftContext:
         return _nft.context_for(self.namespace)
 
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Serialize changes: across processes (the host's lock, see :mod:`netns_kit.state`), then threads."""
+        with state.host_lock(self.namespace.identity), self._lock:
+            yield
+
     # -- the table ------------------------------------------------------------------------------
 
     def _ensure_table(self) -> None:
@@ -153,16 +164,64 @@ class Firewall:
         try:
             ctx.run_text(script, obj=f"table {render.FAMILY} {render.TABLE}", step="create firewall table")
         except AlreadyExistsError:
-            objs = ctx.list_table(render.FAMILY, render.TABLE, step="inspect existing table")
-            comment = next((o["table"].get("comment") for o in objs or [] if "table" in o), None)
-            if comment != render.TABLE_COMMENT:
+            # (libnftables 1.0.6 leaves a table's comment out of its JSON listing: read the text)
+            text = ctx.table_text(render.FAMILY, render.TABLE, step="inspect existing table") or ""
+            head = text.split("\n", 3)[:3]
+            if f'comment "{render.TABLE_COMMENT}"' not in "\n".join(head):
                 raise OwnershipError(
                     f"table {render.FAMILY} {render.TABLE} exists but was not made by this version of netns_kit "
-                    f"(comment {comment!r}); delete it or leave netns_kit out", obj=render.TABLE,
+                    "(its comment differs); delete it or leave netns_kit out", obj=render.TABLE,
                     namespace=self.namespace.label, step="create firewall table") from None
+            objs = ctx.list_table(render.FAMILY, render.TABLE, step="inspect existing table")
             log.info("reusing existing table %s %s in %s", render.FAMILY, render.TABLE, self.namespace.label)
+            self._table = True
+            self._recover(objs or [])
         self._table = True
         self._warn_foreign_drop()
+
+    def recover_leftovers(self) -> int:
+        """Delete what netns_kit processes that have died left in the table; returns how many elements.
+
+        Every element netns_kit adds carries its process's owner mark as a comment (the mark
+        :mod:`netns_kit.state` puts on interfaces). Elements of owners that are no longer running are
+        deleted; elements of live processes and untagged ones (added by hand) are left alone. If the
+        table is then empty and this firewall holds nothing, the table goes too. Runs by itself when a
+        firewall finds an existing table.
+        """
+        with self._guard():
+            objs = self._ctx().list_table(render.FAMILY, render.TABLE, step="recover leftovers")
+            if objs is None:
+                return 0
+            n = self._recover(objs)
+            if not (self._networks or self._ports or self._masq):
+                self._table = True
+                self._maybe_drop_table()
+            return n
+
+    def _recover(self, objs: list[dict[str, Any]]) -> int:
+        me = state.mark()
+        dead: render.Elements = {}
+        alive: dict[str, bool] = {}
+        for o in objs:
+            for kind in ("set", "map"):
+                if kind not in o:
+                    continue
+                for elem in o[kind].get("elem", []):
+                    key, comment = render.element_key(kind, elem)
+                    if not comment or not comment.startswith(state.MARK_PREFIX) or comment == me:
+                        continue
+                    owner = comment[len(state.MARK_PREFIX):]
+                    if owner not in alive:
+                        alive[owner] = state.owner_alive(owner)
+                    if not alive[owner]:
+                        dead.setdefault(o[kind]["name"], []).append(key)
+        if dead:
+            n = sum(len(v) for v in dead.values())
+            log.warning("removing %d nft element(s) left by dead netns_kit processes in %s", n,
+                        self.namespace.label)
+            self._delete_elements(dead, obj=f"table {render.FAMILY} {render.TABLE}", step="recover leftovers")
+            return n
+        return 0
 
     def _warn_foreign_drop(self) -> None:
         for desc in self.foreign_drop_policies():
@@ -263,7 +322,7 @@ class Firewall:
         if not isinstance(policy, NetworkPolicy):
             raise ValidationError(f"expected a NetworkPolicy, got {type(policy).__name__}", obj=repr(policy))
         ns = self.namespace
-        with self._lock:
+        with self._guard():
             if policy.bridge in self._networks:
                 raise AlreadyExistsError(f"bridge {policy.bridge!r} is already attached", obj=policy.bridge,
                                          namespace=ns.label, step="attach network")
@@ -288,8 +347,8 @@ class Firewall:
             self._ensure_table()
             self._networks[policy.bridge] = policy
             try:
-                self._ctx().run_json(render.element_cmds("add", elements), obj=f"network {policy.bridge}",
-                                     step="attach network")
+                self._ctx().run_json(render.element_cmds("add", elements, comment=state.mark()),
+                                     obj=f"network {policy.bridge}", step="attach network")
                 if 4 in policy.families():
                     old = self._sysctl(self._localnet_rel(policy.bridge), "1")
                     if old is not None:
@@ -308,7 +367,7 @@ class Firewall:
 
     def detach_network(self, bridge: str) -> None:
         """Remove the network's elements and its published ports (one batch); restore sysctls. Idempotent."""
-        with self._lock:
+        with self._guard():
             self._detach(bridge)
             self._maybe_drop_table()
 
@@ -342,7 +401,7 @@ class Firewall:
         net = parse_network(subnet)
         if bridge is not None:
             validate_ifname(bridge, what="bridge name")
-        with self._lock:
+        with self._guard():
             taken = net in self._masq or any(
                 net in pol.subnets for pol in self._networks.values() if pol.masquerades)
             if taken:
@@ -351,7 +410,8 @@ class Firewall:
             created_table = not self._table
             self._ensure_table()
             try:
-                self._ctx().run_json(render.element_cmds("add", render.masquerade_elements(net, bridge)),
+                elements = render.masquerade_elements(net, bridge)
+                self._ctx().run_json(render.element_cmds("add", elements, comment=state.mark()),
                                      obj=f"masquerade {net}", step="add masquerade")
             except BaseException:
                 if created_table:
@@ -364,7 +424,7 @@ class Firewall:
     def remove_masquerade(self, subnet: str | IPNet) -> None:
         """Undo :meth:`add_masquerade`. Idempotent."""
         net = parse_network(subnet)
-        with self._lock:
+        with self._guard():
             if net not in self._masq:
                 return
             bridge = self._masq.pop(net)
@@ -447,7 +507,7 @@ class Firewall:
         if not isinstance(port, PublishedPort):
             raise ValidationError(f"expected a PublishedPort, got {type(port).__name__}", obj=repr(port))
         ns = self.namespace
-        with self._lock:
+        with self._guard():
             policy = self._networks.get(port.bridge)
             if policy is None:
                 raise ValidationError(
@@ -465,9 +525,9 @@ class Firewall:
             if clash is not None:
                 raise AlreadyExistsError(f"host port of {port.spec} is already published as {clash.spec}",
                                          obj=port.spec, namespace=ns.label, step="publish port")
-            cmds = render.element_cmds("create", render.port_elements(port))
+            cmds = render.element_cmds("create", render.port_elements(port), comment=state.mark())
             if port.container_ip not in self._per_ip:
-                cmds += render.element_cmds("add", render.hairpin_elements(port.container_ip))
+                cmds += render.element_cmds("add", render.hairpin_elements(port.container_ip), comment=state.mark())
             self._ensure_table()
             self._ctx().run_json(cmds, obj=f"published port {port.spec}", step="publish port")
             try:
@@ -485,7 +545,7 @@ class Firewall:
 
     def unpublish(self, port: PublishedPort) -> None:
         """Delete the dnat elements of ``port`` (one batch). Idempotent."""
-        with self._lock:
+        with self._guard():
             if port not in self._ports:
                 return
             self._forget_port(port)

@@ -44,6 +44,7 @@ __all__ = [
     "Cmd",
     "delete_table",
     "element_cmds",
+    "element_key",
     "hairpin_elements",
     "masquerade_elements",
     "network_elements",
@@ -200,10 +201,35 @@ def hairpin_elements(container_ip: str) -> Elements:
     return {f"hairpin{addr.version}": [_concat(str(addr), str(addr))]}
 
 
-def element_cmds(op: Op, elements: Elements) -> list[Cmd]:
-    """One command per set/map: ``add``/``create``/``delete`` of its elements."""
-    return [{op: {"element": _t({"name": name, "elem": list(elems)})}}
-            for name, elems in elements.items() if elems]
+def _tagged(elem: Any, comment: str) -> Any:
+    if isinstance(elem, list):  # a map element: [key, value]
+        return [{"elem": {"val": elem[0], "comment": comment}}, elem[1]]
+    return {"elem": {"val": elem, "comment": comment}}
+
+
+def element_cmds(op: Op, elements: Elements, *, comment: str | None = None) -> list[Cmd]:
+    """One command per set/map: ``add``/``create``/``delete`` of its elements.
+
+    ``comment`` tags each added element (netns_kit puts its owner mark there, so that a later
+    process can find what a dead one left behind); deletes go by key alone.
+    """
+    out: list[Cmd] = []
+    for name, elems in elements.items():
+        if not elems:
+            continue
+        if comment is not None and op != "delete":
+            elems = [_tagged(e, comment) for e in elems]
+        out.append({op: {"element": _t({"name": name, "elem": list(elems)})}})
+    return out
+
+
+def element_key(kind: str, elem: Any) -> tuple[Any, str | None]:
+    """From a listed element (libnftables JSON), the key to delete it by and its comment."""
+    if kind == "map" and isinstance(elem, list) and len(elem) == 2:
+        elem = elem[0]
+    if isinstance(elem, dict) and "elem" in elem:
+        return elem["elem"].get("val"), elem["elem"].get("comment")
+    return elem, None
 
 
 def merged(parts: Iterable[Elements]) -> Elements:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from nat_env import OUT4, World, world
 from traffic import connect, serve
 
-from netns_kit import Namespace
+from netns_kit import Namespace, OwnershipError
+from netns_kit import nftables_render as render
 from netns_kit.firewall import ACCEPT_MARK, Firewall, NetworkPolicy
 from netns_kit.nat import PublishedPort
 
@@ -112,3 +114,44 @@ def test_foreign_drop_policy_blocks_until_it_accepts_the_mark(host: Namespace) -
         fw.detach_network("br1")
         # the user's table is untouched by netns_kit
         assert host.run(["nft", "list", "table", "inet", "userfw"]).returncode == 0
+
+
+DEAD = "netns-kit:999999999.1"  # no such process
+
+
+def test_leftovers_of_dead_processes_are_recovered_others_kept(host: Namespace) -> None:
+    with world(host) as w:
+        a = w.add_net(1)
+        c1 = a.containers["c11"]
+        # a process that died left the table with a published port and its network in it
+        host.run(["nft", "-f", "-"], input=render.skeleton_text(), check=True)
+        host.run(["nft", "add", "element", "inet", "netns_kit", "dnat4",
+                  f'{{ tcp . 8080 comment "{DEAD}" : 10.1.0.9 . 80 }}'], check=True)
+        host.run(["nft", "add", "element", "inet", "netns_kit", "bridges", f'{{ "br9" comment "{DEAD}" }}'],
+                 check=True)
+        # ... and someone added an element by hand: not ours to remove
+        host.run(["nft", "add", "element", "inet", "netns_kit", "dnat4", "{ udp . 53 : 10.1.0.9 . 53 }"], check=True)
+        fw = Firewall.for_namespace(host)
+        attach(fw, w, "br1")  # finds the table, removes the dead process's elements
+        fw.publish(PublishedPort.parse("8080:80", container_ip=a.ips4["c11"], bridge="br1"))
+        with serve(c1, "0.0.0.0", 80):
+            assert connect(w.outside, "203.0.113.1", 8080) == hello(c1)
+        listing = host.run(["nft", "list", "table", "inet", "netns_kit"]).stdout
+        assert DEAD not in listing and "udp . 53" in listing and '"br9"' not in listing
+        assert fw.recover_leftovers() == 0
+        fw.detach_network("br1")
+        # the hand-made element keeps the table alive; netns_kit's own elements are gone
+        listing = host.run(["nft", "list", "table", "inet", "netns_kit"]).stdout
+        assert "udp . 53" in listing and "br1" not in listing and "8080" not in listing
+        host.run(["nft", "delete", "table", "inet", "netns_kit"], check=True)
+
+
+def test_a_foreign_table_of_our_name_is_not_adopted(host: Namespace) -> None:
+    with world(host) as w:
+        w.add_net(1)
+        host.run(["nft", "add", "table", "inet", "netns_kit"], check=True)
+        fw = Firewall.for_namespace(host)
+        with pytest.raises(OwnershipError):
+            attach(fw, w, "br1")
+        assert fw.networks == {}
+        assert host.run(["nft", "list", "table", "inet", "netns_kit"]).returncode == 0  # left alone

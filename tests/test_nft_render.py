@@ -6,8 +6,16 @@ import ipaddress
 
 import pytest
 
-from netns_kit import ValidationError
+from netns_kit import (
+    AlreadyExistsError,
+    KernelError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnsupportedError,
+    ValidationError,
+)
 from netns_kit import nftables_render as render
+from netns_kit._nft import map_error
 from netns_kit.firewall import NetworkPolicy
 from netns_kit.nat import NatRule, PublishedPort
 
@@ -138,3 +146,31 @@ def test_skeleton_is_constant_and_owned() -> None:
     # nft 1.0.6 quirks: no `dstnat` keyword on the output hook; no map statement right before `}`
     assert "hook output priority dstnat" not in text
     assert "fwd" not in text.split() and "chain raw" not in text
+
+
+def test_added_elements_carry_the_owner_mark_deletes_go_by_key() -> None:
+    els = render.merged([render.port_elements(pp("8080:80")), {"bridges": ["br0"]}])
+    add = render.element_cmds("create", els, comment="netns-kit:1.2")
+    assert add[0]["create"]["element"]["elem"] == [
+        [{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "netns-kit:1.2"}}, {"concat": ["10.0.0.2", 80]}]]
+    assert add[1]["create"]["element"]["elem"] == [{"elem": {"val": "br0", "comment": "netns-kit:1.2"}}]
+    delete = render.element_cmds("delete", els, comment="ignored")
+    assert delete[1]["delete"]["element"]["elem"] == ["br0"]
+    # listed elements come back in the tagged shape: key and comment
+    assert render.element_key("map", add[0]["create"]["element"]["elem"][0]) == (
+        {"concat": ["tcp", 8080]}, "netns-kit:1.2")
+    assert render.element_key("set", "br0") == ("br0", None)
+
+
+@pytest.mark.parametrize(("text", "cls", "errno"), [
+    ("internal:0:0-0: Error: Could not process rule: File exists\n", AlreadyExistsError, 17),
+    ("internal:0:0-0: Error: No such file or directory\n", NotFoundError, 2),
+    ("Error: Could not process rule: Operation not permitted\n", PermissionDeniedError, 1),
+    ("Error: Could not process rule: Operation not supported\n", UnsupportedError, 95),
+    ("Error: syntax error, unexpected '}'\n", ValidationError, None),
+    ("Error: something else\n", KernelError, None),
+])
+def test_libnftables_errors_map_to_netns_kit_errors(text: str, cls: type[Exception], errno: int | None) -> None:
+    err = map_error(text, obj="published port 8080->10.0.0.2:80/tcp", namespace="host", step="publish port")
+    assert type(err) is cls and err.errno == errno
+    assert "publish port" in str(err) and "8080" in str(err) and "host" in str(err)

@@ -262,3 +262,31 @@ def test_describe_shows_our_nat_state(host: Namespace) -> None:
         assert "DNAT        udp   127.0.0.1                   9090    10.1.0.3:90" in text
         assert "chain forward" in text
         fw.detach_network("br1")
+
+
+def test_port_bound_to_one_host_address(host: Namespace) -> None:
+    with world(host) as w:
+        net = w.add_net(1)
+        c1 = net.containers["c11"]
+        fw = Firewall.for_namespace(host)
+        attach(fw, w, "br1")
+        fw.publish(PublishedPort.parse(f"{HOST4}:8082:80", container_ip=net.ips4["c11"], bridge="br1"))
+        with serve(c1, "0.0.0.0", 80):
+            assert connect(w.outside, HOST4, 8082) == f"hello from {c1.label}\n"
+            assert connect(host, HOST4, 8082) == f"hello from {c1.label}\n"
+            assert connect(host, net.gateway4, 8082, timeout=1) is None
+            assert connect(host, "127.0.0.1", 8082, timeout=1) is None
+        fw.detach_network("br1")
+
+
+def test_detach_after_the_bridge_is_gone(host: Namespace) -> None:
+    with world(host) as w:
+        net = w.add_net(1)
+        fw = Firewall.for_namespace(host)
+        attach(fw, w, "br1")
+        fw.publish(PublishedPort.parse("8080:80", container_ip=net.ips4["c11"], bridge="br1", bridge_port="vc11"))
+        host.run(["ip", "link", "del", "vc11"], check=True)
+        host.run(["ip", "link", "del", "br1"], check=True)
+        fw.detach_network("br1")
+        assert fw.networks == {} and fw.published == []
+    assert not has_table(host)

@@ -34,7 +34,14 @@ from types import TracebackType
 from typing import TypeAlias
 
 from .engines import Container, container_pid
-from .errors import AlreadyExistsError, NotFoundError, OwnershipError, StateError, ValidationError
+from .errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    OwnershipError,
+    StateError,
+    UnsupportedError,
+    ValidationError,
+)
 from .journal import atomic_step, intent, record
 from .links import Bridge, VethPair
 from .model import IPInterface, LinkInfo, Route, parse_interface, parse_ip, parse_mac, validate_ifname, validate_mtu
@@ -169,6 +176,8 @@ class Attachment:
     - ``mac`` or ``mac_seed`` (stable, see :func:`mac_from_seed`); neither: the kernel picks one.
     - ``mtu``: default the bridge's (or the macvlan parent's) MTU.
     - ``create_bridge``: create the bridge if it is missing (and delete it on remove).
+    - ``vlan``: macvlan mode only: put the macvlan on the 802.1Q device ``PARENT.VLAN`` (reused if
+      present, else created and deleted on remove), as pipework's ``[macaddr]@VLAN``.
     - ``announce``: send gratuitous ARP / unsolicited NA after addressing (default True).
     - ``host``: the namespace holding the bridge or parent interface (default: the calling
       thread's namespace; a :class:`~netns_kit.links.Bridge` object brings its own).
@@ -184,6 +193,7 @@ class Attachment:
         bridge: Bridge | str | None = None,
         macvlan: str | None = None,
         macvlan_mode: str = "bridge",
+        vlan: int | None = None,
         address: str | IPInterface | None = None,
         gateway: str | None = None,
         ipv6: Sequence[str | IPInterface] = (),
@@ -208,6 +218,13 @@ class Attachment:
             raise ValidationError(f"macvlan mode {macvlan_mode!r} must be one of {sorted(MACVLAN_MODES)}",
                                   obj=macvlan_mode)
         self.macvlan_mode = macvlan_mode
+        if vlan is not None:
+            if not isinstance(vlan, int) or isinstance(vlan, bool) or not 1 <= vlan <= 4094:
+                raise ValidationError(f"VLAN id {vlan!r} must be an integer from 1 to 4094", obj=repr(vlan))
+            if macvlan is None:
+                raise ValidationError("vlan= applies to macvlan mode (as in pipework, which refuses VLAN tags "
+                                      "on a Linux bridge too)", obj=str(vlan), step="validate")
+        self.vlan = vlan
         if isinstance(bridge, str):
             validate_ifname(bridge, what="bridge name")
         if create_bridge and bridge is None:
@@ -245,6 +262,8 @@ class Attachment:
         self._link: VethPair | None = None
         self._macvlan_index: int | None = None
         self._made_bridge: Bridge | None = None
+        self._vlan_name: str | None = None
+        self._made_vlan: int | None = None
         self._created = False
         self._removed = False
 
@@ -335,6 +354,13 @@ class Attachment:
             if mtu > parent.mtu:
                 raise ValidationError(f"MTU {mtu} exceeds the MTU {parent.mtu} of {self.macvlan!r}",
                                       obj=self.macvlan, step="validate")
+            if self.vlan is not None:
+                vname = f"{parent.name}.{self.vlan}"
+                validate_ifname(vname, what="VLAN device name")
+                existing = host.rtnl().get_link(name=vname)
+                if existing is not None and existing.kind != "vlan":
+                    raise ValidationError(f"{vname!r} exists but is not a VLAN device (kind {existing.kind})",
+                                          obj=vname, namespace=host.label, step="validate")
         return host, target, bridge_info, parent, veth_name, mtu
 
     def _default_host_ifname(self, target: Namespace) -> str:
@@ -372,9 +398,12 @@ class Attachment:
             else:
                 assert parent is not None
                 sock = host.rtnl()
+                lower = parent.index
+                if self.vlan is not None:
+                    lower = self._ensure_vlan(host, parent, mtu)
                 with intent(f"delete macvlan {self.ifname} in {target.label}",
                             lambda: self._delete_macvlan(target)), target._fd() as fd:
-                    sock.create_link(self.ifname, "macvlan", up=True, link=parent.index, ns_fd=fd, mtu=mtu,
+                    sock.create_link(self.ifname, "macvlan", up=True, link=lower, ns_fd=fd, mtu=mtu,
                                      mac=self.mac, info_data=[("IFLA_MACVLAN_MODE",
                                                                MACVLAN_MODES[self.macvlan_mode])])
                 self._macvlan_index = target.link(self.ifname).index
@@ -412,10 +441,50 @@ class Attachment:
                 pass
             except Exception as exc:
                 errors.append(exc)
+        if self._made_vlan is not None and self.host is not None:
+            try:
+                self._delete_vlan(self.host)
+            except NotFoundError:
+                pass
+            except Exception as exc:
+                errors.append(exc)
         if self._made_bridge is not None:
             self._made_bridge.remove()
         if errors:
             raise errors[0]
+
+    def _ensure_vlan(self, host: Namespace, parent: LinkInfo, mtu: int) -> int:
+        """The 802.1Q device PARENT.VLAN under the macvlan (pipework's ``@VLAN``): reused if present,
+        else created (and then deleted on :meth:`remove`). UnsupportedError without kernel 802.1Q."""
+        assert self.vlan is not None
+        vname = f"{parent.name}.{self.vlan}"
+        self._vlan_name = vname
+        sock = host.rtnl()
+        existing = sock.get_link(name=vname)
+        if existing is not None:
+            return existing.index
+        with intent(f"delete VLAN device {vname} in {host.label}", lambda: self._delete_vlan(host)):
+            try:
+                sock.create_link(vname, "vlan", up=True, link=parent.index, mtu=mtu,
+                                 info_data=[("IFLA_VLAN_ID", self.vlan)])
+            except UnsupportedError as exc:
+                raise UnsupportedError(f"the kernel has no 802.1Q VLAN support (module 8021q), so VLAN "
+                                       f"{self.vlan} on {parent.name!r} cannot be made ({exc.message})",
+                                       obj=vname, namespace=host.label, step="create VLAN device",
+                                       errno=exc.errno) from exc
+            info = sock.get_link(name=vname)
+            assert info is not None
+            self._made_vlan = info.index
+        return info.index
+
+    def _delete_vlan(self, host: Namespace) -> None:
+        if self._vlan_name is None or not host.exists:
+            return
+        sock = host.rtnl()
+        cur = sock.get_link(index=self._made_vlan) if self._made_vlan is not None else \
+            sock.get_link(name=self._vlan_name)
+        if cur is not None and cur.name == self._vlan_name and cur.kind == "vlan":
+            sock.delete_link(cur.index, obj=self._vlan_name)
 
     def _delete_macvlan(self, target: Namespace) -> None:
         """Delete the macvlan this attachment made: by recorded index, or (if creation was interrupted

@@ -314,7 +314,7 @@ def test_gratuitous_arp_and_unsolicited_na_update_peers(host: Namespace) -> None
                 assert any(f[62:78] == ipaddress.IPv6Address("2001:db8::123").packed for f in nas)
                 neigh4 = ip(host, "neigh", "show", "192.168.0.123", "dev", "br0")
                 neigh6 = ip(host, "-6", "neigh", "show", "2001:db8::123", "dev", "br0")
-                assert att.mac in neigh4 and att.mac in neigh6, (neigh4, neigh6)
+                assert att.mac is not None and att.mac in neigh4 and att.mac in neigh6, (neigh4, neigh6)
         finally:
             sniff.close()
         with Attachment(c, bridge="br0", address=IP, announce=False):
@@ -335,7 +335,7 @@ def test_macvlan_to_a_host_interface(host: Namespace) -> None:
             assert link.kind == "macvlan" and link.mtu == 1450 and link.mac == mac_from_seed("mv")
             assert att.host_ifname is None
             check_traffic(lan_ns, c)
-            assert att.mac in ip(lan_ns, "neigh", "show", "192.168.0.123")
+            assert att.mac is not None and att.mac in ip(lan_ns, "neigh", "show", "192.168.0.123")
         assert [link.name for link in c.links()] == ["lo"]
         assert host.link("phys0").up
         with pytest.raises(nk.ValidationError, match="exceeds"):
@@ -343,6 +343,33 @@ def test_macvlan_to_a_host_interface(host: Namespace) -> None:
         for mode in ("private", "vepa", "passthru"):
             with Attachment(c, macvlan="phys0", address=IP, macvlan_mode=mode):
                 assert c.link("eth0").kind == "macvlan"
+
+
+def test_macvlan_on_a_vlan_like_pipework_at_vlan(host: Namespace) -> None:
+    """`pipework phys0 c 192.168.0.123/24@192.168.0.1 @10`: macvlan on phys0.10 (802.1Q)."""
+    with pytest.raises(nk.ValidationError, match="macvlan mode"):
+        Attachment("x", bridge="br0", address=IP, vlan=10)
+    with pytest.raises(nk.ValidationError, match="4094"):
+        Attachment("x", macvlan="phys0", address=IP, vlan=4095)
+    with Namespace("t-lan") as lan_ns, Namespace("t-c1") as c, VethPair("phys0", "eth0", peer_namespace=lan_ns):
+        before = _state(host, c)
+        att = Attachment(c, macvlan="phys0", vlan=10, address=IP, gateway=GW)
+        try:
+            att.create()
+        except nk.UnsupportedError as exc:
+            assert "802.1Q" in str(exc)
+            assert _state(host, c) == before  # nothing was changed
+            pytest.skip(f"kernel feature missing: {exc}")
+        try:
+            assert host.link("phys0.10").kind == "vlan"
+            assert c.link("eth0").kind == "macvlan"
+            ip(lan_ns, "link", "add", "link", "eth0", "name", "eth0.10", "type", "vlan", "id", "10")
+            ip(lan_ns, "link", "set", "eth0.10", "up")
+            ip(lan_ns, "addr", "add", GW + "/24", "dev", "eth0.10")
+            check_traffic(lan_ns, c)
+        finally:
+            att.remove()
+        assert _state(host, c) == before  # the VLAN device it made is gone too
 
 
 def test_transaction_rolls_back_a_half_done_attach(host: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:

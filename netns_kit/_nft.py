@@ -87,6 +87,7 @@ class NftContext:
                                    namespace=ns.label, step="open nftables") from exc
         self.label = ns.label
         self.identity = ns.identity
+        self.namespace = ns
         with ns.enter():
             try:
                 ctx: Any = nftables.Nftables()
@@ -147,13 +148,21 @@ CACHE_SIZE = 16
 
 
 def context_for(ns: Namespace) -> NftContext:
-    """The cached libnftables context of ``ns`` (created inside ``ns`` on first use)."""
+    """The cached libnftables context of ``ns`` (created inside ``ns`` on first use).
+
+    A context's socket keeps its namespace alive (and with it the interfaces inside), so
+    contexts of namespaces that were removed are dropped here, and :func:`drop_context` drops
+    one at once.
+    """
     ident = ns.identity
     with _cache_lock:
         ctx = _cache.get(ident)
         if ctx is not None:
             _cache.move_to_end(ident)
             return ctx
+        for key, other in list(_cache.items()):
+            if not other.namespace.exists:
+                del _cache[key]
     ctx = NftContext(ns)
     with _cache_lock:
         old = _cache.get(ident)

@@ -299,6 +299,12 @@ class Namespace:
     def __repr__(self) -> str:
         return f"Namespace({self.label!r}, kind={self.kind})"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: interfaces, addresses and routes as a table (read from the kernel now)."""
+        from .views import namespace_html
+
+        return namespace_html(self)
+
     # -- access ------------------------------------------------------------------------------------
 
     def _check_usable(self) -> None:

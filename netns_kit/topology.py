@@ -1,0 +1,415 @@
+"""A declarative topology: plan it without root, read it as iproute2/nft commands, then build it.
+
+::
+
+    topo = Topology("demo")
+    topo.bridge("br-demo", addresses=["10.30.0.1/24"], nat=True)   # masqueraded, under the firewall
+    topo.endpoint("web", bridge="br-demo", address="10.30.0.2/24", gateway="10.30.0.1",
+                  publish=["8080:80/tcp"])
+    print(topo.plan())        # numbered steps, each with the command it replaces and its undo
+    topo.commands()           # ['ip netns add web', 'ip -n web link set lo up', ...]
+    with topo:                # built in one Transaction: all of it, or nothing
+        ...
+    topo.view()               # the same as a table / diagram (Jupyter shows it)
+
+:meth:`Topology.plan` is pure: it validates every value and orders the steps, touching no
+kernel and needing no privileges. :meth:`Topology.create` applies the same steps through the
+library's objects (namespaces, bridges, veth pairs, addresses, routes, NAT rules) inside one
+:class:`~netns_kit.Transaction`, so a failure at any step undoes the earlier ones.
+:meth:`Topology.remove` tears everything down, newest first.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from .errors import StateError, ValidationError
+from .journal import Transaction
+from .model import (
+    IPInterface,
+    Route,
+    parse_interface,
+    parse_ip,
+    parse_mac,
+    validate_ifname,
+    validate_netns_name,
+)
+from .views import InterfaceView, NamespaceView, PortView, TopologyView, VethLink
+
+__all__ = ["Plan", "Step", "Topology"]
+
+HOST = "host"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change a build will make: what, where, the equivalent command(s) and how it is undone."""
+
+    action: str
+    target: str
+    namespace: str
+    commands: tuple[str, ...]
+    undo: str
+    detail: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "target": self.target, "namespace": self.namespace,
+                "commands": list(self.commands), "undo": self.undo, **({"detail": self.detail} if self.detail else {})}
+
+
+class Plan(Sequence[Step]):
+    """The ordered steps of a build, as data. Printing it, or showing it in Jupyter, lists them."""
+
+    def __init__(self, title: str, steps: Sequence[Step]) -> None:
+        self.title = title
+        self.steps = tuple(steps)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.steps[i]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def commands(self) -> list[str]:
+        """Every step as the iproute2 / nft command it replaces, in order (never run by netns_kit)."""
+        return [c for s in self.steps for c in s.commands]
+
+    def script(self) -> str:
+        """The commands as a shell script, for reading and auditing."""
+        return "#!/bin/sh\n# what netns_kit does for: " + self.title + "\nset -e\n" + "\n".join(self.commands()) + "\n"
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.steps]
+
+    def __str__(self) -> str:
+        lines = [f"plan for {self.title}: {len(self.steps)} steps"]
+        for n, s in enumerate(self.steps, 1):
+            where = "" if s.namespace == HOST else f" (in {s.namespace})"
+            lines.append(f"{n:3}. {s.action} {s.target}{where}")
+            lines.extend(f"       $ {c}" for c in s.commands)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Plan({self.title!r}, {len(self.steps)} steps)"
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        rows = "".join(
+            f"<tr><td>{n}</td><td>{e(s.action)}</td><td><code>{e(s.target)}</code></td><td>{e(s.namespace)}</td>"
+            f"<td><code>{'<br>'.join(e(c) for c in s.commands)}</code></td><td>{e(s.undo)}</td></tr>"
+            for n, s in enumerate(self.steps, 1))
+        head = "".join(f"<th>{h}</th>" for h in ("#", "action", "target", "namespace", "equivalent command",
+                                                  "undo"))
+        return (f"<div><b>plan for {e(self.title)}</b>"
+                f'<table class="netns-kit"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+
+@dataclass
+class _Bridge:
+    name: str
+    addresses: tuple[IPInterface, ...]
+    mtu: int | None
+    nat: bool
+    masquerade: bool
+    icc: bool
+
+
+class _Attached:
+    """A bridge attached to the host's firewall; ``remove()`` detaches it."""
+
+    def __init__(self, fw: Any, bridge: str) -> None:
+        self.fw = fw
+        self.bridge = bridge
+
+    def remove(self) -> None:
+        self.fw.detach_network(self.bridge)
+
+
+@dataclass
+class _Endpoint:
+    namespace: str
+    bridge: str
+    ifname: str
+    host_ifname: str
+    addresses: tuple[IPInterface, ...]
+    gateway: str | None
+    mac: str | None
+    publish: tuple[Any, ...]  # nat.PublishedPort
+
+
+def _ns_flag(ns: str) -> str:
+    return "" if ns == HOST else f"-n {ns} "
+
+
+class Topology:
+    """Namespaces and bridges, endpoints wired to them, NAT: planned first, then built or torn down.
+
+    Builder methods return the topology, so they chain. Nothing touches the kernel until
+    :meth:`create` (or ``with topo:``).
+    """
+
+    def __init__(self, title: str = "topology") -> None:
+        self.title = title
+        self._namespaces: list[str] = []
+        self._bridges: list[_Bridge] = []
+        self._endpoints: list[_Endpoint] = []
+        self._made: list[Any] | None = None
+        self._objects: dict[str, Any] = {}
+
+    # -- building the description (pure) -----------------------------------------------------------
+
+    def namespace(self, name: str) -> Topology:
+        """A named namespace with only ``lo`` (Docker's ``--network none``)."""
+        validate_netns_name(name)
+        if name == HOST:
+            raise ValidationError(f"{HOST!r} names the host namespace in a topology", obj=name)
+        if name in self._namespaces:
+            raise ValidationError(f"namespace {name!r} is already in the topology", obj=name)
+        self._namespaces.append(name)
+        return self
+
+    def bridge(self, name: str, *, addresses: Sequence[str] = (), mtu: int | None = None, nat: bool = False,
+               masquerade: bool = True, icc: bool = True) -> Topology:
+        """A bridge in the host namespace, with its addresses (the gateways of its subnets).
+
+        ``nat=True`` puts it under netns_kit's firewall (needed to publish ports of its endpoints):
+        ``masquerade`` its subnets on the way out, ``icc`` lets its endpoints reach each other.
+        """
+        validate_ifname(name, what="bridge name")
+        if any(b.name == name for b in self._bridges):
+            raise ValidationError(f"bridge {name!r} is already in the topology", obj=name)
+        addrs = tuple(parse_interface(a) for a in addresses)
+        if nat:
+            from .firewall import NetworkPolicy
+
+            NetworkPolicy(name, tuple(a.network for a in addrs), masquerade=masquerade, icc=icc)  # validates
+        self._bridges.append(_Bridge(name, addrs, mtu, nat, masquerade, icc))
+        return self
+
+    def endpoint(
+        self,
+        namespace: str,
+        *,
+        bridge: str,
+        address: str | Sequence[str],
+        gateway: str | None = None,
+        ifname: str = "eth0",
+        host_ifname: str | None = None,
+        mac: str | None = None,
+        publish: Sequence[str] = (),
+    ) -> Topology:
+        """A namespace (created if not yet in the topology) on ``bridge`` through a veth pair.
+
+        ``address``: one or more ``ADDR/PREFIX``; ``gateway``: the default route (must be inside
+        one of them); ``publish``: Docker ``-p`` specs (``"8080:80/tcp"``) as DNAT on the host.
+        """
+        if namespace not in self._namespaces:
+            self.namespace(namespace)
+        br = next((b for b in self._bridges if b.name == bridge), None)
+        if br is None:
+            raise ValidationError(f"bridge {bridge!r} is not in the topology (add it with .bridge())", obj=bridge)
+        if publish and not br.nat:
+            raise ValidationError(f"publishing ports needs the bridge under the firewall: .bridge({bridge!r}, "
+                                  "nat=True)", obj=bridge)
+        validate_ifname(ifname)
+        host_if = host_ifname or f"v{namespace}"[:15]
+        validate_ifname(host_if, what="host-side veth name")
+        if any(e.host_ifname == host_if for e in self._endpoints):
+            raise ValidationError(f"host-side veth name {host_if!r} is used twice; pass host_ifname=", obj=host_if)
+        if any(e.namespace == namespace and e.ifname == ifname for e in self._endpoints):
+            raise ValidationError(f"{namespace!r} already has an interface {ifname!r}", obj=ifname)
+        addrs = tuple(parse_interface(a) for a in ([address] if isinstance(address, str) else address))
+        if not addrs:
+            raise ValidationError("an endpoint needs at least one address", obj=namespace)
+        for a in addrs:
+            if a.version == 4 and a.network.prefixlen < 31 and a.ip in (a.network.network_address,
+                                                                        a.network.broadcast_address):
+                raise ValidationError(f"{a} is the network or broadcast address of {a.network}", obj=str(a))
+        if gateway is not None:
+            gw = parse_ip(gateway, what="gateway")
+            if not any(gw in a.network for a in addrs):
+                raise ValidationError(f"gateway {gw} is not inside {', '.join(str(a.network) for a in addrs)}",
+                                      obj=f"route default via {gw}")
+        if mac is not None:
+            mac = parse_mac(mac)
+        from .nat import PublishedPort
+
+        ip = next((a.ip for a in addrs if a.version == 4), addrs[0].ip)
+        ports = tuple(PublishedPort.parse(spec, container_ip=str(ip), bridge=bridge, bridge_port=host_if)
+                      for spec in publish)
+        self._endpoints.append(_Endpoint(namespace, bridge, ifname, host_if, addrs, gateway, mac, ports))
+        return self
+
+    # -- plan (pure) ---------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """Every change :meth:`create` will make, in order, as data. No kernel access, no root."""
+        steps: list[Step] = []
+        for name in self._namespaces:
+            steps.append(Step("create namespace", name, HOST,
+                              (f"ip netns add {name}", f"ip -n {name} link set lo up"),
+                              f"ip netns del {name}"))
+        for b in self._bridges:
+            cmds = [f"ip link add {b.name} type bridge" + (f" mtu {b.mtu}" if b.mtu else "")]
+            cmds += [f"ip addr add {a} dev {b.name}" for a in b.addresses]
+            cmds.append(f"ip link set {b.name} up")
+            steps.append(Step("create bridge", b.name, HOST, tuple(cmds), f"ip link del {b.name}",
+                              {"addresses": ", ".join(map(str, b.addresses))}))
+            if b.nat:
+                steps.append(Step("attach bridge to the firewall", b.name, HOST, tuple(_attach_commands(b)),
+                                  "nft delete element (the same elements); sysctls restored"))
+        for e in self._endpoints:
+            mac = f" address {e.mac}" if e.mac else ""
+            steps.append(Step("create veth pair", f"{e.host_ifname} <-> {e.ifname}", HOST, (
+                f"ip link add {e.host_ifname} type veth peer name {e.ifname} netns {e.namespace}{mac}",
+                f"ip link set {e.host_ifname} master {e.bridge} up",
+                f"ip -n {e.namespace} link set {e.ifname} up"), f"ip link del {e.host_ifname}"))
+            for a in e.addresses:
+                steps.append(Step("add address", f"{a} on {e.ifname}", e.namespace,
+                                  (f"ip -n {e.namespace} addr add {a} dev {e.ifname}",),
+                                  f"ip -n {e.namespace} addr del {a} dev {e.ifname}"))
+            if e.gateway is not None:
+                steps.append(Step("add route", f"default via {e.gateway}", e.namespace,
+                                  (f"ip -n {e.namespace} route add default via {e.gateway}",),
+                                  f"ip -n {e.namespace} route del default via {e.gateway}"))
+            for port in e.publish:
+                steps.append(Step("publish port", f"{port.spec} -> {port.container_ip}", HOST,
+                                  (_dnat_command(port),), "nft delete element (the same element)",
+                                  {"container_ip": port.container_ip, "bridge": e.bridge}))
+        return Plan(self.title, steps)
+
+    def commands(self) -> list[str]:
+        """The plan as the iproute2 and nft commands of the classic recipe (netns_kit runs none of them)."""
+        return self.plan().commands()
+
+    # -- apply ---------------------------------------------------------------------------------------
+
+    @property
+    def created(self) -> bool:
+        return self._made is not None
+
+    def create(self) -> Topology:
+        """Build it, step by step as planned, in one Transaction (all or nothing). Undo: :meth:`remove`."""
+        from .firewall import Firewall, NetworkPolicy
+        from .links import Bridge, VethPair
+        from .namespace import Namespace
+        from .nat import NatRule
+
+        if self._made is not None:
+            raise StateError("topology is already built", obj=self.title, step="create topology")
+        self.plan()  # validates everything before the first change
+        objs: dict[str, Any] = {}
+        made: list[Any] = []
+        with Transaction():
+            for name in self._namespaces:
+                objs[f"ns:{name}"] = Namespace(name).create()
+                made.append(objs[f"ns:{name}"])
+            for b in self._bridges:
+                objs[f"br:{b.name}"] = Bridge(b.name, addresses=b.addresses, mtu=b.mtu).create()
+                made.append(objs[f"br:{b.name}"])
+                if b.nat:
+                    fw = Firewall.for_namespace()
+                    fw.attach_network(NetworkPolicy(b.name, tuple(a.network for a in b.addresses),
+                                                    masquerade=b.masquerade, icc=b.icc))
+                    made.append(_Attached(fw, b.name))
+            for e in self._endpoints:
+                ns = objs[f"ns:{e.namespace}"]
+                made.append(VethPair(e.host_ifname, e.ifname, peer_namespace=ns, master=objs[f"br:{e.bridge}"],
+                                     peer_mac=e.mac).create())
+                for a in e.addresses:
+                    ns.add_address(e.ifname, a)
+                if e.gateway is not None:
+                    ns.add_route(Route("default", gateway=e.gateway, dev=e.ifname))
+                for port in e.publish:
+                    made.append(NatRule.dnat(port).create())
+        self._made = made
+        self._objects = objs
+        return self
+
+    def remove(self) -> None:
+        """Remove everything :meth:`create` made, newest first (addresses and routes go with their
+        namespace, veth pairs with their namespace end). Idempotent."""
+        made, self._made = self._made, None
+        self._objects = {}
+        for obj in reversed(made or []):
+            obj.remove()
+
+    def namespaces(self) -> dict[str, Any]:
+        """The built namespaces by name (empty before :meth:`create`)."""
+        return {k[3:]: v for k, v in self._objects.items() if k.startswith("ns:")}
+
+    def __enter__(self) -> Topology:
+        return self.create()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+    # -- views ---------------------------------------------------------------------------------------
+
+    def view(self) -> TopologyView:
+        """As planned (before create) or as it is in the kernel (after create), as a TopologyView."""
+        if self._made is not None:
+            from .views import observe
+
+            return observe(self.namespaces().values(), title=self.title)
+        host_ifaces = [InterfaceView(b.name, "bridge", tuple(map(str, b.addresses))) for b in self._bridges]
+        host_ifaces += [InterfaceView(e.host_ifname, "veth", (), master=e.bridge) for e in self._endpoints]
+        spaces = [NamespaceView(HOST, tuple(host_ifaces), is_host=True)]
+        for name in self._namespaces:
+            eps = [e for e in self._endpoints if e.namespace == name]
+            ifaces = (InterfaceView("lo"),
+                      *(InterfaceView(e.ifname, "veth", tuple(map(str, e.addresses))) for e in eps))
+            routes = tuple(f"default via {e.gateway}" for e in eps if e.gateway)
+            spaces.append(NamespaceView(name, ifaces, routes))
+        veths = tuple(VethLink((HOST, e.host_ifname), (e.namespace, e.ifname)) for e in self._endpoints)
+        ports = tuple(PortView(p.spec, f"{e.namespace} {p.container_ip}:{p.container_port}")
+                      for e in self._endpoints for p in e.publish)
+        return TopologyView(self.title + " (planned)", tuple(spaces), veths, ports)
+
+    def _repr_html_(self) -> str:
+        return self.view().to_html()
+
+    def diagram(self) -> Any:
+        """The topology as a graphviz diagram (see :meth:`TopologyView.diagram`)."""
+        return self.view().diagram()
+
+    def __repr__(self) -> str:
+        state = "built" if self._made is not None else "planned"
+        return (f"Topology({self.title!r}, {len(self._namespaces)} namespaces, {len(self._bridges)} bridges, "
+                f"{len(self._endpoints)} endpoints, {state})")
+
+
+def _dnat_command(port: Any) -> str:
+    """The nft element netns_kit's firewall adds for a published port (see nftables_render)."""
+    ports = f"{port.host_port}" if port.host_port_end is None else f"{port.host_port}-{port.host_port_end}"
+    cport = port.container_port
+    version = 6 if ":" in port.container_ip else 4
+    if port.host_ip is None:
+        return (f"nft add element inet netns_kit dnat{version} "
+                f"'{{ {port.proto} . {ports} : {port.container_ip} . {cport} }}'")
+    return (f"nft add element inet netns_kit dnat{version}_addr "
+            f"'{{ {port.host_ip} . {port.proto} . {ports} : {port.container_ip} . {cport} }}'")
+
+
+def _attach_commands(b: _Bridge) -> list[str]:
+    """What attaching a bridge to netns_kit's firewall adds (elements of its fixed table, sysctls)."""
+    cmds = ["nft -f - <<< \"$(netns_kit's fixed table inet netns_kit)\"  # first use only",
+            f"nft add element inet netns_kit bridges '{{ {b.name} }}'"]
+    if b.icc:
+        cmds.append(f"nft add element inet netns_kit icc '{{ {b.name} . {b.name} }}'")
+    for a in b.addresses:
+        if b.masquerade:
+            v = a.version
+            cmds.append(f"nft add element inet netns_kit masq{v} '{{ {a.network} }}'")
+            cmds.append(f"nft add element inet netns_kit masq{v}_skip '{{ {a.network} . {b.name} }}'")
+    if any(a.version == 4 for a in b.addresses):
+        cmds += [f"sysctl -w net.ipv4.conf.{b.name}.route_localnet=1", "sysctl -w net.ipv4.ip_forward=1"]
+    if any(a.version == 6 for a in b.addresses):
+        cmds.append("sysctl -w net.ipv6.conf.all.forwarding=1")
+    return cmds

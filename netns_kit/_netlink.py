@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno as _errno
 import ipaddress
+import logging
 import os
 import socket
 import struct
@@ -58,6 +59,8 @@ from .errors import (
     UnsupportedError,
 )
 from .model import AddressInfo, IPInterface, LinkInfo, Route, RouteInfo
+
+_log = logging.getLogger("netns_kit.netlink")  # one debug line per kernel change
 
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
@@ -191,6 +194,7 @@ class RtnlSocket:
         return ""
 
     def _ack(self, msg: Any, msg_type: int, flags: int, *, obj: str | None, step: str) -> None:
+        _log.debug("netlink: %s %s in %s", step, obj or "", self.label)
         self._request(msg, msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, obj=obj, step=step)
 
     # -- links ---------------------------------------------------------------------------------------

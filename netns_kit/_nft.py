@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno as _errno
 import json
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["NftContext", "context_for", "drop_context"]
 
 Identity = tuple[int, int]
+
+_log = logging.getLogger("netns_kit.nft")  # one debug line per kernel batch
 
 _KNOWN_ERRNOS = (
     _errno.EEXIST, _errno.ENOENT, _errno.EPERM, _errno.EACCES, _errno.EOPNOTSUPP, _errno.EPROTONOSUPPORT,
@@ -101,6 +104,8 @@ class NftContext:
         """Run ``commands`` as one batch (one kernel transaction). Returns the JSON output objects."""
         if not commands:
             return []
+        if any(next(iter(c)) != "list" for c in commands):
+            _log.debug("nft: %s %s in %s (one batch of %d commands)", step, obj or "", self.label, len(commands))
         with self._lock:
             rc, out, err = self._ctx.json_cmd({"nftables": commands})
         if rc != 0:

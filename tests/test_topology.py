@@ -87,7 +87,10 @@ def test_build_then_remove_by_traffic(host: Namespace, caplog: pytest.LogCapture
         assert "tweb 10.31.0.2:80" in view.ports[0].target
         html = web._repr_html_()
         assert "eth0" in html and "10.31.0.2/24" in html and "default via 10.31.0.1" in html
-    assert any("change:" in r.getMessage() for r in caplog.records)
+    assert any("change:" in r.getMessage() for r in caplog.records)       # the journal: each undoable change
+    kernel = [r.getMessage() for r in caplog.records if r.name == "netns_kit.netlink"]
+    assert any(m.startswith("netlink: create veth link vtweb") for m in kernel), kernel  # each request
+    assert any(r.name == "netns_kit.nft" and "publish" in r.getMessage() for r in caplog.records)
     assert {link.name for link in host.links()} == before
     assert not named_namespaces()
 

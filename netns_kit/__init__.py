@@ -20,11 +20,23 @@ from .errors import (
     rollback_failures,
 )
 from .firewall import Firewall, NetworkPolicy
+from .ipam import ExhaustedError
 from .journal import Transaction
 from .links import Bridge, VethPair
 from .model import AddressInfo, LinkInfo, Route, RouteInfo
+from .modes import (
+    BridgeMode,
+    ContainerMode,
+    CustomMode,
+    Endpoint,
+    HostMode,
+    NetworkMode,
+    NoneMode,
+    default_network,
+)
 from .namespace import Namespace
 from .nat import NatRule, PublishedPort
+from .network import Connection, Network, NetworkConfig
 
 __version__ = "0.1.0"
 
@@ -33,15 +45,26 @@ __all__ = [
     "AlreadyExistsError",
     "Attachment",
     "Bridge",
+    "BridgeMode",
+    "Connection",
     "Container",
+    "ContainerMode",
+    "CustomMode",
+    "Endpoint",
     "Engine",
+    "ExhaustedError",
     "Firewall",
+    "HostMode",
     "KernelError",
     "LinkInfo",
     "Namespace",
     "NatRule",
     "NetnsKitError",
+    "Network",
+    "NetworkConfig",
+    "NetworkMode",
     "NetworkPolicy",
+    "NoneMode",
     "NotFoundError",
     "OwnershipError",
     "PermissionDeniedError",
@@ -54,6 +77,7 @@ __all__ = [
     "ValidationError",
     "VethPair",
     "attach",
+    "default_network",
     "mac_from_seed",
     "rollback_failures",
 ]

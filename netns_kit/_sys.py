@@ -230,3 +230,38 @@ def netns_fd(path: str, *, label: str) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+# -- /etc/netns/NAME (the iproute2 convention) ------------------------------------------------------
+
+ETC_NETNS_DIR = "/etc/netns"
+MS_SLAVE = 1 << 19
+
+
+def etc_netns_binds(name: str) -> list[tuple[bytes, bytes]]:
+    """What ``ip netns exec NAME`` binds: each /etc/netns/NAME/X over /etc/X (where /etc/X exists)."""
+    directory = os.path.join(ETC_NETNS_DIR, name)
+    try:
+        entries = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for entry in entries:
+        target = os.path.join("/etc", entry)
+        if os.path.lexists(target):
+            out.append((os.path.join(directory, entry).encode(), target.encode()))
+    return out
+
+
+def enter_etc_view(binds: list[tuple[bytes, bytes]]) -> None:
+    """In a freshly forked child (``preexec_fn``): a mount namespace of its own, in which each
+    (source, target) of ``binds`` is bind-mounted, as ``ip netns exec`` does. Never call it in
+    the library's own process: it changes the calling thread's mount namespace.
+    """
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        raise _oserror("unshare(CLONE_NEWNS)")
+    if _libc.mount(b"", b"/", b"none", MS_SLAVE | MS_REC, None) != 0:
+        raise _oserror("make / a slave mount")
+    for src, dst in binds:
+        if _libc.mount(src, dst, b"none", MS_BIND, None) != 0:
+            raise _oserror(f"bind {src.decode()} over", dst.decode())

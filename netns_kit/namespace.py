@@ -364,11 +364,17 @@ class Namespace:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` (no shell) inside this namespace; returns stdout, stderr and returncode."""
+        """Run ``argv`` (no shell) inside this namespace; returns stdout, stderr and returncode.
+
+        Like ``ip netns exec``, files in /etc/netns/NAME/ (e.g. ``hosts``) are bind-mounted over
+        their /etc counterparts in a private mount namespace of the child (named namespaces only).
+        """
         argv = _check_argv(argv)
+        preexec = self._etc_preexec()
         with self.enter():
             return subprocess.run(list(argv), capture_output=True, text=True, check=check, input=input,
-                                  timeout=timeout, env=dict(env) if env is not None else None, cwd=cwd)
+                                  timeout=timeout, env=dict(env) if env is not None else None, cwd=cwd,
+                                  preexec_fn=preexec)
 
     def popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         """Start ``argv`` (no shell) inside this namespace and return the running process.
@@ -377,10 +383,26 @@ class Namespace:
         (SIGTERM to its process group if it leads one, then SIGKILL). Stop it earlier as you like.
         """
         argv = _check_argv(argv)
+        preexec = self._etc_preexec(kwargs.pop("preexec_fn", None))  # type: ignore[arg-type]
+        if preexec is not None:
+            kwargs["preexec_fn"] = preexec
         with self.enter():
             proc: subprocess.Popen[bytes] = subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload]
         _procs.register(self.identity, proc)  # stopped when netns_kit removes this namespace
         return proc
+
+    def _etc_preexec(self, then: Callable[[], object] | None = None) -> Callable[[], None] | None:
+        """A ``preexec_fn`` binding /etc/netns/NAME/* over /etc/* in the child (None if nothing to bind)."""
+        binds = _sys.etc_netns_binds(self.name) if self.name is not None else []
+        if not binds:
+            return then  # type: ignore[return-value]
+
+        def preexec() -> None:
+            _sys.enter_etc_view(binds)
+            if then is not None:
+                then()
+
+        return preexec
 
     # -- inspection --------------------------------------------------------------------------------
 

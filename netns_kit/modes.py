@@ -1,0 +1,527 @@
+"""Docker's five network modes, and :class:`Endpoint`: a container's network side.
+
+``Endpoint("web", mode=...)`` is what ``docker run --network=MODE --name web`` sets up, without
+the container: a network namespace (or the host's, or another endpoint's) wired as the mode
+says. Run programs in it with :meth:`Endpoint.run` / :meth:`Endpoint.popen`.
+
+========================  ===================================================================
+mode                      what the endpoint gets
+========================  ===================================================================
+``BridgeMode()``          its own namespace on the default network ``bridge`` (bridge ``nk0``,
+  (``"bridge"``,          the docker0 analogue): made on first use with a subnet from the
+  the default)            address pools, removed when its last endpoint goes; an address from
+                          IPAM, the gateway as default route, outbound masquerade, and the
+                          ports in ``publish``.
+``HostMode()``            no namespace of its own: it runs in the host's.
+  (``"host"``)
+``NoneMode()``            its own namespace with only ``lo``, up.
+  (``"none"``)
+``ContainerMode(other)``  the very namespace of endpoint ``other`` (same interfaces, addresses,
+  (``"container:NAME"``)  localhost). The namespace lives while any of its users does.
+``CustomMode(network)``   its own namespace on a user-defined :class:`~netns_kit.Network`, with
+  (a network's name)      an automatic or fixed address (``ip=``, ``ip6=``), aliases, ports.
+========================  ===================================================================
+
+As in Docker, options that make no sense in a mode are refused before anything is made:
+published ports in host, none and container mode, a fixed address outside custom mode, and
+anything of its own (address, MAC, aliases, networks) in container mode.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar
+
+from . import _sys
+from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
+from .journal import atomic_step, record
+from .model import IPAddr, IPInterface, parse_ip, parse_mac, validate_netns_name
+from .namespace import Namespace
+from .network import (
+    DEFAULT_BRIDGE,
+    DEFAULT_NETWORK_NAME,
+    Connection,
+    Network,
+    drop_hosts_file,
+    forget_host_if_empty,
+    host_state,
+    parse_ports,
+    validate_name,
+)
+
+__all__ = [
+    "BridgeMode",
+    "ContainerMode",
+    "CustomMode",
+    "Endpoint",
+    "HostMode",
+    "NetworkMode",
+    "NoneMode",
+    "default_network",
+]
+
+
+@dataclass(frozen=True)
+class NetworkMode:
+    """Base of the five modes. ``NetworkMode.parse("bridge" | "host" | "none" | "container:NAME" |
+    NETWORK_NAME)`` reads Docker's ``--network`` syntax; names are looked up when the endpoint is
+    created.
+    """
+
+    kind: ClassVar[str] = ""
+    own_namespace: ClassVar[bool] = True
+
+    @staticmethod
+    def parse(value: NetworkMode | str) -> NetworkMode:
+        if isinstance(value, NetworkMode):
+            if type(value) is NetworkMode:
+                raise ValidationError("NetworkMode is abstract: use BridgeMode(), HostMode(), NoneMode(), "
+                                      "ContainerMode(other) or CustomMode(network)", obj=repr(value))
+            return value
+        if not isinstance(value, str):
+            raise ValidationError(f"network mode must be a NetworkMode or a str, got {type(value).__name__}",
+                                  obj=repr(value))
+        if value in ("bridge", "default"):
+            return BridgeMode()
+        if value == "host":
+            return HostMode()
+        if value == "none":
+            return NoneMode()
+        if value.startswith("container:"):
+            return ContainerMode(value.split(":", 1)[1])
+        return CustomMode(value)
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True)
+class BridgeMode(NetworkMode):
+    """The default: own namespace on the default ``bridge`` network (see the module docstring)."""
+
+    kind: ClassVar[str] = "bridge"
+
+
+@dataclass(frozen=True)
+class HostMode(NetworkMode):
+    """No namespace of its own: the endpoint's programs run in the host's namespace."""
+
+    kind: ClassVar[str] = "host"
+    own_namespace: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class NoneMode(NetworkMode):
+    """Own namespace, nothing configured but ``lo``."""
+
+    kind: ClassVar[str] = "none"
+
+
+@dataclass(frozen=True)
+class ContainerMode(NetworkMode):
+    """The namespace of another endpoint (an :class:`Endpoint` or its name)."""
+
+    target: Endpoint | str
+    kind: ClassVar[str] = "container"
+    own_namespace: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target, str):
+            validate_name(self.target, what="container mode target")
+        elif not isinstance(self.target, Endpoint):
+            raise ValidationError(f"container mode needs an Endpoint or its name, got "
+                                  f"{type(self.target).__name__}", obj=repr(self.target))
+
+    @property
+    def target_name(self) -> str:
+        return self.target if isinstance(self.target, str) else self.target.name
+
+    def __str__(self) -> str:
+        return f"container:{self.target_name}"
+
+
+@dataclass(frozen=True)
+class CustomMode(NetworkMode):
+    """Own namespace on a user-defined :class:`~netns_kit.Network` (or a network's name)."""
+
+    network: Network | str
+    kind: ClassVar[str] = "custom"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.network, str):
+            if self.network in ("host", "none", "bridge", "default"):
+                raise ValidationError(f"{self.network!r} names a predefined mode, not a network",
+                                      obj=self.network)
+            validate_name(self.network, what="network name")
+        elif not isinstance(self.network, Network):
+            raise ValidationError(f"custom mode needs a Network or its name, got {type(self.network).__name__}",
+                                  obj=repr(self.network))
+
+    @property
+    def network_name(self) -> str:
+        return self.network if isinstance(self.network, str) else self.network.name
+
+    def __str__(self) -> str:
+        return f"custom:{self.network_name}"
+
+
+# -- the default network ----------------------------------------------------------------------------
+
+
+def default_network(host: Namespace | None = None) -> Network | None:
+    """The default ``bridge`` network of ``host`` (default: the current namespace), if it exists now."""
+    host = host if host is not None else Namespace.current()
+    return host_state(host).default_network
+
+
+def _acquire_default(host: Namespace) -> Network:
+    """Use the default network, creating it on first use. Undo: :func:`_release_default`."""
+    st = host_state(host)
+    with st.lock:
+        net = st.default_network
+        if net is None:
+            net = Network(DEFAULT_NETWORK_NAME, bridge=DEFAULT_BRIDGE, resolve_names=False, host=host,
+                          _default=True)
+            with atomic_step():  # the network's own undo is taken over by _release_default
+                net.create()
+            st.default_network = net
+        st.default_users += 1
+    record(f"release default network in {host.label}", lambda: _release_default(host))
+    return net
+
+
+def _release_default(host: Namespace) -> None:
+    st = host_state(host)
+    with st.lock:
+        if st.default_users <= 0:
+            return
+        st.default_users -= 1
+        if st.default_users == 0 and st.default_network is not None:
+            net, st.default_network = st.default_network, None
+            net.remove(force=True)
+    forget_host_if_empty(host)
+
+
+# -- the namespace an endpoint lives in --------------------------------------------------------------
+
+
+class _Sandbox:
+    """A namespace and its users: removed (with its attachments) when the last user leaves."""
+
+    def __init__(self, namespace: Namespace, *, owned: bool, host: Namespace, uses_default: bool) -> None:
+        self.namespace = namespace
+        self.owned = owned
+        self.host = host
+        self.uses_default = uses_default
+        self.users = 1
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users > 0:
+            return
+        failures: list[BaseException] = []
+        if self.owned:
+            st = host_state(self.host)
+            ident = self.namespace.identity if self.namespace.exists else None
+            # every network attachment of this namespace, also those made with Network.connect(ns)
+            for att in reversed(st.connections_of(ident) if ident is not None else []):
+                try:
+                    att.disconnect()
+                except Exception as exc:
+                    failures.append(exc)
+            try:
+                self.namespace.remove()
+            except Exception as exc:
+                failures.append(exc)
+            if self.namespace.name is not None:
+                drop_hosts_file(self.namespace.name)
+        if self.uses_default:
+            try:
+                _release_default(self.host)
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            attach_rollback_failures(failures[0], failures[1:])
+            raise failures[0]
+
+
+class Endpoint:
+    """The network side of a container: ``Endpoint("web", mode="bridge", publish=["8080:80"])``.
+
+    - ``mode``: a :class:`NetworkMode` or Docker's ``--network`` string (default ``"bridge"``).
+    - ``publish``: Docker ``-p`` specs (``[host_ip:]host_port[-end]:container_port[-end][/proto]``);
+      bridge and custom mode only.
+    - ``ip``, ``ip6``: fixed addresses (custom mode only, as Docker's ``--ip``).
+    - ``aliases``: extra names other endpoints of the network resolve (custom mode).
+    - ``mac``: the MAC address of ``eth0`` (bridge and custom mode).
+    - ``host``: the host namespace (default: the calling thread's at construction).
+
+    :meth:`create` builds it (everything validated first), :meth:`remove` undoes it; as a context
+    manager it is created on enter and removed on exit; inside a :class:`~netns_kit.Transaction`
+    a rollback removes it. Its namespace is the named namespace ``name`` (``ip netns exec NAME``
+    works) except in host mode (the host's) and container mode (the other endpoint's).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        mode: NetworkMode | str = "bridge",
+        *,
+        publish: Sequence[str] = (),
+        ip: IPAddr | str | None = None,
+        ip6: IPAddr | str | None = None,
+        aliases: Sequence[str] = (),
+        mac: str | None = None,
+        host: Namespace | None = None,
+    ) -> None:
+        self.name = validate_name(name, what="endpoint name")
+        validate_netns_name(name)
+        self.mode = NetworkMode.parse(mode)
+        if isinstance(publish, str) or isinstance(aliases, str):
+            raise ValidationError("publish and aliases must be lists, not one str", obj=name)
+        self.publish = tuple(publish)
+        self.ip = parse_ip(ip, what="fixed address") if ip is not None else None
+        self.ip6 = parse_ip(ip6, what="fixed IPv6 address") if ip6 is not None else None
+        self.aliases = tuple(validate_name(a, what="alias") for a in aliases)
+        self.mac = parse_mac(mac) if mac is not None else None
+        kind = self.mode.kind
+        conflicts = []
+        if self.publish and kind in ("host", "none", "container"):
+            conflicts.append("port publishing")
+        if (self.ip is not None or self.ip6 is not None) and kind != "custom":
+            conflicts.append("a fixed address (only on a user-defined network, as Docker's --ip)")
+        if self.aliases and kind != "custom":
+            conflicts.append("aliases (only on a user-defined network)")
+        if self.mac is not None and kind in ("host", "none", "container"):
+            conflicts.append("a MAC address")
+        if conflicts:
+            raise ValidationError(f"conflicting options: {' and '.join(conflicts)} cannot be used with the "
+                                  f"{self.mode} network mode", obj=name, step="validate endpoint")
+        if self.ip is not None and self.ip.version != 4:
+            raise ValidationError(f"ip {self.ip} must be IPv4 (use ip6= for IPv6)", obj=name)
+        if self.ip6 is not None and self.ip6.version != 6:
+            raise ValidationError(f"ip6 {self.ip6} must be IPv6", obj=name)
+        # the port specs themselves, with a placeholder address (bound to the real one at create)
+        parse_ports(self.publish, container_ip="192.0.2.2", bridge=DEFAULT_BRIDGE)
+        self.host = host if host is not None else Namespace.current()
+        self._sandbox: _Sandbox | None = None
+        self._removed = False
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def created(self) -> bool:
+        return self._sandbox is not None and not self._removed
+
+    def _live(self, step: str) -> _Sandbox:
+        if self._sandbox is None or self._removed:
+            raise StateError(f"endpoint {self.name!r} is not created (or was removed)", obj=self.name,
+                             step=step)
+        return self._sandbox
+
+    @property
+    def namespace(self) -> Namespace:
+        """The namespace the endpoint's programs run in (the host's in host mode)."""
+        return self._live("namespace").namespace
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The endpoint's network attachments (those of the shared namespace in container mode)."""
+        sb = self._live("attachments")
+        if not sb.namespace.exists or sb.namespace.same_as(self.host):
+            return []
+        return host_state(self.host).connections_of(sb.namespace.identity)
+
+    @property
+    def addresses(self) -> list[IPInterface]:
+        """The addresses the kernel has in the endpoint's namespace, minus loopback and link-local."""
+        out = []
+        for a in self.namespace.addresses():
+            ip = a.interface.ip
+            if not ip.is_loopback and not ip.is_link_local:
+                out.append(a.interface)
+        return out
+
+    @property
+    def address(self) -> ipaddress.IPv4Address | None:
+        """The IPv4 address on the first network (None in host and none mode)."""
+        for att in self.connections:
+            ip = att.address.ip
+            assert isinstance(ip, ipaddress.IPv4Address)
+            return ip
+        return None
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.name!r}, mode={str(self.mode)!r})"
+
+    def describe(self) -> str:
+        """One line per attachment: what the endpoint has."""
+        head = f"endpoint {self.name} ({self.mode})"
+        if not self.created:
+            return head + ": not created"
+        head += f": namespace {self.namespace.label}"
+        return "\n".join([head] + [f"  {a}" for a in self.connections])
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _check_new(self) -> None:
+        st = host_state(self.host)
+        if self.created:
+            raise StateError(f"endpoint {self.name!r} was already created", obj=self.name, step="create endpoint")
+        if self.name in st.endpoints:
+            raise AlreadyExistsError(f"an endpoint named {self.name!r} already exists", obj=self.name,
+                                     namespace=self.host.label, step="create endpoint")
+        if self.mode.own_namespace and os.path.lexists(os.path.join(_sys.NETNS_RUN_DIR, self.name)):
+            raise AlreadyExistsError(f"namespace {self.name!r} already exists", obj=self.name,
+                                     step="create endpoint")
+
+    def _resolve_target(self) -> Endpoint:
+        assert isinstance(self.mode, ContainerMode)
+        target = self.mode.target
+        if isinstance(target, str):
+            found = host_state(self.host).endpoints.get(target)
+            if not isinstance(found, Endpoint):
+                raise NotFoundError(f"no endpoint named {target!r} to share a namespace with", obj=self.name,
+                                    step="create endpoint")
+            target = found
+        if not target.created:
+            raise StateError(f"endpoint {target.name!r} is not running: its namespace cannot be shared",
+                             obj=self.name, step="create endpoint")
+        if target is self:
+            raise ValidationError("an endpoint cannot share its own namespace", obj=self.name)
+        return target
+
+    def _resolve_network(self) -> Network:
+        assert isinstance(self.mode, CustomMode)
+        net = self.mode.network
+        if isinstance(net, str):
+            found = host_state(self.host).networks.get(net)
+            if found is None:
+                raise NotFoundError(f"no network named {net!r}", obj=self.name, step="create endpoint")
+            net = found
+        if not net.created:
+            raise StateError(f"network {net.name!r} is not created", obj=self.name, step="create endpoint")
+        if not net.host.same_as(self.host):
+            raise ValidationError(f"network {net.name!r} belongs to another host namespace", obj=self.name)
+        if net.internal and self.publish:
+            raise ValidationError(f"network {net.name!r} is internal: ports cannot be published",
+                                  obj=self.name, step="create endpoint")
+        if self.ip6 is not None and net.subnet6 is None:
+            raise ValidationError(f"network {net.name!r} has no IPv6 subnet for ip6 {self.ip6}", obj=self.name)
+        if net._alloc is not None and self.ip is not None:
+            net._alloc.check(self.ip)
+        if net._alloc6 is not None and self.ip6 is not None:
+            net._alloc6.check(self.ip6)
+        return net
+
+    def create(self) -> Endpoint:
+        """Build the endpoint as its mode says. Validated first; on failure nothing is left.
+
+        Kernel, by mode: bridge and custom: a named namespace, a veth pair into the network's
+        bridge, address, default route, published ports (bridge: the default network is made
+        first if needed); none: a named namespace, ``lo`` up; host and container: nothing (the
+        namespace is the host's or shared). Undo: :meth:`remove`.
+        """
+        self._check_new()
+        st = host_state(self.host)
+        mode = self.mode
+        target = self._resolve_target() if isinstance(mode, ContainerMode) else None
+        network = self._resolve_network() if isinstance(mode, CustomMode) else None
+        with st.lock:
+            st.endpoints[self.name] = self  # reserve the name; released on failure below
+            try:
+                with atomic_step():
+                    self._sandbox = self._build(mode, target, network)
+                    self._removed = False
+            except BaseException:
+                st.endpoints.pop(self.name, None)
+                self._sandbox = None
+                forget_host_if_empty(self.host)
+                raise
+        record(f"remove endpoint {self.name}", self.remove)
+        return self
+
+    def _build(self, mode: NetworkMode, target: Endpoint | None, network: Network | None) -> _Sandbox:
+        host = self.host
+        if isinstance(mode, HostMode):
+            return _Sandbox(host, owned=False, host=host, uses_default=False)
+        if isinstance(mode, ContainerMode):
+            assert target is not None and target._sandbox is not None
+            sb = target._sandbox
+            sb.users += 1
+            record(f"stop sharing {sb.namespace.label} with {self.name}", sb.release)
+            return sb
+        uses_default = isinstance(mode, BridgeMode)
+        if uses_default:
+            network = _acquire_default(host)
+        ns = Namespace(self.name)
+        ns.create()
+        sb = _Sandbox(ns, owned=True, host=host, uses_default=uses_default)
+        if network is not None:
+            network.connect(ns, ip=self.ip, ip6=self.ip6, name=self.name, aliases=self.aliases, mac=self.mac,
+                            publish=self.publish)
+        return sb
+
+    def remove(self) -> None:
+        """Undo :meth:`create`. The namespace goes when its last user does (container mode shares it);
+        in bridge mode the default network goes with its last endpoint. Idempotent."""
+        if self._sandbox is None or self._removed:
+            return
+        self._removed = True
+        st = host_state(self.host)
+        with st.lock:
+            if st.endpoints.get(self.name) is self:
+                del st.endpoints[self.name]
+            try:
+                self._sandbox.release()
+            finally:
+                forget_host_if_empty(self.host)
+
+    def __enter__(self) -> Endpoint:
+        if not self.created:
+            self.create()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+    # -- more networks ----------------------------------------------------------------------------------
+
+    def _check_connectable(self, step: str) -> Namespace:
+        sb = self._live(step)
+        if isinstance(self.mode, HostMode | ContainerMode | NoneMode):
+            raise ValidationError(
+                f"an endpoint in {self.mode} mode cannot be connected to or disconnected from networks, as in "
+                "Docker (Network.connect(endpoint.namespace) attaches a namespace by hand)", obj=self.name,
+                step=step)
+        return sb.namespace
+
+    def connect(self, network: Network, *, ip: IPAddr | str | None = None, ip6: IPAddr | str | None = None,
+                aliases: Sequence[str] = (), publish: Sequence[str] = ()) -> Connection:
+        """Attach the endpoint to one more network (``docker network connect``): next ``ethN``."""
+        ns = self._check_connectable("connect")
+        return network.connect(ns, ip=ip, ip6=ip6, name=self.name, aliases=aliases, publish=publish)
+
+    def disconnect(self, network: Network) -> None:
+        """Detach the endpoint from ``network`` (``docker network disconnect``)."""
+        ns = self._check_connectable("disconnect")
+        network.disconnect(ns)
+
+    # -- programs -----------------------------------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, check: bool = False, input: str | None = None,
+            timeout: float | None = 30, env: Mapping[str, str] | None = None,
+            cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` (no shell) in the endpoint's namespace (see :meth:`Namespace.run`)."""
+        return self.namespace.run(argv, check=check, input=input, timeout=timeout, env=env, cwd=cwd)
+
+    def popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start ``argv`` (no shell) in the endpoint's namespace (see :meth:`Namespace.popen`)."""
+        return self.namespace.popen(argv, **kwargs)

@@ -1,0 +1,819 @@
+"""User-defined bridge networks (Docker's ``docker network create``) and their endpoints.
+
+A :class:`Network` is a bridge in the host namespace with a subnet (IPv4, optionally IPv6), a
+gateway address on the bridge, an address allocator (:mod:`netns_kit.ipam`) and a firewall
+policy (:class:`~netns_kit.firewall.NetworkPolicy`: isolation from other networks, ``internal``,
+``icc``, ``masquerade``) installed by the host's :class:`~netns_kit.firewall.Firewall`.
+
+:meth:`Network.connect` attaches any existing :class:`~netns_kit.Namespace` at any time: a veth
+pair whose namespace end is born inside it as ``eth0`` (``eth1``, … for further networks), an
+address from IPAM (or a fixed one), the gateway as default route (unless ``internal``), and
+optionally published ports. It returns a :class:`Connection`; :meth:`Connection.disconnect`
+undoes it.
+
+Name resolution: for every named namespace attached to a network, netns_kit writes
+``/etc/netns/NAME/hosts`` (the iproute2 convention: ``ip netns exec NAME`` and
+:meth:`Namespace.run`/:meth:`Namespace.popen` bind it over ``/etc/hosts`` for the command they
+start). It lists the namespace's own names and, on networks with ``resolve_names`` (every
+user-defined network; not the default ``bridge`` network, as in Docker), the names of the other
+endpoints. The file is rewritten in place when endpoints come and go, so long-running processes
+see the change. A file netns_kit did not write is left alone.
+
+Everything a create/connect does is undone in reverse by remove/disconnect, and recorded in
+the active :class:`~netns_kit.Transaction`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .errors import AlreadyExistsError, StateError, ValidationError, attach_rollback_failures
+from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, SubnetPlan, pick_subnet
+from .journal import atomic_step, record
+from .links import Bridge, VethPair
+from .model import IPAddr, IPInterface, IPNet, Route, parse_mac, validate_ifname, validate_mtu
+from .namespace import Namespace
+
+if TYPE_CHECKING:
+    from .firewall import Firewall, NetworkPolicy
+    from .nat import PublishedPort
+
+__all__ = ["Connection", "Network", "NetworkConfig"]
+
+log = logging.getLogger("netns_kit")
+
+ETC_NETNS_DIR = "/etc/netns"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+RESERVED_NETWORK_NAMES = frozenset({"bridge", "host", "none", "default"})
+DEFAULT_NETWORK_NAME = "bridge"
+DEFAULT_BRIDGE = "nk0"
+
+Identity = tuple[int, int]
+
+
+def validate_name(name: object, *, what: str) -> str:
+    """A Docker-style object name that is also a valid host name in /etc/hosts: 1-63 of letters,
+    digits and ``_.-``, starting with a letter or digit."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValidationError(
+            f"{what} {name!r} must be 1-63 of letters, digits and '_.-', starting with a letter or digit",
+            obj=repr(name))
+    return name
+
+
+def default_bridge_name(network: str) -> str:
+    """``nk-NAME`` if that fits in 15 bytes, else ``nk-`` and 12 hex digits of a hash of the name."""
+    candidate = f"nk-{network}"
+    if len(candidate.encode()) <= 15:
+        return candidate
+    return "nk-" + hashlib.sha256(network.encode()).hexdigest()[:12]
+
+
+def _firewall(host: Namespace) -> Firewall:
+    from .firewall import Firewall
+
+    return Firewall.for_namespace(host)
+
+
+def parse_ports(specs: Iterable[str], *, container_ip: str, bridge: str) -> tuple[PublishedPort, ...]:
+    """Docker ``-p`` specs as :class:`~netns_kit.nat.PublishedPort` objects (ValidationError if bad)."""
+    from .nat import PublishedPort
+
+    if isinstance(specs, str):
+        raise ValidationError("publish must be a list of port specs, not one str", obj=specs)
+    out = []
+    for spec in specs:
+        if not isinstance(spec, str):
+            raise ValidationError(f"port spec must be a str like '8080:80', got {type(spec).__name__}",
+                                  obj=repr(spec))
+        out.append(PublishedPort.parse(spec, container_ip=container_ip, bridge=bridge))
+    return tuple(out)
+
+
+# -- per-host registry -------------------------------------------------------------------------------
+
+
+class _HostState:
+    """What netns_kit built in one host namespace: networks by name, endpoints by name."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.networks: dict[str, Network] = {}
+        self.endpoints: dict[str, object] = {}  # name -> modes.Endpoint
+        self.default_network: Network | None = None
+        self.default_users = 0
+
+    def connections_of(self, ident: Identity) -> list[Connection]:
+        return [a for net in self.networks.values() for a in net._connections if a._identity == ident]
+
+    @property
+    def empty(self) -> bool:
+        return not self.networks and not self.endpoints and self.default_network is None
+
+
+_hosts: dict[Identity, _HostState] = {}
+_hosts_lock = threading.Lock()
+
+
+def host_state(host: Namespace) -> _HostState:
+    with _hosts_lock:
+        st = _hosts.get(host.identity)
+        if st is None:
+            st = _hosts[host.identity] = _HostState()
+        return st
+
+
+def forget_host_if_empty(host: Namespace) -> None:
+    with _hosts_lock:
+        ident = host.identity
+        st = _hosts.get(ident)
+        if st is not None and st.empty:
+            del _hosts[ident]
+
+
+# -- hosts files -------------------------------------------------------------------------------------
+
+_owned_hosts_files: set[str] = set()
+_owned_dirs: set[str] = set()
+_files_lock = threading.Lock()
+
+
+def _hosts_path(ns_name: str) -> str:
+    return os.path.join(ETC_NETNS_DIR, ns_name, "hosts")
+
+
+def _render_hosts(ns_name: str, atts: list[Connection]) -> str:
+    lines = [
+        f"# written by netns_kit for namespace {ns_name}; rewritten when its networks change",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+    ]
+    seen: set[tuple[str, str]] = set()
+
+    def add(ip: IPAddr, names: Sequence[str], comment: str) -> None:
+        names = [n for n in names if (str(ip), n) not in seen]
+        if not names:
+            return
+        seen.update((str(ip), n) for n in names)
+        lines.append(f"{ip}\t{' '.join(names)}\t# {comment}")
+
+    for att in atts:
+        own = att.names
+        add(att.address.ip, own, f"self on {att.network.name}")
+        if att.address6 is not None:
+            add(att.address6.ip, own, f"self on {att.network.name}")
+    for att in atts:
+        if not att.network.config.resolve_names:
+            continue
+        for peer in att.network._connections:
+            if peer._identity == att._identity or not peer.names:
+                continue
+            add(peer.address.ip, peer.names, f"{peer.network.name}")
+            if peer.address6 is not None:
+                add(peer.address6.ip, peer.names, f"{peer.network.name}")
+    return "\n".join(lines) + "\n"
+
+
+def refresh_hosts_files(st: _HostState, idents: Iterable[Identity]) -> None:
+    """Rewrite (or delete, if nothing is attached any more) the hosts files of these namespaces."""
+    for ident in set(idents):
+        atts = st.connections_of(ident)
+        names = {a.namespace.name for a in atts if a.namespace.name is not None}
+        for ns_name in names:
+            _write_hosts(ns_name, atts)
+
+
+def _write_hosts(ns_name: str, atts: list[Connection]) -> None:
+    path = _hosts_path(ns_name)
+    directory = os.path.dirname(path)
+    with _files_lock:
+        if path not in _owned_hosts_files:
+            if os.path.lexists(path):
+                log.warning("%s exists and was not written by netns_kit: left alone (no name resolution "
+                            "for namespace %s)", path, ns_name)
+                return
+            if not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o755)
+                _owned_dirs.add(directory)
+            _owned_hosts_files.add(path)
+        # in place, not replace: a bind mount made by `ip netns exec` keeps seeing the same inode
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(_render_hosts(ns_name, atts))
+
+
+def drop_hosts_file(ns_name: str) -> None:
+    """Delete the hosts file netns_kit wrote for ``ns_name`` (and its directory, if netns_kit made it)."""
+    path = _hosts_path(ns_name)
+    directory = os.path.dirname(path)
+    with _files_lock:
+        if path not in _owned_hosts_files:
+            return
+        _owned_hosts_files.discard(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if directory in _owned_dirs:
+            _owned_dirs.discard(directory)
+            with contextlib.suppress(OSError):  # someone else put files there: leave it
+                os.rmdir(directory)
+
+
+# -- Network -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The validated options of a :class:`Network` (no kernel access).
+
+    ``subnet`` None means "pick one from ``pools``" at :meth:`Network.create` (skipping every
+    subnet that overlaps an address or route of the host, or another network). ``gateway``
+    defaults to the first address of the subnet, ``ip_range`` to the whole subnet. IPv6 is on
+    when ``subnet6`` is given. ``internal``: no default route, no masquerade, no way out.
+    ``icc``: endpoints may talk to each other. ``resolve_names``: endpoints find each other
+    by name through /etc/netns/NAME/hosts.
+    """
+
+    name: str
+    bridge: str | None = None
+    subnet: IPNet | str | None = None
+    gateway: IPAddr | str | None = None
+    ip_range: IPNet | str | None = None
+    subnet6: IPNet | str | None = None
+    gateway6: IPAddr | str | None = None
+    ip_range6: IPNet | str | None = None
+    mtu: int | None = None
+    internal: bool = False
+    icc: bool = True
+    masquerade: bool = True
+    resolve_names: bool = True
+    pools: tuple[AddressPool, ...] = DEFAULT_POOLS
+
+    plan: SubnetPlan | None = field(init=False, repr=False, compare=False)
+    plan6: SubnetPlan | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        validate_name(self.name, what="network name")
+        bridge = self.bridge if self.bridge is not None else default_bridge_name(self.name)
+        object.__setattr__(self, "bridge", validate_ifname(bridge, what="bridge name"))
+        for flag in ("internal", "icc", "masquerade", "resolve_names"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValidationError(f"{flag} must be True or False", obj=self.name)
+        if self.mtu is not None:
+            validate_mtu(self.mtu)
+        pools = tuple(self.pools)
+        if not pools or not all(isinstance(p, AddressPool) for p in pools):
+            raise ValidationError("pools must be a non-empty sequence of AddressPool", obj=self.name)
+        object.__setattr__(self, "pools", pools)
+        plan: SubnetPlan | None = None
+        if self.subnet is not None:
+            plan = SubnetPlan(self.subnet, self.gateway, self.ip_range)
+            if plan.version != 4:
+                raise ValidationError(f"subnet {plan.network} must be IPv4 (put IPv6 in subnet6)", obj=self.name)
+        elif self.gateway is not None or self.ip_range is not None:
+            raise ValidationError("gateway and ip_range need an explicit subnet", obj=self.name)
+        plan6: SubnetPlan | None = None
+        if self.subnet6 is not None:
+            plan6 = SubnetPlan(self.subnet6, self.gateway6, self.ip_range6)
+            if plan6.version != 6:
+                raise ValidationError(f"subnet6 {plan6.network} must be IPv6", obj=self.name)
+        elif self.gateway6 is not None or self.ip_range6 is not None:
+            raise ValidationError("gateway6 and ip_range6 need subnet6", obj=self.name)
+        object.__setattr__(self, "plan", plan)
+        object.__setattr__(self, "plan6", plan6)
+
+    @property
+    def bridge_name(self) -> str:
+        assert self.bridge is not None
+        return self.bridge
+
+
+class Network:
+    """A user-defined bridge network in the host namespace (``docker network create``).
+
+    ``Network("app", subnet="10.20.0.0/24")`` (every option: :class:`NetworkConfig`).
+    :meth:`create` makes the bridge (gateway address(es) on it, MTU, up) and installs the
+    network's firewall policy; :meth:`remove` disconnects every endpoint and undoes both. As a
+    context manager it is created on enter and removed (endpoints included) on exit. Created
+    inside a :class:`~netns_kit.Transaction`, a rollback removes it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        subnet: IPNet | str | None = None,
+        gateway: IPAddr | str | None = None,
+        ip_range: IPNet | str | None = None,
+        subnet6: IPNet | str | None = None,
+        gateway6: IPAddr | str | None = None,
+        ip_range6: IPNet | str | None = None,
+        bridge: str | None = None,
+        mtu: int | None = None,
+        internal: bool = False,
+        icc: bool = True,
+        masquerade: bool = True,
+        resolve_names: bool = True,
+        pools: Sequence[AddressPool] = DEFAULT_POOLS,
+        host: Namespace | None = None,
+        _default: bool = False,
+    ) -> None:
+        if name in RESERVED_NETWORK_NAMES and not _default:
+            raise ValidationError(f"network name {name!r} is reserved for the predefined networks "
+                                  f"({', '.join(sorted(RESERVED_NETWORK_NAMES))})", obj=name)
+        self.config = NetworkConfig(
+            name=name, bridge=bridge, subnet=subnet, gateway=gateway, ip_range=ip_range, subnet6=subnet6,
+            gateway6=gateway6, ip_range6=ip_range6, mtu=mtu, internal=internal, icc=icc,
+            masquerade=masquerade, resolve_names=resolve_names, pools=tuple(pools))
+        self.host = host if host is not None else Namespace.current()
+        self._alloc: AddressAllocator | None = None
+        self._alloc6: AddressAllocator | None = None
+        self._bridge: Bridge | None = None
+        self._connections: list[Connection] = []
+        self._created = False
+        self._removed = False
+        self._attached_fw = False
+
+    # -- read-only views ----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def bridge(self) -> str:
+        """The bridge interface's name in the host namespace."""
+        return self.config.bridge_name
+
+    @property
+    def internal(self) -> bool:
+        return self.config.internal
+
+    @property
+    def created(self) -> bool:
+        return self._created and not self._removed
+
+    def _check_live(self, step: str) -> None:
+        if not self.created:
+            raise StateError(f"network {self.name!r} is not created (or was removed)", obj=self.name,
+                             namespace=self.host.label, step=step)
+
+    @property
+    def subnet(self) -> IPNet:
+        """The IPv4 subnet (chosen at :meth:`create` when none was given)."""
+        if self._alloc is None:
+            if self.config.plan is not None:
+                return self.config.plan.network
+            raise StateError(f"network {self.name!r} has no subnet until it is created", obj=self.name)
+        return self._alloc.subnet
+
+    @property
+    def gateway(self) -> IPAddr:
+        if self._alloc is None:
+            if self.config.plan is not None:
+                return self.config.plan.gateway_ip
+            raise StateError(f"network {self.name!r} has no gateway until it is created", obj=self.name)
+        return self._alloc.gateway
+
+    @property
+    def subnet6(self) -> IPNet | None:
+        return self.config.plan6.network if self.config.plan6 is not None else None
+
+    @property
+    def gateway6(self) -> IPAddr | None:
+        return self.config.plan6.gateway_ip if self.config.plan6 is not None else None
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The endpoints connected now, oldest first."""
+        return list(self._connections)
+
+    def endpoints(self) -> dict[str, list[IPAddr]]:
+        """Name → addresses of every named endpoint on the network (what its hosts files say)."""
+        out: dict[str, list[IPAddr]] = {}
+        for att in self._connections:
+            for n in att.names:
+                out.setdefault(n, []).extend(att.ips)
+        return out
+
+    def resolve(self, name: str) -> IPAddr:
+        """The IPv4 address of endpoint ``name`` on this network (LookupError if none)."""
+        for att in self._connections:
+            if name in att.names:
+                return att.address.ip
+        from .errors import NotFoundError
+
+        raise NotFoundError(f"no endpoint named {name!r} on network {self.name!r}", obj=name)
+
+    def policy(self) -> NetworkPolicy:
+        """The :class:`~netns_kit.firewall.NetworkPolicy` this network installs."""
+        from .firewall import NetworkPolicy
+
+        subnets: list[IPNet] = [self.subnet]
+        if self.subnet6 is not None:
+            subnets.append(self.subnet6)
+        return NetworkPolicy(bridge=self.bridge, subnets=tuple(subnets), internal=self.config.internal,
+                             icc=self.config.icc, masquerade=self.config.masquerade and not self.config.internal)
+
+    def describe(self) -> str:
+        """A few lines for humans: subnet, gateway, bridge, options and endpoints."""
+        state = "created" if self.created else "not created"
+        opts = [f"internal={self.config.internal}", f"icc={self.config.icc}",
+                f"masquerade={self.config.masquerade and not self.config.internal}"]
+        try:
+            sub = f"{self.subnet} gw {self.gateway}"
+        except StateError:
+            sub = "subnet chosen at create()"
+        if self.subnet6 is not None:
+            sub += f", {self.subnet6} gw {self.gateway6}"
+        lines = [f"network {self.name} ({state}): bridge {self.bridge}, {sub}, {', '.join(opts)}"]
+        for att in self._connections:
+            lines.append(f"  {att}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Network({self.name!r}, bridge={self.bridge!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def _in_use_networks(self, st: _HostState) -> list[IPNet]:
+        used: list[IPNet] = [a.interface.network for a in self.host.addresses()
+                             if not a.interface.network.is_loopback]
+        used += [r.dst for r in self.host.routes() if not r.is_default and not r.dst.is_loopback
+                 and not r.dst.is_link_local]
+        for net in st.networks.values():
+            if net is not self and net._alloc is not None:
+                used.append(net._alloc.subnet)
+                if net._alloc6 is not None:
+                    used.append(net._alloc6.subnet)
+        return used
+
+    def create(self) -> Network:
+        """Create the bridge (gateway addresses, MTU, up) and install the firewall policy.
+
+        Validated first (name and bridge free, subnet not overlapping another network of this
+        host); a refused request changes nothing. Undo: :meth:`remove`.
+        """
+        if self.created:
+            raise StateError(f"network {self.name!r} was already created", obj=self.name, step="create network")
+        host = self.host
+        st = host_state(host)
+        with st.lock:
+            if self.name in st.networks:
+                raise AlreadyExistsError(f"a network named {self.name!r} already exists", obj=self.name,
+                                         namespace=host.label, step="create network")
+            if host.has_link(self.bridge):
+                raise AlreadyExistsError(f"interface {self.bridge!r} already exists", obj=self.name,
+                                         namespace=host.label, step="create network")
+            plan = self.config.plan
+            if plan is None:
+                plan = SubnetPlan(pick_subnet(self._in_use_networks(st), pools=self.config.pools))
+            for other in st.networks.values():
+                for mine in (plan, self.config.plan6):
+                    if mine is None:
+                        continue
+                    for theirs in (other._alloc, other._alloc6):
+                        if theirs is not None and theirs.subnet.version == mine.version and \
+                                mine.network.overlaps(theirs.subnet):
+                            raise AlreadyExistsError(
+                                f"subnet {mine.network} overlaps {theirs.subnet} of network {other.name!r}",
+                                obj=self.name, namespace=host.label, step="create network")
+            alloc = AddressAllocator(plan)
+            alloc6 = AddressAllocator(self.config.plan6) if self.config.plan6 is not None else None
+            addrs: list[IPInterface] = [plan.gateway_interface()]
+            if self.config.plan6 is not None:
+                addrs.append(self.config.plan6.gateway_interface())
+            self._alloc, self._alloc6 = alloc, alloc6
+            try:
+                with atomic_step():
+                    self._bridge = Bridge(self.bridge, namespace=host, addresses=addrs, mtu=self.config.mtu)
+                    self._bridge.create()
+                    _firewall(host).attach_network(self.policy())
+                    self._attached_fw = True
+            except BaseException:
+                self._alloc = self._alloc6 = None
+                self._bridge = None
+                self._attached_fw = False
+                raise
+            self._created, self._removed = True, False
+            st.networks[self.name] = self
+        record(f"remove network {self.name} in {host.label}", lambda: self.remove(force=True))
+        return self
+
+    def remove(self, *, force: bool = False) -> None:
+        """Disconnect every endpoint (only with ``force``; else StateError if any remain), remove the
+        firewall policy and the bridge. Idempotent; keeps going past failures and raises the first
+        with the others attached.
+        """
+        if not self._created or self._removed:
+            return
+        st = host_state(self.host)
+        with st.lock:
+            if self._connections and not force:
+                names = ", ".join(str(a) for a in self._connections)
+                raise StateError(f"network {self.name!r} still has endpoints ({names}); disconnect them or "
+                                 "remove(force=True)", obj=self.name, namespace=self.host.label,
+                                 step="remove network")
+            failures: list[BaseException] = []
+            for att in reversed(list(self._connections)):
+                try:
+                    att.disconnect()
+                except Exception as exc:
+                    failures.append(exc)
+            if self._attached_fw:
+                try:
+                    _firewall(self.host).detach_network(self.bridge)
+                    self._attached_fw = False
+                except Exception as exc:
+                    failures.append(exc)
+            if self._bridge is not None:
+                try:
+                    self._bridge.remove()
+                except Exception as exc:
+                    failures.append(exc)
+            self._removed = True
+            if st.networks.get(self.name) is self:
+                del st.networks[self.name]
+        forget_host_if_empty(self.host)
+        if failures:
+            first = failures[0]
+            attach_rollback_failures(first, failures[1:])
+            raise first
+
+    def __enter__(self) -> Network:
+        if not self.created:
+            self.create()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove(force=True)
+
+    # -- endpoints ------------------------------------------------------------------------------------
+
+    def _next_ifname(self, ns: Namespace) -> str:
+        names = {link.name for link in ns.links()}
+        i = 0
+        while f"eth{i}" in names:
+            i += 1
+        return f"eth{i}"
+
+    def connect(
+        self,
+        namespace: Namespace,
+        *,
+        ip: IPAddr | str | None = None,
+        ip6: IPAddr | str | None = None,
+        ifname: str | None = None,
+        name: str | None = None,
+        aliases: Sequence[str] = (),
+        mac: str | None = None,
+        publish: Sequence[str] = (),
+        default_route: bool | None = None,
+    ) -> Connection:
+        """Attach ``namespace`` to this network (``docker network connect``).
+
+        Kernel: a veth pair (host end ``vnk…`` on the bridge, the other end born in ``namespace``
+        as ``ifname``, default the first free ``ethN``), the address (``ip`` or the next free one;
+        ``ip6`` too on a dual-stack network), a default route via the gateway when the namespace
+        has none yet and the network is not internal (``default_route`` forces it either way),
+        and ``publish`` (Docker ``-p`` specs) as DNAT rules. ``name`` (default: the namespace's
+        name) and ``aliases`` are what other endpoints resolve. Everything is checked before the
+        first change. Undo: :meth:`Connection.disconnect`.
+        """
+        step = "connect"
+        self._check_live(step)
+        alloc = self._alloc
+        assert alloc is not None
+        host = self.host
+        if not isinstance(namespace, Namespace):
+            raise ValidationError(f"expected a Namespace, got {type(namespace).__name__}", obj=repr(namespace))
+        if namespace.same_as(host):
+            raise ValidationError("the host namespace itself cannot be an endpoint of its own network "
+                                  "(use host mode to share it)", obj=self.name, namespace=host.label, step=step)
+        if name is None:
+            name = namespace.name
+        names: list[str] = []
+        if name is not None:
+            names.append(validate_name(name, what="endpoint name"))
+        if isinstance(aliases, str):
+            raise ValidationError("aliases must be a list of names, not one str", obj=aliases)
+        names += [validate_name(a, what="alias") for a in aliases if a not in names]
+        if ifname is not None:
+            validate_ifname(ifname, what="interface name")
+        if mac is not None:
+            mac = parse_mac(mac)
+        if ip6 is not None and self._alloc6 is None:
+            raise ValidationError(f"network {self.name!r} has no IPv6 subnet; ip6 {ip6} cannot be used",
+                                  obj=self.name, step=step)
+        if publish and self.config.internal:
+            raise ValidationError(f"network {self.name!r} is internal: ports cannot be published from it",
+                                  obj=self.name, step=step)
+        # validate the port specs now (placeholder address), bind them to the real one later
+        parse_ports(publish, container_ip="192.0.2.2", bridge=self.bridge)
+        st = host_state(host)
+        with st.lock:
+            self._prune()
+            ident = namespace.identity
+            if any(a._identity == ident for a in self._connections):
+                raise AlreadyExistsError(f"namespace {namespace.label!r} is already connected to {self.name!r}",
+                                         obj=self.name, namespace=namespace.label, step=step)
+            for other in self._connections:
+                taken = set(other.names) & set(names)
+                if taken:
+                    raise AlreadyExistsError(f"name {sorted(taken)[0]!r} is already used on network "
+                                             f"{self.name!r} (by {other.namespace.label})", obj=self.name, step=step)
+            if ifname is None:
+                ifname = self._next_ifname(namespace)
+            elif namespace.has_link(ifname):
+                raise AlreadyExistsError(f"interface {ifname!r} already exists", obj=ifname,
+                                         namespace=namespace.label, step=step)
+            if ip is not None:
+                alloc.check(ip)
+            if ip6 is not None:
+                assert self._alloc6 is not None
+                self._alloc6.check(ip6)
+            # -- apply --------------------------------------------------------------------------------
+            addr = alloc.allocate(ip)
+            addr6 = self._alloc6.allocate(ip6) if self._alloc6 is not None else None
+            att = Connection(self, namespace, ifname=ifname, names=tuple(names), address=alloc.interface(addr),
+                             address6=self._alloc6.interface(addr6) if self._alloc6 is not None and
+                             addr6 is not None else None)
+            try:
+                with atomic_step():
+                    att._apply(host, mac=mac, publish=publish, default_route=default_route)
+            except BaseException:
+                alloc.release(addr)
+                if addr6 is not None and self._alloc6 is not None:
+                    self._alloc6.release(addr6)
+                raise
+            self._connections.append(att)
+            try:
+                refresh_hosts_files(st, [a._identity for a in self._connections])
+            except OSError as exc:
+                log.warning("could not write hosts files for network %s: %s", self.name, exc)
+        record(f"disconnect {namespace.label} from network {self.name}", att.disconnect)
+        return att
+
+    def disconnect(self, namespace: Namespace) -> None:
+        """Detach ``namespace`` (``docker network disconnect``); nothing happens if it is not attached."""
+        ident = namespace.identity
+        for att in list(self._connections):
+            if att._identity == ident:
+                att.disconnect()
+
+    def _prune(self) -> None:
+        """Disconnect endpoints whose namespace was removed behind the network's back (their
+        addresses come back, their names go from the hosts files). Runs at each connect."""
+        for att in list(self._connections):
+            if not att.namespace.exists:
+                try:
+                    att.disconnect()
+                except Exception as exc:  # the veth went with the namespace: nothing to undo
+                    log.debug("pruning %s: %s", att, exc)
+
+
+class Connection:
+    """One namespace connected to one network: its interface, addresses, names and published ports.
+
+    Made by :meth:`Network.connect`; :meth:`disconnect` deletes the veth pair (by the index
+    recorded at creation), withdraws the published ports, gives the addresses back to IPAM,
+    updates the hosts files, and moves the default route to another network of the namespace if
+    this one carried it. Idempotent.
+    """
+
+    def __init__(self, network: Network, namespace: Namespace, *, ifname: str, names: tuple[str, ...],
+                 address: IPInterface, address6: IPInterface | None) -> None:
+        self.network = network
+        self.namespace = namespace
+        self.ifname = ifname
+        self.names = names
+        self.address = address
+        self.address6 = address6
+        self.host_ifname = "vnk" + secrets.token_hex(4)
+        self.published: tuple[PublishedPort, ...] = ()
+        self.has_default_route = False
+        self.has_default_route6 = False
+        self._identity = namespace.identity
+        self._veth: VethPair | None = None
+        self._gone = False
+
+    @property
+    def ip(self) -> IPAddr:
+        """The IPv4 address (no prefix)."""
+        return self.address.ip
+
+    @property
+    def ips(self) -> list[IPAddr]:
+        return [self.address.ip] + ([self.address6.ip] if self.address6 is not None else [])
+
+    @property
+    def connected(self) -> bool:
+        return not self._gone
+
+    def __repr__(self) -> str:
+        six = f" {self.address6}" if self.address6 is not None else ""
+        name = self.names[0] if self.names else self.namespace.label
+        ports = f" publish {','.join(p.spec for p in self.published)}" if self.published else ""
+        return f"{name}: {self.ifname} {self.address}{six} (host end {self.host_ifname}){ports}"
+
+    def _apply(self, host: Namespace, *, mac: str | None, publish: Sequence[str],
+               default_route: bool | None) -> None:
+        net = self.network
+        ns = self.namespace
+        assert net._bridge is not None
+        pair = VethPair(self.host_ifname, self.ifname, namespace=host, peer_namespace=ns, master=net._bridge,
+                        mtu=net.config.mtu, peer_mac=mac)
+        pair.create()
+        self._veth = pair
+        sock = ns.rtnl()
+        peer = pair.peer_index
+        # addresses and routes on the peer go away with it: the veth's undo covers them
+        sock.add_address(peer, self.address, obj=f"{self.address} on {self.ifname}")
+        if self.address6 is not None:
+            sock.add_address(peer, self.address6, obj=f"{self.address6} on {self.ifname}")
+        if not net.config.internal or default_route:
+            if default_route or (default_route is None and not _has_default(ns, 4)):
+                sock.add_route(Route("default", gateway=str(net.gateway)), peer)
+                self.has_default_route = True
+            if net.gateway6 is not None and (default_route or (default_route is None and not _has_default(ns, 6))):
+                sock.add_route(Route("default6", gateway=str(net.gateway6)), peer)
+                self.has_default_route6 = True
+        if publish:
+            ports = parse_ports(publish, container_ip=str(self.address.ip), bridge=net.bridge)
+            fw = _firewall(host)
+            for port in ports:
+                fw.publish(port)
+                self.published += (port,)
+
+    def disconnect(self) -> None:
+        """Undo :meth:`Network.connect` (see the class docstring). Idempotent."""
+        if self._gone:
+            return
+        net = self.network
+        st = host_state(net.host)
+        failures: list[BaseException] = []
+        with st.lock:
+            self._gone = True
+            if self.published:
+                fw = _firewall(net.host)
+                for port in reversed(self.published):
+                    try:
+                        fw.unpublish(port)
+                    except Exception as exc:
+                        failures.append(exc)
+            if self._veth is not None:
+                try:
+                    self._veth.remove()
+                except Exception as exc:
+                    failures.append(exc)
+            if net._alloc is not None:
+                net._alloc.release(self.address.ip)
+            if net._alloc6 is not None and self.address6 is not None:
+                net._alloc6.release(self.address6.ip)
+            if self in net._connections:
+                net._connections.remove(self)
+            try:
+                self._move_default_route(st)
+            except Exception as exc:
+                failures.append(exc)
+            try:
+                refresh_hosts_files(st, [self._identity] + [a._identity for a in net._connections])
+                if not st.connections_of(self._identity) and self.namespace.name is not None:
+                    drop_hosts_file(self.namespace.name)
+            except OSError as exc:
+                failures.append(exc)
+        if failures:
+            attach_rollback_failures(failures[0], failures[1:])
+            raise failures[0]
+
+    def _move_default_route(self, st: _HostState) -> None:
+        """If this attachment carried the namespace's default route, hand it to another network."""
+        if not (self.has_default_route or self.has_default_route6) or not self.namespace.exists:
+            return
+        for other in st.connections_of(self._identity):
+            if other._gone or other.network.config.internal or other._veth is None:
+                continue
+            sock = self.namespace.rtnl()
+            if self.has_default_route and not other.has_default_route and not _has_default(self.namespace, 4):
+                sock.add_route(Route("default", gateway=str(other.network.gateway)), other._veth.peer_index)
+                other.has_default_route = True
+            gw6 = other.network.gateway6
+            if self.has_default_route6 and gw6 is not None and not _has_default(self.namespace, 6):
+                sock.add_route(Route("default6", gateway=str(gw6)), other._veth.peer_index)
+                other.has_default_route6 = True
+            return
+
+
+def _has_default(ns: Namespace, family: int) -> bool:
+    return any(r.is_default for r in ns.routes(family))
+

@@ -37,6 +37,7 @@ from .modes import (
 from .namespace import Namespace
 from .nat import NatRule, PublishedPort
 from .network import Connection, Network, NetworkConfig
+from .state import RecoveryReport, recover
 
 __version__ = "0.1.0"
 
@@ -69,6 +70,7 @@ __all__ = [
     "OwnershipError",
     "PermissionDeniedError",
     "PublishedPort",
+    "RecoveryReport",
     "Route",
     "RouteInfo",
     "StateError",
@@ -79,5 +81,6 @@ __all__ = [
     "attach",
     "default_network",
     "mac_from_seed",
+    "recover",
     "rollback_failures",
 ]

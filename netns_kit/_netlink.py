@@ -201,10 +201,12 @@ class RtnlSocket:
 
     @staticmethod
     def _link_attrs(*, mtu: int | None, mac: str | None, master: int | None, ns_fd: int | None,
-                    alias: str | None = None) -> list[Any]:
+                    alias: str | None = None, group: int | None = None) -> list[Any]:
         attrs: list[Any] = []
         if alias is not None:
             attrs.append(("IFLA_IFALIAS", alias))
+        if group is not None:
+            attrs.append(("IFLA_GROUP", group))
         if mtu is not None:
             attrs.append(("IFLA_MTU", mtu))
         if mac is not None:
@@ -228,11 +230,12 @@ class RtnlSocket:
         info_data: list[tuple[str, Any]] | None = None,
         peer: dict[str, Any] | None = None,
         ns_fd: int | None = None,
-        alias: str | None = None,
+        group: int | None = None,
     ) -> None:
-        """RTM_NEWLINK with NLM_F_EXCL. ``peer`` (veth): keys name, ns_fd, mtu, mac, alias.
+        """RTM_NEWLINK with NLM_F_EXCL. ``peer`` (veth): keys name, ns_fd, mtu, mac, group.
 
-        ``alias`` (IFLA_IFALIAS) is netns_kit's ownership mark, set in the creating request.
+        ``group`` (IFLA_GROUP) is the one ownership tag the kernel takes in a creating request
+        (it ignores IFLA_IFALIAS there); netns_kit then swaps it for an alias with :meth:`set_link`.
 
         ``link`` is the lower device (macvlan, vxlan). Undo: :meth:`delete_link`.
         """
@@ -241,14 +244,14 @@ class RtnlSocket:
             msg["flags"] = IFF_UP
             msg["change"] = IFF_UP
         attrs: list[Any] = [("IFLA_IFNAME", name)]
-        attrs += self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd, alias=alias)
+        attrs += self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd, group=group)
         if link is not None:
             attrs.append(("IFLA_LINK", link))
         data: list[Any] = list(info_data or [])
         if peer is not None:
             pattrs: list[Any] = [("IFLA_IFNAME", peer["name"])]
             pattrs += self._link_attrs(mtu=peer.get("mtu"), mac=peer.get("mac"), master=None,
-                                       ns_fd=peer.get("ns_fd"), alias=peer.get("alias"))
+                                       ns_fd=peer.get("ns_fd"), group=peer.get("group"))
             # The peer cannot be brought up in this request (veth_open needs a registered peer).
             data.append(("VETH_INFO_PEER", {"attrs": pattrs}))
         linkinfo: list[Any] = [("IFLA_INFO_KIND", kind)]
@@ -270,6 +273,7 @@ class RtnlSocket:
         ns_fd: int | None = None,
         obj: str | None = None,
         alias: str | None = None,
+        group: int | None = None,
     ) -> None:
         """Change link settings in one RTM_NEWLINK request. ``master=0`` detaches from a bridge."""
         msg = ifinfmsg()
@@ -277,7 +281,7 @@ class RtnlSocket:
         if up is not None:
             msg["flags"] = IFF_UP if up else 0
             msg["change"] = IFF_UP
-        attrs = self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd, alias=alias)
+        attrs = self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd, alias=alias, group=group)
         if name is not None:
             attrs.append(("IFLA_IFNAME", name))
         msg["attrs"] = attrs
@@ -514,6 +518,7 @@ def _link_info(m: Any) -> LinkInfo:
         peer_index=link if kind == "veth" else None,
         namespace_id=m.get_attr("IFLA_LINK_NETNSID"),
         alias=m.get_attr("IFLA_IFALIAS"),
+        group=m.get_attr("IFLA_GROUP"),
     )
 
 
@@ -581,6 +586,7 @@ def _link_info_raw(data: bytes) -> LinkInfo:
         peer_index=link if kind == "veth" else None,
         namespace_id=struct.unpack_from("=i", netnsid)[0] if netnsid is not None and len(netnsid) >= 4 else None,
         alias=_asciiz(a.get(IFLA_IFALIAS)),
+        group=_u32(a.get(IFLA_GROUP)),
     )
 
 

@@ -151,10 +151,11 @@ class Bridge(_OwnedLink):
             with intent(f"delete bridge {self.name} in {ns.label}", self._undo_create,
                         durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "bridge"})):
                 sock.create_link(self.name, "bridge", up=self.up, mtu=self.mtu, mac=self.mac,
-                                 alias=state.mark())
+                                 group=state.tag())
             info = sock.get_link(name=self.name)
             assert info is not None
             self._index = info.index
+            sock.set_link(info.index, alias=state.mark(), group=0, obj=self.name)
             self._owned = True
             self._removed = False
             for addr in self.addresses:
@@ -246,20 +247,21 @@ class VethPair(_OwnedLink):
                 sock.create_link(
                     self.name, "veth", up=self.up, mtu=self.mtu, mac=self.mac, master=master,
                     peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
-                          "mac": self.peer_mac, "alias": state.mark()},
-                    alias=state.mark(),
+                          "mac": self.peer_mac, "group": state.tag()},
+                    group=state.tag(),
                 )
             info = sock.get_link(name=self.name)
             assert info is not None
             self._index = info.index
+            sock.set_link(info.index, alias=state.mark(), group=0, obj=self.name)
             self._owned = True
             self._removed = False
             pinfo = pns.rtnl().get_link(name=self.peer)
             if pinfo is None:
                 raise NotFoundError(f"veth peer {self.peer!r} did not appear", obj=self.peer, namespace=pns.label)
             self._peer_index = pinfo.index
-            if self.peer_up:
-                pns.rtnl().set_link(pinfo.index, up=True, obj=self.peer)
+            pns.rtnl().set_link(pinfo.index, up=True if self.peer_up else None, alias=state.mark(), group=0,
+                                obj=self.peer)
         record(f"delete veth {self.name} in {ns.label}", self.remove)
         return self
 

@@ -189,6 +189,7 @@ class LinkInfo:
     peer_index: int | None = None
     namespace_id: int | None = None
     alias: str | None = None
+    group: int | None = None
 
 
 @dataclass(frozen=True)

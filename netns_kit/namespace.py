@@ -216,7 +216,7 @@ class Namespace:
             made.append(RtnlSocket.open(None, label=self.label))
             made[0].set_link(1, up=True, alias=state.mark(), obj="lo")
 
-        with state.lock(f"netns-{self.name}"):
+        with state.name_lock(self.label):
             if os.path.lexists(self.path):
                 raise AlreadyExistsError(f"namespace {self.label!r} already exists ({self.path})",
                                          obj=self.label, namespace=self.label, step="create namespace")
@@ -265,7 +265,7 @@ class Namespace:
                                  obj=self.label, step="remove namespace")
         if self._removed:
             return
-        with state.lock(f"netns-{self.name}"):
+        with state.name_lock(self.label):
             self._remove_locked()
 
     def _remove_locked(self) -> None:

@@ -18,8 +18,10 @@ start time, so a reused PID never makes a dead owner look alive.
 Ownership marks
 ---------------
 What recovery deletes must carry the dead owner's mark, so a same-named object made later by
-someone else is never touched: interfaces carry ``IFLA_IFALIAS = "netns-kit:<pid>.<start>"``
-(set in the very request that creates them); a named namespace carries the mark on its ``lo``
+someone else is never touched: interfaces carry ``IFLA_IFALIAS = "netns-kit:<pid>.<start>"``.
+The kernel ignores an alias in a creating request, so the creating request sets the interface
+group (``IFLA_GROUP``, a 31-bit hash of the owner) and the next request swaps it for the alias
+(group back to 0): an interface is marked from its first instant. A named namespace carries the mark on its ``lo``
 (set before the namespace is bind-mounted under /run/netns, so it never appears unmarked).
 Addresses, routes and sysctls cannot carry a mark: they are undone only when their change was
 confirmed, and they mostly vanish with the owned interface or namespace that holds them.
@@ -30,7 +32,7 @@ Locking model
 another process *or thread* blocks; the same thread may nest it. Keys in use:
 
 - ``run-netns``: preparing /run/netns as a shared mount point (once per process);
-- ``netns-<name>``: creating, removing and recovering the named namespace ``<name>``;
+- ``netns-<hash>``: creating, removing and recovering a named namespace (:func:`name_lock`);
 - ``host-<dev>-<ino>``: per host namespace, serializes address allocation (IPAM) and firewall
   changes made in that namespace (see :func:`host_lock`);
 - ``recover``: one recovery at a time.
@@ -48,6 +50,7 @@ import json
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +80,8 @@ def _start_time(pid: int) -> int | None:
         return None
     # the command name (field 2) may contain spaces and ')': split after the last ')'
     rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):  # a zombie has exited: it will never undo anything
+        return None
     return int(rest[19])
 
 
@@ -95,6 +100,11 @@ def owner_id() -> str:
 def mark() -> str:
     """The ownership mark this process puts on what it creates."""
     return MARK_PREFIX + owner_id()
+
+
+def tag(owner: str | None = None) -> int:
+    """The interface group (IFLA_GROUP) that marks a link between its creation and its alias."""
+    return (zlib.crc32((owner or owner_id()).encode()) & 0x7FFFFFFF) | 0x40000000
 
 
 def owner_alive(owner: str) -> bool:
@@ -180,6 +190,15 @@ def lock(key: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def name_lock(name: str) -> contextlib.AbstractContextManager[None]:
+    """The lock for creating, removing and recovering the named namespace ``name``.
+
+    Names share 64 lock files by hash, so the lock directory stays small however many names
+    are ever used; two names in one bucket merely wait for each other's (short) creation.
+    """
+    return lock(f"netns-{zlib.crc32(name.encode('utf-8', 'surrogateescape')) % 64:02x}")
 
 
 def host_lock(ns_identity: tuple[int, int]) -> contextlib.AbstractContextManager[None]:
@@ -395,7 +414,7 @@ def _recover_netns(e: _Entry, f: _NsFinder) -> str | None:
     path = str(e.args["path"])
     name = str(e.args["name"])
     want = MARK_PREFIX + e.owner
-    with lock(f"netns-{name}"):
+    with name_lock(name):
         if not os.path.lexists(path):
             return None
         if _sys.is_netns_file(path):
@@ -422,25 +441,25 @@ def _recover_netns(e: _Entry, f: _NsFinder) -> str | None:
         raise _Skip(f"{path} is neither our namespace nor our placeholder")
 
 
-def _delete_marked(sock: RtnlSocket, name: str, want: str) -> bool:
+def _delete_marked(sock: RtnlSocket, name: str, owner: str) -> bool:
     info = sock.get_link(name=name)
     if info is None:
         return False
-    if info.alias != want:
+    want = MARK_PREFIX + owner
+    if info.alias != want and not (not info.alias and info.group == tag(owner)):
         raise _Skip(f"interface {name!r} does not carry the mark {want!r}")
     return sock.delete_link(info.index, obj=name)
 
 
 def _recover_link(e: _Entry, f: _NsFinder) -> str | None:
-    want = MARK_PREFIX + e.owner
     name = str(e.args["name"])
     sock = f.sock(e.args["ns"])
-    if sock is not None and _delete_marked(sock, name, want):
+    if sock is not None and _delete_marked(sock, name, e.owner):
         return f"deleted {e.args.get('kind', 'link')} {name}"
     peer = e.args.get("peer")
     if peer:
         psock = f.sock(e.args["peer_ns"])
-        if psock is not None and _delete_marked(psock, str(peer), want):
+        if psock is not None and _delete_marked(psock, str(peer), e.owner):
             return f"deleted {e.args.get('kind', 'link')} {name} (by its peer {peer})"
     return None
 

@@ -1,0 +1,230 @@
+"""Crash recovery: a child building 50 endpoints is SIGKILLed at random points; recover() puts the
+kernel back exactly as it was, and leaves persistent builds (made on purpose) untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import netns_kit as nk
+from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, state
+
+from snapshots import snapshot
+
+N_ENDPOINTS = 50
+N_KILLS = 20
+
+CHILD = r"""
+import sys
+import netns_kit as nk
+from netns_kit import Bridge, Namespace, Route, Transaction, VethPair
+run, n = sys.argv[1], int(sys.argv[2])
+print("START", flush=True)
+Namespace(f"keep-{run}").create()              # persistent: explicit create, no transaction
+print("KEPT", flush=True)
+with Transaction():                             # kept only if it commits: it never does here
+    host = nk.Namespace.current()
+    host.write_sysctl("net.ipv4.ip_forward", "1")
+    host.add_address("br-keep", f"10.88.{run}.1/32")   # on a link the child does not own
+    br = Bridge(f"brc{run}", addresses=["10.77.0.1/16"]).create()
+    for i in range(n):
+        ns = Namespace(f"c{run}-{i}").create()
+        VethPair(f"vc{run}x{i}", "eth0", peer_namespace=ns, master=br).create()
+        ns.add_address("eth0", f"10.77.1.{i + 2}/16")
+        ns.add_route(Route(gateway="10.77.0.1"))
+        print(f"E{i}", flush=True)
+    with Bridge(f"bre{run}"):                   # ephemeral (context manager) inside
+        print("BUILT", flush=True)
+        import time
+        time.sleep(60)
+"""
+
+
+def full_snapshot(host: Namespace) -> dict[str, object]:
+    """snapshot() plus link aliases; IPv6 link-local addresses (they appear a while after a link
+    comes up, on the kernel's own schedule) are left out."""
+    snap = snapshot(host)
+    snap["addresses"] = [a for a in snap["addresses"] if not a[1].startswith("fe80:")]  # type: ignore[attr-defined]
+    snap["routes"] = [r for r in snap["routes"] if not r[0].startswith("fe80:")]  # type: ignore[attr-defined]
+    snap["aliases"] = sorted((link.name, link.alias) for link in host.links())
+    return snap
+
+
+def journals() -> list[str]:
+    try:
+        return sorted(os.listdir(state.journal_dir()))
+    except FileNotFoundError:
+        return []
+
+
+def start_child(run: int) -> subprocess.Popen[str]:
+    # started from the test thread, so the child inherits the test's host namespace
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(run), str(N_ENDPOINTS)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_sigkill_at_random_points_then_recover(host: Namespace) -> None:
+    persistent = Bridge("br-keep", addresses=["10.99.0.1/24"]).create()  # made before, kept
+    keep_ns = Namespace("keep-parent").create()
+    VethPair("vkeep", "eth0", peer_namespace=keep_ns, master=persistent).create()
+    keep_ns.add_address("eth0", "10.99.0.2/24")
+    before = full_snapshot(host)
+    own = set(journals())
+
+    kept: set[str] = set()
+    rng = random.Random(int(os.environ.get("NETNS_KIT_SEED", "5")))
+    marks = ["START", "KEPT", *(f"E{i}" for i in range(N_ENDPOINTS)), "BUILT"]
+    outcomes = []
+    for run in range(N_KILLS):
+        # kill at a random point: after a random progress line, plus up to ~one endpoint's time
+        child = start_child(run)
+        assert child.stdout is not None
+        target = rng.choice(marks)
+        seen = ""
+        for line in child.stdout:
+            seen += line
+            if line.strip() == target:
+                break
+        time.sleep(rng.uniform(0, 0.006))
+        child.send_signal(signal.SIGKILL)
+        out, _ = child.communicate()
+        out = seen + out
+        assert child.returncode == -signal.SIGKILL
+        if "KEPT" in out:
+            kept.add(f"keep-{run}")
+        outcomes.append("BUILT" if "BUILT" in out else "KEPT" if "KEPT" in out else "early")
+        report = nk.recover()
+        assert not report.failures, report.failures
+        after = full_snapshot(host)
+        expected_named = sorted(set(before["named"]) | kept)  # type: ignore[call-overload]
+        assert after["named"] == expected_named, (run, report)
+        after["named"] = before["named"]
+        assert after == before, (run, outcomes[-1], report)
+        assert set(journals()) <= own  # the dead child's journal is gone
+        # every kept namespace is intact, with its mark
+        for name in kept:
+            ns = Namespace.open(name)
+            assert ns.link("lo").alias is not None and ns.link("lo").up
+
+    # persistent builds survive, and recovery with nothing to do does nothing
+    assert host.link("br-keep").alias == state.mark()
+    assert [str(a.interface) for a in keep_ns.addresses("eth0") if a.interface.version == 4] == ["10.99.0.2/24"]
+    assert not nk.recover()
+    assert "BUILT" in outcomes or "KEPT" in outcomes, outcomes
+    print("kill outcomes:", {o: outcomes.count(o) for o in set(outcomes)})
+    for name in kept:
+        Namespace.open(name).adopt().remove()
+    keep_ns.remove()
+    persistent.remove()
+
+
+def test_recover_leaves_live_owners_and_foreign_objects_alone(host: Namespace) -> None:
+    # a live process's ephemeral build is not touched
+    child = subprocess.Popen([sys.executable, "-c", r"""
+import sys, netns_kit as nk
+with nk.Transaction(keep=False):
+    nk.Bridge("br-live").create()
+    print("UP", flush=True)
+    sys.stdin.readline()
+"""], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdin is not None
+    assert child.stdout.readline().strip() == "UP"
+    nk.recover()
+    assert host.has_link("br-live")
+    child.stdin.write("\n")
+    child.stdin.flush()
+    child.wait(10)
+    assert not host.has_link("br-live")
+
+    # a dead process's journal naming objects that now belong to someone else: left alone
+    child = subprocess.Popen([sys.executable, "-c", r"""
+import os, signal, netns_kit as nk
+from netns_kit import Transaction, Bridge, Namespace
+with Transaction():
+    Bridge("br-reused").create()
+    Namespace("ns-reused").create()
+    print("UP", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""], stdout=subprocess.PIPE, text=True)
+    child.communicate()
+    # someone else (not netns_kit) takes the names before recovery runs
+    host.rtnl().delete_link(host.link("br-reused").index)
+    subprocess.run(["ip", "link", "add", "br-reused", "type", "bridge"], check=True)
+    subprocess.run(["ip", "netns", "delete", "ns-reused"], check=True)
+    subprocess.run(["ip", "netns", "add", "ns-reused"], check=True)
+    report = nk.recover()
+    assert host.has_link("br-reused")
+    assert os.path.exists("/run/netns/ns-reused")
+    assert len(report.skipped) == 2 and not report.undone, report
+    subprocess.run(["ip", "netns", "delete", "ns-reused"], check=True)
+
+
+def test_state_files_are_root_only(host: Namespace) -> None:
+    with Transaction(keep=False):
+        Bridge("br-perm").create()
+        jdir = Path(state.journal_dir())
+        files = list(jdir.iterdir())
+        assert files
+        for p in [Path(state.STATE_DIR), jdir, Path(state.locks_dir()), *files,
+                  *Path(state.locks_dir()).iterdir()]:
+            mode = p.stat().st_mode & 0o777
+            assert mode & 0o077 == 0, (p, oct(mode))
+            assert p.stat().st_uid == 0
+        lines = [json.loads(x) for x in (jdir / f"{state.owner_id()}.jsonl").read_text().splitlines()]
+        assert any(rec.get("op") == "link" and rec["a"]["name"] == "br-perm" for rec in lines)
+
+
+def test_zombie_owner_counts_as_dead(host: Namespace) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(0)"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{child.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    assert not state.owner_alive(f"{child.pid}.{1}")
+    child.wait()
+    assert state.owner_alive(state.owner_id())
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_transaction_outcomes_settle_the_disk_journal(host: Namespace, keep: bool) -> None:
+    with Transaction(keep=keep):
+        Namespace("t-settle").create()
+        Bridge("br-settle", addresses=["10.5.0.1/24"]).create()
+    pending = _pending_ops()
+    assert pending == []
+    if keep:
+        Namespace.open("t-settle").adopt().remove()
+        Bridge.open("br-settle").adopt().remove()
+
+
+def _pending_ops() -> list[str]:
+    path = Path(state.journal_dir()) / f"{state.owner_id()}.jsonl"
+    if not path.exists():
+        return []
+    entries: dict[int, str] = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if "i" in rec:
+            entries[rec["i"]] = rec["op"]
+        for k in ("done", "keep"):
+            if k in rec:
+                entries.pop(rec[k], None)
+    return list(entries.values())
+
+
+def test_context_manager_builds_are_ephemeral_until_exit(host: Namespace) -> None:
+    with Bridge("br-cm"), Namespace("t-cm") as ns:
+        VethPair("vcm", "eth0", peer_namespace=ns).create()  # explicit inside: kept at once
+        assert sorted(_pending_ops()) == ["link", "netns"]
+        ns.add_route(Route(dst="10.9.0.0/24", dev="eth0"))
+    assert _pending_ops() == []

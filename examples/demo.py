@@ -16,6 +16,8 @@ EXAMPLES = [
     "primitives.py",
     "nat.py",
     "pipework.py",
+    "topology.py",
+    "harness.py",
 ]
 
 

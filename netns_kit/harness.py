@@ -208,7 +208,10 @@ class Process:
     def __repr__(self) -> str:
         state = "not started" if self._proc is None else ("running" if self.running else
                                                           f"exited {self.returncode}")
-        return f"Process({self.argv!r} in {self.namespace.label!r}, {state})"
+        cmd = " ".join(self.argv)
+        cmd = cmd if len(cmd) <= 60 else cmd[:57] + "..."
+        pid = f" pid {self._proc.pid}" if self._proc is not None else ""
+        return f"Process({cmd!r} in {self.namespace.label!r},{pid} {state})"
 
 
 # -- traffic control ------------------------------------------------------------------------------

@@ -513,6 +513,9 @@ class Firewall:
                 raise ValidationError(
                     f"bridge {port.bridge!r} is not attached to the firewall; attach_network() it first",
                     obj=port.spec, namespace=ns.label, step="publish port")
+            if policy.internal:
+                raise ValidationError(f"bridge {port.bridge!r} is internal: nothing from outside it can reach "
+                                      "a published port", obj=port.spec, namespace=ns.label, step="publish port")
             if policy.subnets and not any(port.container_address in n for n in policy.subnets):
                 raise ValidationError(
                     f"container address {port.container_ip} is not in any subnet of bridge {port.bridge!r} "

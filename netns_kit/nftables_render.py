@@ -17,7 +17,8 @@ packet's lookup and the cost of adding an entry do not grow with the number of e
 
     chain guard        filter prerouting -300  drop 127.0.0.0/8 arriving on a bridge (route_localnet)
     chain prerouting   nat prerouting -100     DNAT (never for 127.0.0.0/8: moby#41872)
-    chain output       nat output -100         DNAT of the host's own connections (incl. 127.0.0.1)
+    chain output       nat output -100         DNAT of the host's own connections (incl. 127.0.0.1,
+                                               not ::1: IPv6 loopback never leaves the host)
     chain postrouting  nat postrouting 100     masquerade: 127.0.0.0/8 -> bridge, hairpin, subnets
     chain forward      filter forward -10      icc, isolation, internal, published ports;
                                                packets it accepts get ``meta mark | ACCEPT_MARK``
@@ -112,8 +113,8 @@ def skeleton_text() -> str:
     type nat hook output priority -100; policy accept;
     {l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
     {l4} fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
-    {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
-    {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+    ip6 daddr != ::1 {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
+    ip6 daddr != ::1 {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
   }}
   chain postrouting {{
     type nat hook postrouting priority 100; policy accept;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+import time
 
 import pytest
 from nat_env import HOST4, HOST6, OUT4, OUT6, World, world
@@ -185,6 +186,9 @@ def test_ipv6_masquerade_and_published_port(host: Namespace) -> None:
             assert connect(host, HOST6, 8080) == hello
             assert connect(net.containers["c12"], HOST6, 8080) == hello
             assert connect(c1, HOST6, 8080) == hello
+            t0 = time.monotonic()
+            assert connect(host, "::1", 8080, timeout=2) is None  # not translated: refused at once
+            assert time.monotonic() - t0 < 1
         fw.detach_network("br1")
     assert host.read_sysctl("net.ipv6.conf.all.forwarding") == "0"
 
@@ -206,6 +210,11 @@ def test_conflicts_are_refused_and_change_nothing(host: Namespace) -> None:
             fw.publish(PublishedPort.parse("8090:80", container_ip="10.99.0.2", bridge="br1"))
         with pytest.raises(AlreadyExistsError):
             attach(fw, w, "br1")
+        inner = w.add_net(2)
+        attach(fw, w, "br2", internal=True)
+        with pytest.raises(ValidationError, match="internal"):
+            fw.publish(PublishedPort.parse("8090:80", container_ip=inner.ips4["c21"], bridge="br2"))
+        fw.detach_network("br2")
         # another process's element in the kernel map is a conflict too (create, not add)
         nft(host, "add", "element", "inet", "netns_kit", "dnat4", "{ tcp . 7000 : 10.1.0.9 . 80 }")
         with pytest.raises(AlreadyExistsError):

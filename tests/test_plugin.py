@@ -1,0 +1,68 @@
+"""The pytest plugin's fixtures: a network and endpoints per test, undone even when the test fails."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+from traffic import connect, serve
+
+from netns_kit import Endpoint, Namespace, Network
+from netns_kit.chaos import Partition
+from netns_kit.harness import Process
+from netns_kit.pytest_plugin import EndpointFactory
+from netns_kit.testing import named_namespaces
+
+
+def test_endpoints_on_the_test_network_talk(netns_host: Namespace, netns_network: Network,
+                                            netns_endpoints: EndpointFactory) -> None:
+    a, b = netns_endpoints(2)
+    assert isinstance(a, Endpoint) and a.created
+    assert a.address is not None and b.address is not None
+    assert a.address in netns_network.subnet and b.address in netns_network.subnet
+    with serve(b.namespace, "0.0.0.0", 7100):
+        assert connect(a.namespace, str(b.address), 7100) == f"hello from {b.namespace.label}\n"
+
+
+def test_partition_between_endpoints(netns_endpoints: EndpointFactory) -> None:
+    a, b, c = netns_endpoints(3)
+    with serve(b.namespace, "0.0.0.0", 7100), serve(c.namespace, "0.0.0.0", 7100):
+        with Partition([a], [b]):
+            assert connect(a.namespace, str(b.address), 7100, timeout=0.5) is None
+            assert connect(a.namespace, str(c.address), 7100) is not None
+        assert connect(a.namespace, str(b.address), 7100) is not None
+
+
+INNER = '''
+from netns_kit.harness import Process
+
+def test_fails_halfway(netns_network, netns_endpoints):
+    eps = netns_endpoints(2)
+    p = Process(eps[0].namespace, ["sleep", "300"]).start()
+    with open("PIDFILE", "w") as f:
+        f.write(str(p.pid))
+    assert False, "this test fails on purpose"
+'''
+
+
+def test_fixtures_undo_everything_when_the_test_fails(netns_host: Namespace, tmp_path: pathlib.Path) -> None:
+    pidfile = tmp_path / "pid"
+    (tmp_path / "test_inner.py").write_text(textwrap.dedent(INNER).replace("PIDFILE", str(pidfile)))
+    before = named_namespaces()
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 1 and "1 failed" in res.stdout, res.stdout + res.stderr
+    assert "this test fails on purpose" in res.stdout
+    pid = int(pidfile.read_text())
+    assert not os.path.exists(f"/proc/{pid}") or "zombie" in pathlib.Path(f"/proc/{pid}/status").read_text()
+    assert named_namespaces() == before
+
+
+def test_process_in_an_endpoint_stops_with_it(netns_endpoints: EndpointFactory) -> None:
+    (ep,) = netns_endpoints(1)
+    proc = Process(ep.namespace, ["sleep", "300"]).start()
+    ep.remove()
+    assert not proc.running

@@ -359,6 +359,12 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, mode={str(self.mode)!r})"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the mode, then the namespace's interfaces, addresses and routes."""
+        from .views import endpoint_html
+
+        return endpoint_html(self)
+
     def describe(self) -> str:
         """One line per attachment: what the endpoint has."""
         head = f"endpoint {self.name} ({self.mode})"

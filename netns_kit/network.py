@@ -442,6 +442,12 @@ class Network:
     def __repr__(self) -> str:
         return f"Network({self.name!r}, bridge={self.bridge!r})"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: settings and one row per endpoint (see :func:`netns_kit.views.network_html`)."""
+        from .views import network_html
+
+        return network_html(self)
+
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def _in_use_networks(self, st: _HostState) -> list[IPNet]:

@@ -295,3 +295,39 @@ def _port_target(port: Any, views: Sequence[NamespaceView]) -> str:
             if any(a.split("/")[0] == ip for a in i.addresses):
                 return f"{v.label} {ip}:{cport}"
     return f"{ip}:{cport}"
+
+
+# -- networks and endpoints ---------------------------------------------------------------------------
+
+
+def network_html(net: Any) -> str:
+    """The HTML table Jupyter shows for a :class:`~netns_kit.Network`: settings, then one row per endpoint."""
+    cfg = net.config
+    try:
+        sub = f"{net.subnet} (gateway {net.gateway})"
+        if net.subnet6 is not None:
+            sub += f", {net.subnet6} (gateway {net.gateway6})"
+    except NetnsKitError:
+        sub = "chosen at create()"
+    state = "created" if net.created else "not created"
+    flags = ", ".join(f"{k}={v}" for k, v in (("internal", cfg.internal), ("icc", cfg.icc),
+                                              ("masquerade", cfg.masquerade and not cfg.internal)))
+    rows = "".join(
+        f"<tr><td>{_e(', '.join(c.names) or c.namespace.label)}</td><td>{_e(c.namespace.label)}</td>"
+        f"<td><code>{_e(c.ifname)}</code></td><td>{_e(c.address)}</td>"
+        f"<td>{_e(c.address6) if c.address6 is not None else ''}</td><td><code>{_e(c.host_ifname)}</code></td>"
+        f"<td>{'<br>'.join(_e(p.spec) for p in c.published)}</td></tr>"
+        for c in net.connections)
+    head = "".join(f"<th>{h}</th>" for h in ("endpoint", "namespace", "interface", "address", "IPv6",
+                                              "host end", "published"))
+    return (f"<div><b>Network {_e(net.name)}</b> ({state}): bridge <code>{_e(net.bridge)}</code>, "
+            f"subnet {_e(sub)}, {_e(flags)}"
+            f'<table class="netns-kit"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+
+def endpoint_html(ep: Any) -> str:
+    """The HTML Jupyter shows for an :class:`~netns_kit.Endpoint`: its mode, then its namespace's table."""
+    head = f"<div><b>Endpoint {_e(ep.name)}</b> (mode {_e(ep.mode)})"
+    if not ep.created:
+        return head + ": not created</div>"
+    return head + namespace_html(ep.namespace) + "</div>"

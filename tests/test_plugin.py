@@ -66,3 +66,12 @@ def test_process_in_an_endpoint_stops_with_it(netns_endpoints: EndpointFactory) 
     proc = Process(ep.namespace, ["sleep", "300"]).start()
     ep.remove()
     assert not proc.running
+
+
+def test_rich_reprs_of_network_and_endpoint(netns_network: Network, netns_endpoints: EndpointFactory) -> None:
+    (ep,) = netns_endpoints(1, publish=["8081:80/tcp"])
+    html = netns_network._repr_html_()
+    assert f"Network {netns_network.name}" in html and "<table" in html
+    assert str(ep.address) in html and "8081" in html and netns_network.bridge in html
+    eh = ep._repr_html_()
+    assert f"Endpoint {ep.name}" in eh and "eth0" in eh and str(ep.address) in eh

@@ -337,6 +337,15 @@ class Namespace:
     def same_as(self, other: Namespace) -> bool:
         return self.identity == other.identity
 
+    def _undo_rtnl(self) -> RtnlSocket:
+        """The socket for an undo, fetched when the undo runs (a pooled socket captured earlier may
+        have been closed by the pool since). A namespace already removed or gone: NotFoundError,
+        which the journal counts as undone (its contents went with it)."""
+        if self._removed or not self.exists:
+            raise NotFoundError(f"namespace {self.label!r} is gone", obj=self.label, namespace=self.label,
+                                step="undo")
+        return self.rtnl()
+
     def rtnl(self) -> RtnlSocket:
         """The pooled rtnetlink socket of this namespace (internal use by netns_kit objects)."""
         _sys.check_privileges()
@@ -445,7 +454,7 @@ class Namespace:
                                      namespace=self.label, step="add address")
         index = link.index
         with intent(f"delete address {iface} from {ifname} in {self.label}",
-                    lambda: sock.delete_address(index, iface),
+                    lambda: self._undo_rtnl().delete_address(index, iface),
                     durable=("address", {"ns": self._ref(), "ifname": ifname, "index": index,
                                          "address": str(iface)})):
             sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
@@ -475,7 +484,7 @@ class Namespace:
                     f"gateway {route.gateway_ip} is not inside any subnet configured "
                     f"{'on ' + route.dev if route.dev else 'in the namespace'} (subnets: {nets})",
                     obj=f"route {route.dst}", namespace=self.label, step="add route")
-        with intent(f"delete route {route.dst} in {self.label}", lambda: sock.delete_route(route, oif),
+        with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
                     durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
                                        "metric": route.metric, "table": route.table, "oif": oif,
                                        "oif_name": route.dev})):
@@ -516,7 +525,7 @@ class Namespace:
             master_index = 0
         sock = self.rtnl()
         old = link
-        with intent(f"restore settings of {ifname} in {self.label}", lambda: sock.set_link(
+        with intent(f"restore settings of {ifname} in {self.label}", lambda: self._undo_rtnl().set_link(
             old.index,
             up=old.up if up is not None else None,
             mtu=old.mtu if mtu is not None else None,

@@ -519,6 +519,18 @@ def _recover_sysctl(e: _Entry, f: _NsFinder) -> str | None:
     return f"restored {key_path}={e.args['old']}"
 
 
+def _recover_nft(e: _Entry, f: _NsFinder) -> str | None:
+    """A firewall change (nft elements, sysctls): undone by the libnftables seam."""
+    if not e.confirmed:
+        raise _Skip("unconfirmed firewall change")
+    path = f.path_of(e.args["ns"])
+    if path is None:
+        return None
+    from ._nft import recover_marked
+
+    return recover_marked(path, MARK_PREFIX + e.owner, e.args)
+
+
 class _Skip(Exception):
     """Recovery leaves this entry alone (not provably ours)."""
 
@@ -529,6 +541,7 @@ _RECOVERERS: dict[str, Recoverer] = {
     "address": _recover_address,
     "route": _recover_route,
     "sysctl": _recover_sysctl,
+    "nft": _recover_nft,
 }
 
 
@@ -558,7 +571,7 @@ def _read_journal(path: str, owner: str) -> list[_Entry]:
     return sorted(entries.values(), key=lambda e: e.id)
 
 
-def recover() -> RecoveryReport:
+def recover(*, firewall: bool = True) -> RecoveryReport:
     """Undo what dead netns_kit processes left behind, and nothing else.
 
     For each journal in /run/netns-kit/journal/ whose owner process is gone (PID and start
@@ -566,6 +579,8 @@ def recover() -> RecoveryReport:
     object still carries that owner's mark. Journals of live processes are left alone.
     A journal fully handled is deleted; one with failures stays for a later try.
     Safe to call at any time, from any number of processes (one recovery runs at a time).
+    With ``firewall``, the calling thread's namespace's nft table is cleaned too (elements
+    whose owner mark names a dead process).
     """
     _sys.check_privileges()
     report = RecoveryReport()
@@ -607,6 +622,24 @@ def recover() -> RecoveryReport:
                 if not failed:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
+            if firewall:
+                _recover_firewall(report)
     finally:
         finder.close()
     return report
+
+
+def _recover_firewall(report: RecoveryReport) -> None:
+    """nft elements carry their owner's mark as a comment; the firewall deletes those of dead owners."""
+    try:
+        from .firewall import Firewall
+        from .namespace import Namespace
+
+        n = Firewall.for_namespace(Namespace.current()).recover_leftovers()
+    except ImportError:  # pragma: no cover - firewall not installed
+        return
+    except NetnsKitError as exc:
+        report.failures.append(exc)
+        return
+    if n:
+        report.undone.append(f"deleted {n} nft element(s) left by dead processes")

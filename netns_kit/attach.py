@@ -22,6 +22,7 @@ one undo entry; a failure halfway through undoes the steps already done.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
 import os
@@ -29,6 +30,7 @@ import queue
 import socket
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TypeAlias
@@ -58,6 +60,8 @@ ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 ARPOP_REQUEST = 1
 ARPOP_REPLY = 2
+SIOCGIFFLAGS = 0x8913
+IFF_RUNNING = 0x40
 _ALL_NODES_MAC = bytes.fromhex("333300000001")
 _ALL_NODES = ipaddress.IPv6Address("ff02::1").packed
 
@@ -414,7 +418,10 @@ class Attachment:
             info = target.link(self.ifname)
             self.mac = info.mac
             if self.announce and self.addresses and info.mac:
-                _announce(target, self.ifname, info.mac, self.addresses)
+                ends = [(target, self.ifname)]
+                if self.host_ifname is not None and self.bridge is not None:
+                    ends.append((host, self.host_ifname))
+                _announce(target, self.ifname, info.mac, self.addresses, wait_for=ends)
         record(f"detach {self.ifname} from {target.label}", self.remove)
         return self
 
@@ -558,9 +565,43 @@ def _na_frame(mac: bytes, ip: bytes) -> bytes:
     return _ALL_NODES_MAC + mac + struct.pack("!H", ETH_P_IPV6) + ip6 + body
 
 
-def _announce(ns: Namespace, ifname: str, mac: str, addresses: Sequence[IPInterface]) -> int:
+def _running(ns: Namespace, ifname: str) -> bool:
+    """IFF_RUNNING (operationally up) of ``ifname`` in ``ns``, by SIOCGIFFLAGS on a UDP socket made there."""
+    with ns.enter():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        res = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", ifname.encode(), 0))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return bool(struct.unpack_from("16sH", res)[1] & IFF_RUNNING)
+
+
+def _wait_running(ends: Sequence[tuple[Namespace, str]], timeout: float = 2.0) -> bool:
+    """Wait until each (namespace, interface) is operationally up.
+
+    A link brought up has a no-op queueing discipline (which drops what is sent) until the kernel's
+    link-watch work activates it, a moment later and asynchronously; a bridge port starts forwarding
+    in that same step. Frames sent before that are lost, so the announcement waits for it.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(ends)
+    while pending:
+        pending = [(ns, name) for ns, name in pending if not _running(ns, name)]
+        if not pending:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def _announce(ns: Namespace, ifname: str, mac: str, addresses: Sequence[IPInterface], *,
+              wait_for: Sequence[tuple[Namespace, str]] = ()) -> int:
     """Send one ARP announcement (request) and one gratuitous ARP reply per IPv4 address, one
-    unsolicited NA per IPv6 address, from a packet socket made inside ``ns``. Returns frames sent."""
+    unsolicited NA per IPv6 address, from a packet socket made inside ``ns``, once every link in
+    ``wait_for`` is operationally up (at most 2 s). Returns the number of frames sent."""
     hw = bytes.fromhex(mac.replace(":", ""))
     frames: list[bytes] = []
     for a in addresses:
@@ -571,6 +612,7 @@ def _announce(ns: Namespace, ifname: str, mac: str, addresses: Sequence[IPInterf
             frames.append(_na_frame(hw, a.ip.packed))
     if not frames:
         return 0
+    _wait_running(wait_for)
     with ns.enter():
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:

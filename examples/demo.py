@@ -14,6 +14,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 # Each entry is a file in examples/ with a ``main() -> None`` that prints what it does.
 EXAMPLES = [
     "primitives.py",
+    "modes.py",
     "nat.py",
     "pipework.py",
     "topology.py",

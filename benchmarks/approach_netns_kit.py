@@ -1,27 +1,31 @@
-"""netns_kit through its public API: Namespace, Bridge, VethPair, addresses, routes, published ports.
+"""netns_kit through its public API: Namespace, Bridge, VethPair, addresses, routes, Firewall.
 
-Each endpoint is built the way a user would write it. Teardown removes, per endpoint, the
-published port and the namespace (its veth pair goes with it).
+Each endpoint is built the way a user would write it: a named namespace, a veth pair whose
+peer is born in it as ``eth0`` on the bridge, an address, a default route, and a port
+published with ``Firewall.publish`` (an element of the firewall's dnat map, plus its hairpin
+element). Teardown: ``Namespace.remove`` per endpoint (the veth pair goes with the namespace), then
+``Firewall.detach_network``, which removes every port still published on the bridge in one nft
+batch (as the other approaches empty their map or chain in one call).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import netns_kit as nk
-from benchmarks._common import BRIDGE, BRIDGE_IP, PREFIXLEN, endpoint_ip
-from benchmarks.approach_pyroute2 import TABLE, nat_table_script, nft_json, port_element
-
-try:  # the firewall API (issue 3) may not have landed yet
-    from netns_kit import Firewall, PublishedPort  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on the checkout
-    Firewall = PublishedPort = None
+from benchmarks._common import (
+    BRIDGE,
+    BRIDGE_IP,
+    CONTAINER_PORT,
+    PREFIXLEN,
+    SUBNET,
+    endpoint_ip,
+    host_port,
+)
 
 
 class Endpoint:
     __slots__ = ("ns", "port", "veth")
 
-    def __init__(self, ns: nk.Namespace, veth: nk.VethPair, port: Any) -> None:
+    def __init__(self, ns: nk.Namespace, veth: nk.VethPair, port: nk.PublishedPort) -> None:
         self.ns = ns
         self.veth = veth
         self.port = port
@@ -29,7 +33,7 @@ class Endpoint:
 
 class NetnsKit:
     prefix = "bnk"
-    note = "public API, one call per object"
+    note = "public API, one call per object; ports via Firewall.publish (dnat map + hairpin element)"
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -37,27 +41,23 @@ class NetnsKit:
         self.host = nk.Namespace.current()
         self.bridge = nk.Bridge(BRIDGE, namespace=self.host, addresses=[f"{BRIDGE_IP}/{PREFIXLEN}"])
         self.route = nk.Route(gateway=BRIDGE_IP)
-        self.nft: Any = None
+        self.firewall = nk.Firewall.for_namespace(self.host)
 
     def prepare(self) -> None:
         self.bridge.create()
-        import nftables
-
-        self.nft = nftables.Nftables()
-        rc, _, err = self.nft.cmd(nat_table_script(TABLE))
-        if rc != 0:
-            raise RuntimeError(err)
-        self.note += "; ports via libnftables (Firewall not available yet)"
+        self.firewall.attach_network(nk.NetworkPolicy(bridge=BRIDGE, subnets=(SUBNET,)))  # type: ignore[arg-type]
 
     def build_one(self, i: int) -> Endpoint:
         ns = nk.Namespace(f"{self.prefix}{i}").create()
         veth = nk.VethPair(f"h{self.prefix}{i}", "eth0", namespace=self.host, peer_namespace=ns,
                            master=self.bridge).create()
-        ns.add_address("eth0", f"{endpoint_ip(i)}/{PREFIXLEN}")
+        ip = endpoint_ip(i)
+        ns.add_address("eth0", f"{ip}/{PREFIXLEN}")
         ns.add_route(self.route)
-        nft_json(self.nft, [{"add": {"element": {"family": "ip", "table": TABLE, "name": "ports",
-                                                 "elem": [port_element(i)]}}}])
-        return Endpoint(ns, veth, i)
+        port = nk.PublishedPort(host_port=host_port(i), container_ip=ip, container_port=CONTAINER_PORT,
+                                bridge=BRIDGE)
+        self.firewall.publish(port)
+        return Endpoint(ns, veth, port)
 
     def setup(self) -> None:
         for i in range(1, self.n + 1):
@@ -65,14 +65,14 @@ class NetnsKit:
 
     def teardown(self) -> None:
         for ep in self.endpoints:
-            nft_json(self.nft, [{"delete": {"element": {"family": "ip", "table": TABLE, "name": "ports",
-                                                        "elem": [port_element(ep.port)[0]]}}}])
             ep.ns.remove()
+        self.firewall.detach_network(BRIDGE)
         self.endpoints.clear()
 
     def cleanup(self) -> None:
+        if BRIDGE in self.firewall.networks:
+            self.firewall.detach_network(BRIDGE)
         self.bridge.remove()
-        nft_json(self.nft, [{"delete": {"table": {"family": "ip", "name": TABLE}}}])
 
 
 def make(n: int) -> NetnsKit:

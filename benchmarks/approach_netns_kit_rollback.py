@@ -42,7 +42,7 @@ class Rollback(NetnsKit):
         self.extra["rollback_s"] = t2 - t1
 
     def teardown(self) -> None:
-        pass
+        pass  # the rollback removed the endpoints; cleanup() detaches the bridge
 
 
 def make(n: int) -> Rollback:

@@ -47,3 +47,56 @@ def test_fast_readers_match_pyroute2(host: Namespace) -> None:
         eth0 = ns.link("eth0")
         mine = {i for _, i in ns.rtnl().interfaces(eth0.index) if not i.is_link_local}
         assert mine == {ipaddress.ip_interface("10.9.0.2/24"), ipaddress.ip_interface("fd00:9::2/64")}
+
+
+def _pyroute2_body(msg: object) -> bytes:
+    msg.encode()  # type: ignore[attr-defined]
+    return bytes(msg.data)[16:]  # type: ignore[attr-defined]
+
+
+def test_fast_writer_matches_pyroute2() -> None:
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    from netns_kit._netlink import RtnlSocket, _fast_body
+    from netns_kit.model import Route
+
+    def link(**fields: object) -> object:
+        m = ifinfmsg()
+        for k, v in fields.items():
+            m[k] = v
+        return m
+
+    peer = {"attrs": [("IFLA_IFNAME", "eth0"), ("IFLA_MTU", 1400), ("IFLA_ADDRESS", "02:00:00:00:00:01"),
+                      ("IFLA_NET_NS_FD", 7), ("IFLA_GROUP", 0x6e6b)]}
+    msgs: list[object] = [
+        link(),
+        link(index=5),
+        link(attrs=[("IFLA_IFNAME", "br-x")]),
+        link(index=9, flags=1, change=1, attrs=[("IFLA_IFALIAS", "netns_kit:123:456"), ("IFLA_GROUP", 0),
+                                                ("IFLA_MTU", 9000), ("IFLA_ADDRESS", "0a:0b:0c:0d:0e:0f"),
+                                                ("IFLA_MASTER", 3), ("IFLA_NET_NS_FD", 12),
+                                                ("IFLA_IFNAME", "dev-ü")]),
+        link(flags=1, change=1, attrs=[("IFLA_IFNAME", "v1"), ("IFLA_MASTER", 4), (
+            "IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"),
+                                        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]})]),
+        link(attrs=[("IFLA_IFNAME", "br0"), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]),
+        link(attrs=[("IFLA_IFNAME", "mv0"), ("IFLA_LINK", 2),
+                    ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "macvlan")]})]),
+    ]
+    sock = RtnlSocket.__new__(RtnlSocket)
+    for iface in ("10.1.2.3/24", "10.1.2.3/31", "10.1.2.3/32", "fd00::5/64"):
+        msgs.append(sock._addr_msg(4, ipaddress.ip_interface(iface), nodad=True))
+        msgs.append(sock._addr_msg(4, ipaddress.ip_interface(iface), nodad=False))
+    msgs.append(ifaddrmsg())
+    for route, oif in ((Route(gateway="10.0.0.1"), None), (Route("10.5.0.0/16", dev="eth0", metric=50), 3),
+                       (Route("fd00:1::/64", gateway="fd00::1", table=1000), 2), (Route(gateway="fd00::1"), None)):
+        msgs.append(sock._route_msg(route, oif))
+    for m in msgs:
+        fast = _fast_body(m)
+        assert fast is not None, m
+        assert fast == _pyroute2_body(m), m
+    # other link kinds' data stay with pyroute2
+    vx = link(attrs=[("IFLA_IFNAME", "vx"), ("IFLA_LINKINFO", {"attrs": [
+        ("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": [("IFLA_VXLAN_ID", 5)]})]})])
+    assert _fast_body(vx) is None
+    assert _fast_body(rtmsg()) is None

@@ -172,56 +172,76 @@ class Firewall:
                     f"table {render.FAMILY} {render.TABLE} exists but was not made by this version of netns_kit "
                     "(its comment differs); delete it or leave netns_kit out", obj=render.TABLE,
                     namespace=self.namespace.label, step="create firewall table") from None
-            objs = ctx.list_table(render.FAMILY, render.TABLE, step="inspect existing table")
             log.info("reusing existing table %s %s in %s", render.FAMILY, render.TABLE, self.namespace.label)
             self._table = True
-            self._recover(objs or [])
+            self._recover_journaled()
         self._table = True
         self._warn_foreign_drop()
 
-    def recover_leftovers(self) -> int:
-        """Delete what netns_kit processes that have died left in the table; returns how many elements.
+    def recover_leftovers(self, *, everything: bool = False) -> int:
+        """Undo firewall changes of netns_kit processes that died; returns how many elements went.
 
-        Every element netns_kit adds carries its process's owner mark as a comment (the mark
-        :mod:`netns_kit.state` puts on interfaces). Elements of owners that are no longer running are
-        deleted; elements of live processes and untagged ones (added by hand) are left alone. If the
-        table is then empty and this firewall holds nothing, the table goes too. Runs by itself when a
-        firewall finds an existing table.
+        Each change is written to the dead process's on-disk journal (see :mod:`netns_kit.state`)
+        before it is confirmed, and settled when it is undone or kept. Changes still unsettled in the
+        journal of a process that is no longer running are undone here: their elements (only those
+        still carrying that process's owner mark) are deleted and the sysctls they changed are put
+        back. Networks and ports a dead process *kept* on purpose stay. :func:`netns_kit.state.recover`
+        does the same (and more); this runs by itself when a firewall finds an existing table.
+
+        ``everything=True`` also deletes every other element whose owner mark names a dead process
+        (e.g. networks it kept), for a clean slate. Elements without a mark (added by hand) and
+        elements of live processes are never touched. The table goes if nothing is left in it.
         """
         with self._guard():
-            objs = self._ctx().list_table(render.FAMILY, render.TABLE, step="recover leftovers")
-            if objs is None:
-                return 0
-            n = self._recover(objs)
+            n = self._recover_journaled()
+            if everything:
+                n += self._recover_all_dead()
             if not (self._networks or self._ports or self._masq):
                 self._table = True
                 self._maybe_drop_table()
             return n
 
-    def _recover(self, objs: list[dict[str, Any]]) -> int:
-        me = state.mark()
-        dead: render.Elements = {}
-        alive: dict[str, bool] = {}
+    def _recover_journaled(self) -> int:
+        jdir = state.journal_dir()
+        try:
+            names = sorted(os.listdir(jdir))
+        except OSError:
+            return 0
+        ident = list(self.namespace.identity)
+        total = 0
+        for fname in names:
+            owner = fname[: -len(".jsonl")] if fname.endswith(".jsonl") else None
+            if owner is None or owner == state.owner_id() or state.owner_alive(owner):
+                continue
+            try:
+                entries = state._read_journal(os.path.join(jdir, fname), owner)
+            except OSError:
+                continue
+            for e in reversed(entries):
+                if e.op != "nft" or not e.confirmed or list(e.args.get("ns", {}).get("id", [])) != ident:
+                    continue
+                with self.namespace.enter():
+                    what = _nft.recover_here(self.namespace.label, state.MARK_PREFIX + owner, e.args)
+                if what:
+                    log.warning("recovered %s (left by dead process %s)", what, owner)
+                    total += sum(len(v) for v in (e.args.get("keys") or {}).values())
+        return total
+
+    def _recover_all_dead(self) -> int:
+        objs = self._ctx().list_table(render.FAMILY, render.TABLE, step="recover leftovers") or []
+        marks: set[str] = set()
         for o in objs:
             for kind in ("set", "map"):
-                if kind not in o:
-                    continue
-                for elem in o[kind].get("elem", []):
-                    key, comment = render.element_key(kind, elem)
-                    if not comment or not comment.startswith(state.MARK_PREFIX) or comment == me:
-                        continue
-                    owner = comment[len(state.MARK_PREFIX):]
-                    if owner not in alive:
-                        alive[owner] = state.owner_alive(owner)
-                    if not alive[owner]:
-                        dead.setdefault(o[kind]["name"], []).append(key)
-        if dead:
-            n = sum(len(v) for v in dead.values())
-            log.warning("removing %d nft element(s) left by dead netns_kit processes in %s", n,
-                        self.namespace.label)
-            self._delete_elements(dead, obj=f"table {render.FAMILY} {render.TABLE}", step="recover leftovers")
-            return n
-        return 0
+                for elem in (o.get(kind) or {}).get("elem", []):
+                    comment = render.element_key(kind, elem)[1]
+                    if comment and comment.startswith(state.MARK_PREFIX) and comment != state.mark():
+                        marks.add(comment)
+        n = 0
+        for mark in sorted(marks):
+            if not state.owner_alive(mark[len(state.MARK_PREFIX):]):
+                n += _nft.delete_marked(self._ctx(), render.FAMILY, render.TABLE, mark, None,
+                                        step="recover leftovers")
+        return n
 
     def _warn_foreign_drop(self) -> None:
         for desc in self.foreign_drop_policies():
@@ -293,7 +313,9 @@ class Firewall:
                 return None
         return old
 
-    def _sync_forwarding(self) -> None:
+    def _sync_forwarding(self) -> list[dict[str, str]]:
+        """Turn forwarding on/off per family as needed; returns the changes made ({path, old, new})."""
+        changes: list[dict[str, str]] = []
         need: set[int] = set()
         for pol in self._networks.values():
             if not pol.internal:
@@ -305,8 +327,19 @@ class Firewall:
                 old = self._sysctl(rel, "1")
                 if old is not None:
                     self._saved_forwarding[v] = old
+                    if old != "1":
+                        changes.append({"path": "/proc/sys/" + rel, "old": old, "new": "1"})
             elif v not in need and v in self._saved_forwarding:
                 self._sysctl(rel, self._saved_forwarding.pop(v))
+        return changes
+
+    def _durable(self, keys: render.Elements, sysctls: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
+        """The on-disk journal record of a change: what crash recovery must delete and put back."""
+        ns = self.namespace
+        ref = state.ns_ref(ns.path if ns.kind == "named" else None, ns.identity)
+        only_keys = {name: [e[0] if isinstance(e, list) else e for e in elems] for name, elems in keys.items()}
+        return ("nft", {"ns": ref, "family": render.FAMILY, "table": render.TABLE, "keys": only_keys,
+                        "sysctls": sysctls})
 
     def _localnet_rel(self, bridge: str) -> str:
         return f"net/ipv4/conf/{bridge}/route_localnet"
@@ -349,11 +382,15 @@ class Firewall:
             try:
                 self._ctx().run_json(render.element_cmds("add", elements, comment=state.mark()),
                                      obj=f"network {policy.bridge}", step="attach network")
+                sysctls = []
                 if 4 in policy.families():
-                    old = self._sysctl(self._localnet_rel(policy.bridge), "1")
+                    rel = self._localnet_rel(policy.bridge)
+                    old = self._sysctl(rel, "1")
                     if old is not None:
                         self._saved_localnet[policy.bridge] = old
-                self._sync_forwarding()
+                        if old != "1":
+                            sysctls.append({"path": "/proc/sys/" + rel, "old": old, "new": "1"})
+                sysctls += self._sync_forwarding()
             except BaseException:
                 try:
                     self._detach(policy.bridge)
@@ -363,7 +400,7 @@ class Firewall:
                     self._maybe_drop_table()
                 raise
         record(f"detach network {policy.bridge} from firewall in {ns.label}",
-               lambda: self.detach_network(policy.bridge))
+               lambda: self.detach_network(policy.bridge), durable=self._durable(elements, sysctls))
 
     def detach_network(self, bridge: str) -> None:
         """Remove the network's elements and its published ports (one batch); restore sysctls. Idempotent."""
@@ -418,8 +455,9 @@ class Firewall:
                     self._maybe_drop_table()
                 raise
             self._masq[net] = bridge
-            self._sync_forwarding()
-        record(f"remove masquerade {net} in {self.namespace.label}", lambda: self.remove_masquerade(net))
+            sysctls = self._sync_forwarding()
+        record(f"remove masquerade {net} in {self.namespace.label}", lambda: self.remove_masquerade(net),
+               durable=self._durable(elements, sysctls))
 
     def remove_masquerade(self, subnet: str | IPNet) -> None:
         """Undo :meth:`add_masquerade`. Idempotent."""
@@ -528,9 +566,12 @@ class Firewall:
             if clash is not None:
                 raise AlreadyExistsError(f"host port of {port.spec} is already published as {clash.spec}",
                                          obj=port.spec, namespace=ns.label, step="publish port")
-            cmds = render.element_cmds("create", render.port_elements(port), comment=state.mark())
+            added = render.port_elements(port)
+            cmds = render.element_cmds("create", added, comment=state.mark())
             if port.container_ip not in self._per_ip:
-                cmds += render.element_cmds("add", render.hairpin_elements(port.container_ip), comment=state.mark())
+                hairpin = render.hairpin_elements(port.container_ip)
+                cmds += render.element_cmds("add", hairpin, comment=state.mark())
+                added = render.merged([added, hairpin])
             self._ensure_table()
             self._ctx().run_json(cmds, obj=f"published port {port.spec}", step="publish port")
             try:
@@ -543,8 +584,9 @@ class Firewall:
             self._per_ip[port.container_ip] = self._per_ip.get(port.container_ip, 0) + 1
             for key in self._port_keys(port):
                 self._keys.setdefault(key, {})[port.host_ip] = port
-            self._sync_forwarding()
-        record(f"unpublish {port.spec} in {ns.label}", lambda: self.unpublish(port))
+            sysctls = self._sync_forwarding()
+        record(f"unpublish {port.spec} in {ns.label}", lambda: self.unpublish(port),
+               durable=self._durable(added, sysctls))
 
     def unpublish(self, port: PublishedPort) -> None:
         """Delete the dnat elements of ``port`` (one batch). Idempotent."""

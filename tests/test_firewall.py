@@ -8,7 +8,7 @@ import pytest
 from nat_env import OUT4, World, world
 from traffic import connect, serve
 
-from netns_kit import Namespace, OwnershipError
+from netns_kit import AlreadyExistsError, Namespace, OwnershipError
 from netns_kit import nftables_render as render
 from netns_kit.firewall import ACCEPT_MARK, Firewall, NetworkPolicy
 from netns_kit.nat import PublishedPort
@@ -132,8 +132,12 @@ def test_leftovers_of_dead_processes_are_recovered_others_kept(host: Namespace) 
         # ... and someone added an element by hand: not ours to remove
         host.run(["nft", "add", "element", "inet", "netns_kit", "dnat4", "{ udp . 53 : 10.1.0.9 . 53 }"], check=True)
         fw = Firewall.for_namespace(host)
-        attach(fw, w, "br1")  # finds the table, removes the dead process's elements
-        fw.publish(PublishedPort.parse("8080:80", container_ip=a.ips4["c11"], bridge="br1"))
+        attach(fw, w, "br1")  # finds the table; the dead process's elements may be kept ones: they stay
+        port = PublishedPort.parse("8080:80", container_ip=a.ips4["c11"], bridge="br1")
+        with pytest.raises(AlreadyExistsError):
+            fw.publish(port)
+        assert fw.recover_leftovers(everything=True) == 2  # a clean slate, asked for
+        fw.publish(port)
         with serve(c1, "0.0.0.0", 80):
             assert connect(w.outside, "203.0.113.1", 8080) == hello(c1)
         listing = host.run(["nft", "list", "table", "inet", "netns_kit"]).stdout

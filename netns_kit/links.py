@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 
-from .errors import AlreadyExistsError, NotFoundError, OwnershipError, StateError, ValidationError
 from . import state
+from .errors import AlreadyExistsError, NotFoundError, OwnershipError, StateError, ValidationError
 from .journal import Journal, atomic_step, detached, intent, record
 from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace

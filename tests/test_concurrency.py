@@ -9,6 +9,7 @@ import time
 
 import netns_kit as nk
 from netns_kit import Namespace
+from netns_kit.testing import named_namespaces
 
 N_PROCS = 8
 N_EACH = 50
@@ -36,7 +37,7 @@ print("DOWN", flush=True)
 
 def test_processes_build_and_tear_down_at_once(host: Namespace) -> None:
     br = nk.Bridge("br-conc", addresses=["10.61.255.254/16"]).create()
-    before_named = set(nk.testing.named_namespaces())
+    before_named = set(named_namespaces())
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(p), str(N_EACH)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for p in range(N_PROCS)]
@@ -54,7 +55,7 @@ def test_processes_build_and_tear_down_at_once(host: Namespace) -> None:
 
     ports = [link for link in host.links() if link.master == br.index]
     assert len(ports) == N_PROCS * N_EACH
-    named = set(nk.testing.named_namespaces()) - before_named
+    named = set(named_namespaces()) - before_named
     assert len(named) == N_PROCS * N_EACH
     addrs = [str(a.interface) for a in host.addresses("br-conc") if a.interface.version == 4]
     assert len(addrs) == len(set(addrs)) == N_PROCS * N_EACH + 1
@@ -76,7 +77,7 @@ def test_processes_build_and_tear_down_at_once(host: Namespace) -> None:
     print(f"{N_PROCS} processes x {N_EACH} endpoints: built in {built:.2f}s, torn down in {down:.2f}s")
 
     assert [link.name for link in host.links() if link.master == br.index] == []
-    assert set(nk.testing.named_namespaces()) == before_named
+    assert set(named_namespaces()) == before_named
     assert [str(a.interface) for a in host.addresses("br-conc") if a.interface.version == 4] == ["10.61.255.254/16"]
     assert not nk.recover()  # nothing left for recovery either
     br.remove()

@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from snapshots import snapshot
 
 import netns_kit as nk
 from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, state
-
-from snapshots import snapshot
 
 N_ENDPOINTS = 50
 N_KILLS = 20

@@ -11,12 +11,11 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from traffic import connect, serve
 
 import netns_kit as nk
 from netns_kit import Bridge, Namespace, OwnershipError, ValidationError, VethPair, state
 from netns_kit.network import Network
-
-from traffic import connect, serve
 
 PKG = pathlib.Path(nk.__file__).parent
 
@@ -37,24 +36,23 @@ PROCESS_CALLS = {
 NETWORK_TOOLS = {"ip", "nft", "iptables", "ip6tables", "tc", "bridge", "brctl", "sysctl", "sh", "bash"}
 
 
+def _visit(node: ast.AST, module: str, stack: list[str]) -> Iterator[tuple[str, str, ast.Call]]:
+    named = isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+    if named:
+        stack.append(node.name)  # type: ignore[union-attr]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+            isinstance(node.func.value, ast.Name) and (node.func.value.id, node.func.attr) in PROCESS_CALLS:
+        yield module, ".".join(stack), node
+    for child in ast.iter_child_nodes(node):
+        yield from _visit(child, module, stack)
+    if named:
+        stack.pop()
+
+
 def _process_calls() -> Iterator[tuple[str, str, ast.Call]]:
+    """Every call that starts a process, as (module, enclosing class.function, call node)."""
     for path in sorted(PKG.glob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        stack: list[str] = []
-
-        def visit(node: ast.AST) -> Iterator[tuple[str, str, ast.Call]]:
-            named = isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-            if named:
-                stack.append(node.name)  # type: ignore[union-attr]
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                    isinstance(node.func.value, ast.Name) and (node.func.value.id, node.func.attr) in PROCESS_CALLS:
-                yield path.name, ".".join(stack), node
-            for child in ast.iter_child_nodes(node):
-                yield from visit(child)
-            if named:
-                stack.pop()
-
-        yield from visit(tree)
+        yield from _visit(ast.parse(path.read_text(), filename=str(path)), path.name, [])
 
 
 def test_no_subprocess_outside_the_documented_runners() -> None:

@@ -22,6 +22,7 @@ from pyroute2.netlink import (
     NLM_F_ACK,
     NLM_F_CREATE,
     NLM_F_DUMP,
+    NLM_F_ECHO,
     NLM_F_EXCL,
     NLM_F_REQUEST,
     NLMSG_DONE,
@@ -235,8 +236,13 @@ class RtnlSocket:
         peer: dict[str, Any] | None = None,
         ns_fd: int | None = None,
         group: int | None = None,
-    ) -> None:
+        echo: bool = False,
+    ) -> tuple[int, int | None] | None:
         """RTM_NEWLINK with NLM_F_EXCL. ``peer`` (veth): keys name, ns_fd, mtu, mac, group.
+
+        With ``echo`` the kernel sends the new link back in the same exchange (NLM_F_ECHO, Linux
+        6.3+): returns its ``(ifindex, IFLA_LINK)`` (for a veth, IFLA_LINK is the peer's ifindex in
+        the peer's namespace), or None if the kernel did not echo (ask with :meth:`get_link`).
 
         ``group`` (IFLA_GROUP) is the one ownership tag the kernel takes in a creating request
         (it ignores IFLA_IFALIAS there); netns_kit then swaps it for an alias with :meth:`set_link`.
@@ -263,7 +269,20 @@ class RtnlSocket:
             linkinfo.append(("IFLA_INFO_DATA", {"attrs": data}))
         attrs.append(("IFLA_LINKINFO", {"attrs": linkinfo}))
         msg["attrs"] = attrs
-        self._ack(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, obj=name, step=f"create {kind} link")
+        step = f"create {kind} link"
+        if not echo:
+            self._ack(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, obj=name, step=step)
+            return None
+        _log.debug("netlink: %s %s in %s", step, name, self.label)
+        res = self._request(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+                            obj=name, step=step, raw=True)
+        for chunk in res:
+            if struct.unpack_from("=H", chunk, 4)[0] == RTM_NEWLINK:
+                info = _link_info_raw(chunk)
+                if info.name == name:
+                    a = _attrs(chunk, 32, len(chunk))
+                    return info.index, _u32(a.get(IFLA_LINK))
+        return None
 
     def set_link(
         self,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from . import state
-from .errors import AlreadyExistsError, NotFoundError, OwnershipError, StateError, ValidationError
+from .errors import AlreadyExistsError, NetnsKitError, NotFoundError, OwnershipError, StateError, ValidationError
 from .journal import Journal, atomic_step, detached, intent, record
 from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
@@ -217,6 +217,10 @@ class VethPair(_OwnedLink):
             raise StateError(f"{self.name!r} has not been created", obj=self.name)
         return self._peer_index
 
+    def _raise_if_taken(self) -> None:
+        _ensure_absent(self.namespace, self.name)
+        _ensure_absent(self.peer_namespace, self.peer)
+
     def _master_index(self) -> int | None:
         if self.master is None:
             return None
@@ -235,32 +239,46 @@ class VethPair(_OwnedLink):
         """Create both ends in one request. Undo: :meth:`remove`."""
         self._check_new()
         ns, pns = self.namespace, self.peer_namespace
-        _ensure_absent(ns, self.name)
-        _ensure_absent(pns, self.peer)
-        master = self._master_index()
+        # Both names being free is checked by the kernel itself (NLM_F_EXCL, nothing is made if one
+        # is taken); only then are they looked up, to raise the same error a check up front gives.
+        try:
+            master = self._master_index()
+        except NetnsKitError:
+            self._raise_if_taken()
+            raise
         sock = ns.rtnl()
         same = pns.same_as(ns)
         with atomic_step(), pns._fd() as pfd:
-            with intent(f"delete veth {self.name} in {ns.label}", self._undo_create,
-                        durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "veth",
-                                          "peer": self.peer, "peer_ns": pns._ref()})):
-                sock.create_link(
-                    self.name, "veth", up=self.up, mtu=self.mtu, mac=self.mac, master=master,
-                    peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
-                          "mac": self.peer_mac, "group": state.tag()},
-                    group=state.tag(),
-                )
-            info = sock.get_link(name=self.name)
-            assert info is not None
-            self._index = info.index
-            sock.set_link(info.index, alias=state.mark(), group=0, obj=self.name)
+            try:
+                with intent(f"delete veth {self.name} in {ns.label}", self._undo_create,
+                            durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "veth",
+                                              "peer": self.peer, "peer_ns": pns._ref()})):
+                    echoed = sock.create_link(
+                        self.name, "veth", up=self.up, mtu=self.mtu, mac=self.mac, master=master,
+                        peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
+                              "mac": self.peer_mac, "group": state.tag()},
+                        group=state.tag(), echo=True,
+                    )
+            except AlreadyExistsError:
+                self._raise_if_taken()
+                raise
+            if echoed is None:  # a kernel without NLM_F_ECHO for links: ask
+                info = sock.get_link(name=self.name)
+                assert info is not None
+                echoed = (info.index, None)
+            self._index = echoed[0]
+            sock.set_link(echoed[0], alias=state.mark(), group=0, obj=self.name)
             self._owned = True
             self._removed = False
-            pinfo = pns.rtnl().get_link(name=self.peer)
-            if pinfo is None:
-                raise NotFoundError(f"veth peer {self.peer!r} did not appear", obj=self.peer, namespace=pns.label)
-            self._peer_index = pinfo.index
-            pns.rtnl().set_link(pinfo.index, up=True if self.peer_up else None, alias=state.mark(), group=0,
+            peer_index = echoed[1]
+            if peer_index is None:
+                pinfo = pns.rtnl().get_link(name=self.peer)
+                if pinfo is None:
+                    raise NotFoundError(f"veth peer {self.peer!r} did not appear", obj=self.peer,
+                                        namespace=pns.label)
+                peer_index = pinfo.index
+            self._peer_index = peer_index
+            pns.rtnl().set_link(peer_index, up=True if self.peer_up else None, alias=state.mark(), group=0,
                                 obj=self.peer)
         record(f"delete veth {self.name} in {ns.label}", self.remove)
         return self

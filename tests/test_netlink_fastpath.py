@@ -100,3 +100,20 @@ def test_fast_writer_matches_pyroute2() -> None:
         ("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": [("IFLA_VXLAN_ID", 5)]})]})])
     assert _fast_body(vx) is None
     assert _fast_body(rtmsg()) is None
+
+
+def test_veth_with_a_taken_name_changes_nothing_and_says_which(host: Namespace) -> None:
+    import pytest
+
+    import netns_kit as nk
+
+    with Namespace("t-taken") as ns, Bridge("br-taken"), VethPair("v-taken", "eth0", peer_namespace=ns):
+        before = (host.links(), ns.links())
+        with nk.Transaction() as tx:
+            for name, peer, taken in (("v-taken", "eth9", "v-taken"), ("v-new", "eth0", "eth0")):
+                with pytest.raises(nk.AlreadyExistsError, match=f"interface '{taken}' already exists"):
+                    VethPair(name, peer, peer_namespace=ns, master="br-taken").create()
+                with pytest.raises(nk.AlreadyExistsError, match=f"interface '{taken}' already exists"):
+                    VethPair(name, peer, peer_namespace=ns, master="no-such-bridge").create()
+            assert tx.undo_steps == []
+        assert (host.links(), ns.links()) == before

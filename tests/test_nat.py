@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import subprocess
 import time
 
@@ -299,3 +300,40 @@ def test_detach_after_the_bridge_is_gone(host: Namespace) -> None:
         fw.detach_network("br1")
         assert fw.networks == {} and fw.published == []
     assert not has_table(host)
+
+
+def _sctp_supported() -> str | None:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def test_sctp_port(host: Namespace) -> None:
+    missing = _sctp_supported()
+    with world(host) as w:
+        net = w.add_net(1)
+        c1 = net.containers["c11"]
+        fw = Firewall.for_namespace(host)
+        attach(fw, w, "br1")
+        port = PublishedPort.parse("3868:3868/sctp", container_ip=net.ips4["c11"], bridge="br1")
+        fw.publish(port)  # the map takes it whether or not the kernel speaks SCTP
+        assert "sctp  0.0.0.0/0                   3868    10.1.0.2:3868" in fw.describe()
+        if missing is None:  # pragma: no cover - this machine's kernel has no SCTP
+            with c1.enter():
+                srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+            with w.outside.enter():
+                cli = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+            with srv, cli:
+                srv.bind(("0.0.0.0", 3868))
+                srv.listen(1)
+                cli.settimeout(3)
+                cli.connect((HOST4, 3868))
+                conn, peer = srv.accept()
+                conn.close()
+                assert peer[0] == OUT4
+        fw.unpublish(port)
+        fw.detach_network("br1")
+    if missing is not None:
+        pytest.skip(f"kernel feature missing: no SCTP sockets ({missing}), so no SCTP traffic test")

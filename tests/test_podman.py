@@ -22,6 +22,7 @@ from traffic import connect, serve
 
 import netns_kit as nk
 from netns_kit import Attachment, Bridge, Container, Engine, Namespace, VethPair
+from netns_kit.network import Network
 
 IMAGE = "localhost/netns-kit-busybox:latest"
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
@@ -231,6 +232,24 @@ def test_containers_on_a_network_made_with_netns_kit(podman: Podman, host: Names
                 assert podman.exec("nk-b", "sh", "-c", "nc -w 3 10.77.0.1 9001 </dev/null").stdout == \
                     "hello from host\n"
                 assert srv.peers[0][0] == "10.77.0.11"
+
+
+def test_container_on_a_network_object(podman: Podman, host: Namespace) -> None:
+    """A netns_kit Network (bridge, gateway, IPAM, firewall policy): one namespace joins through
+    Network.connect, a podman container through a fixed-IP Attachment to the network's bridge."""
+    podman.server("nk-net")
+    with Network("app", subnet="10.88.0.0/24", ip_range="10.88.0.0/25") as net, Namespace("t-app") as app:
+        conn = net.connect(app)
+        with Attachment("nk-net", bridge=net.bridge, address="10.88.0.200/24", gateway=str(net.gateway)):
+            # a Network endpoint -> the container at its fixed address, and back
+            assert wait_connect(app, "10.88.0.200", 8080) == "hello from nk-net\n"
+            with serve(app, str(conn.ip), 9003) as srv:
+                out = podman.exec("nk-net", "sh", "-c", f"nc -w 3 {conn.ip} 9003 </dev/null")
+                assert out.stdout == "hello from t-app\n", out.stderr
+                assert srv.peers[0][0] == "10.88.0.200"
+            # the host, on the gateway address, too
+            assert wait_connect(host, "10.88.0.200", 8080) == "hello from nk-net\n"
+        assert podman.links("nk-net") == ["lo"]
 
 
 def test_podman_starts_a_container_in_a_namespace_netns_kit_made(podman: Podman, host: Namespace) -> None:

@@ -337,3 +337,26 @@ def test_sctp_port(host: Namespace) -> None:
         fw.detach_network("br1")
     if missing is not None:
         pytest.skip(f"kernel feature missing: no SCTP sockets ({missing}), so no SCTP traffic test")
+
+
+def test_containers_cannot_reach_the_hosts_loopback(host: Namespace) -> None:
+    """route_localnet=1 on the bridge (for 127.0.0.1 publications) must not open the host's 127.0.0.1."""
+    with world(host) as w:
+        net = w.add_net(1)
+        c1 = net.containers["c11"]
+        for cmd in (["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"],
+                    ["ip", "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local"],
+                    ["ip", "route", "del", "local", "127.0.0.1", "dev", "lo", "table", "local"],
+                    ["ip", "route", "add", "127.0.0.1/32", "via", net.gateway4, "dev", "eth0"]):
+            c1.run(cmd, check=True)
+        fw = Firewall.for_namespace(host)
+        with serve(host, "127.0.0.1", 7777, proto="udp") as srv:
+            attach(fw, w, "br1")
+            assert host.read_sysctl("net.ipv4.conf.br1.route_localnet") == "1"
+            connect(c1, "127.0.0.1", 7777, proto="udp", timeout=1)
+            assert srv.peers == []  # the guard chain dropped it
+            fw.detach_network("br1")
+            # control: the same with route_localnet=1 and no guard reaches the host's loopback service
+            host.write_sysctl("net.ipv4.conf.br1.route_localnet", "1")
+            connect(c1, "127.0.0.1", 7777, proto="udp", timeout=1)
+            assert srv.peers and srv.peers[-1][0] == net.ips4["c11"]

@@ -10,6 +10,8 @@ fixture overlays /var/lib (inside the sandbox's own mount namespace) so that wri
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
 import subprocess
@@ -35,6 +37,7 @@ class Podman:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self.cgroup_parent = "/" + os.path.basename(root)  # our own cgroups, removed with the module
         self.containers: list[str] = []
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -46,8 +49,8 @@ class Podman:
     def run(self, name: str, *cmd: str, network: str = "none") -> str:
         """``podman run -d`` a container of the busybox image; returns its id."""
         self.containers.append(name)
-        return self("run", "-d", "--name", name, "--runtime", "runc", "--network", network, *ULIMITS,
-                    IMAGE, *cmd).stdout.strip()
+        return self("run", "-d", "--name", name, "--runtime", "runc", "--network", network,
+                    "--cgroup-parent", self.cgroup_parent, *ULIMITS, IMAGE, *cmd).stdout.strip()
 
     def server(self, name: str, port: int = 8080, network: str = "none") -> str:
         """A container answering every TCP connection on ``port`` with ``hello from NAME``."""
@@ -124,6 +127,21 @@ runroot = "{root}/runroot"
         subprocess.run(["sh", "-c", f"grep -o ' {root}[^ ]*' /proc/self/mounts | sort -r | xargs -r umount -l"],
                        check=False)
         shutil.rmtree(root, ignore_errors=True)
+        _remove_cgroups("/" + os.path.basename(root))
+
+
+def _remove_cgroups(parent: str) -> None:
+    """Remove the (by now empty) cgroup directories podman made under our own cgroup parent."""
+    deadline = time.monotonic() + 10  # conmon leaves its cgroup a moment after `podman rm`
+    while True:
+        left = [top + parent for top in glob.glob("/sys/fs/cgroup/*") if os.path.isdir(top + parent)]
+        for base in left:
+            for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda x: -len(x[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -195,8 +213,8 @@ def test_missing_created_and_exited_containers_refused(podman: Podman, host: Nam
         with pytest.raises(nk.NotFoundError, match="neither a named namespace"):
             Attachment("no-such-container", bridge="br0", address="192.168.0.9/24").create()
         podman.containers.append("nk-created")
-        podman("create", "--name", "nk-created", "--runtime", "runc", "--network", "none", *ULIMITS, IMAGE,
-               "sleep", "600")
+        podman("create", "--name", "nk-created", "--runtime", "runc", "--network", "none",
+               "--cgroup-parent", podman.cgroup_parent, *ULIMITS, IMAGE, "sleep", "600")
         with pytest.raises(nk.NotFoundError, match="not running"):
             Attachment(Container("nk-created"), bridge="br0", address="192.168.0.9/24").create()
         podman.run("nk-exited", "true")

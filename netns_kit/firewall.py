@@ -160,7 +160,10 @@ class Firewall:
         if self._table:
             return
         ctx = self._ctx()
-        script = f"create table {render.FAMILY} {render.TABLE}\n" + render.skeleton_text()
+        # the comment must come with the creating command: a later "table ... { comment }" in the
+        # same batch does not set it, and without it the next process would take the table for foreign
+        script = (f'create table {render.FAMILY} {render.TABLE} {{ comment "{render.TABLE_COMMENT}"; }}\n'
+                  + render.skeleton_text())
         try:
             ctx.run_text(script, obj=f"table {render.FAMILY} {render.TABLE}", step="create firewall table")
         except AlreadyExistsError:

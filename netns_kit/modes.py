@@ -331,8 +331,8 @@ class Endpoint:
 
     @property
     def connections(self) -> list[Connection]:
-        """The endpoint's network attachments (those of the shared namespace in container mode)."""
-        sb = self._live("attachments")
+        """The endpoint's network connections (those of the shared namespace in container mode)."""
+        sb = self._live("connections")
         if not sb.namespace.exists or sb.namespace.same_as(self.host):
             return []
         return host_state(self.host).connections_of(sb.namespace.identity)

@@ -253,8 +253,10 @@ class Attachment:
         self.routes: tuple[Route, ...] = tuple(self._check_route(r) for r in routes)
         if mac is not None and mac_seed is not None:
             raise ValidationError("give mac= or mac_seed=, not both", step="validate")
-        self.mac: str | None = parse_mac(mac) if mac is not None else (
+        self.requested_mac: str | None = parse_mac(mac) if mac is not None else (
             mac_from_seed(mac_seed) if mac_seed is not None else None)
+        self.mac: str | None = self.requested_mac
+        """The interface's MAC: the requested one, and after :meth:`create` the one the kernel reports."""
         self.host_ifname = validate_ifname(host_ifname, what="host interface name") if host_ifname else None
         if self.host_ifname is not None and self.macvlan is not None:
             raise ValidationError("host_ifname= applies to bridge mode only (a macvlan has no host end)")
@@ -382,6 +384,8 @@ class Attachment:
         if self._created and not self._removed:
             raise StateError("attachment was already created", obj=self.ifname, step="attach")
         host, target, bridge_info, parent, veth_name, mtu = self._plan()
+        self._link, self._macvlan_index, self._made_bridge = None, None, None
+        self._vlan_name, self._made_vlan = None, None
         self.namespace = target
         self.host = host
         with atomic_step():
@@ -397,7 +401,7 @@ class Attachment:
                 else:
                     br = bridge_info.name
                 self._link = VethPair(veth_name, self.ifname, namespace=host, peer_namespace=target, master=br,
-                                      mtu=mtu, peer_mac=self.mac).create()
+                                      mtu=mtu, peer_mac=self.requested_mac).create()
                 self.host_ifname = veth_name
             else:
                 assert parent is not None
@@ -408,7 +412,7 @@ class Attachment:
                 with intent(f"delete macvlan {self.ifname} in {target.label}",
                             lambda: self._delete_macvlan(target)), target._fd() as fd:
                     sock.create_link(self.ifname, "macvlan", up=True, link=lower, ns_fd=fd, mtu=mtu,
-                                     mac=self.mac, info_data=[("IFLA_MACVLAN_MODE",
+                                     mac=self.requested_mac, info_data=[("IFLA_MACVLAN_MODE",
                                                                MACVLAN_MODES[self.macvlan_mode])])
                 self._macvlan_index = target.link(self.ifname).index
             for a in self.addresses:

@@ -143,6 +143,9 @@ def test_attach_named_namespace_like_pipework(host: Namespace) -> None:
         att.remove()  # idempotent
         assert [link.name for link in c.links()] == ["lo"]
         assert _state(host) == before_host  # exactly what it made is gone; the bridge stays
+        with att:  # the same object attaches again
+            check_traffic(host, c)
+        assert _state(host, c)[:3] == before_host
 
 
 def test_attach_by_pid_and_by_proc_path_like_the_classic_recipe(host: Namespace) -> None:

@@ -6,6 +6,7 @@ Podman is pointed at throwaway configuration through ``CONTAINERS_CONF`` / ``CON
 commands, and netns_kit's engine lookup, use it and nothing lands in the machine's container storage.
 Podman also writes a blob-info cache to /var/lib/containers/cache whatever the storage root is; the
 fixture overlays /var/lib (inside the sandbox's own mount namespace) so that write stays in memory.
+Containers run under a cgroup parent of the module's own, whose directories are removed afterwards.
 """
 
 from __future__ import annotations

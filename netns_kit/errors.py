@@ -56,6 +56,7 @@ class NetnsKitError(Exception):
         self.step = step
         self.errno = errno
         super().__init__(self._render())
+        self.errno = errno  # OSError's constructor (FileExistsError, PermissionError bases) resets it
 
     def _render(self) -> str:
         where = []

@@ -37,3 +37,9 @@ def test_py_typed_is_shipped() -> None:
     import pathlib
 
     assert (pathlib.Path(netns_kit.__file__).parent / "py.typed").exists()
+
+
+def test_errno_survives_oserror_bases() -> None:
+    assert errors.AlreadyExistsError("taken", errno=17).errno == 17
+    assert errors.PermissionDeniedError("no", errno=1).errno == 1
+    assert errors.NotFoundError("gone", errno=19).errno == 19

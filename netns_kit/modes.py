@@ -47,10 +47,12 @@ from .network import (
     DEFAULT_NETWORK_NAME,
     Connection,
     Network,
+    current_host,
     drop_hosts_file,
     forget_host_if_empty,
     host_state,
     parse_ports,
+    peek_host_state,
     validate_name,
 )
 
@@ -175,8 +177,9 @@ class CustomMode(NetworkMode):
 
 def default_network(host: Namespace | None = None) -> Network | None:
     """The default ``bridge`` network of ``host`` (default: the current namespace), if it exists now."""
-    host = host if host is not None else Namespace.current()
-    return host_state(host).default_network
+    host = host if host is not None else current_host()
+    st = peek_host_state(host)
+    return st.default_network if st is not None else None
 
 
 def _acquire_default(host: Namespace) -> Network:
@@ -308,7 +311,7 @@ class Endpoint:
             raise ValidationError(f"ip6 {self.ip6} must be IPv6", obj=name)
         # the port specs themselves, with a placeholder address (bound to the real one at create)
         parse_ports(self.publish, container_ip="192.0.2.2", bridge=DEFAULT_BRIDGE)
-        self.host = host if host is not None else Namespace.current()
+        self.host = host if host is not None else current_host()
         self._sandbox: _Sandbox | None = None
         self._removed = False
 
@@ -335,7 +338,8 @@ class Endpoint:
         sb = self._live("connections")
         if not sb.namespace.exists or sb.namespace.same_as(self.host):
             return []
-        return host_state(self.host).connections_of(sb.namespace.identity)
+        st = peek_host_state(self.host)
+        return st.connections_of(sb.namespace.identity) if st is not None else []
 
     @property
     def addresses(self) -> list[IPInterface]:
@@ -376,10 +380,10 @@ class Endpoint:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _check_new(self) -> None:
-        st = host_state(self.host)
+        st = peek_host_state(self.host)
         if self.created:
             raise StateError(f"endpoint {self.name!r} was already created", obj=self.name, step="create endpoint")
-        if self.name in st.endpoints:
+        if st is not None and self.name in st.endpoints:
             raise AlreadyExistsError(f"an endpoint named {self.name!r} already exists", obj=self.name,
                                      namespace=self.host.label, step="create endpoint")
         if self.mode.own_namespace and os.path.lexists(os.path.join(_sys.NETNS_RUN_DIR, self.name)):
@@ -390,7 +394,8 @@ class Endpoint:
         assert isinstance(self.mode, ContainerMode)
         target = self.mode.target
         if isinstance(target, str):
-            found = host_state(self.host).endpoints.get(target)
+            st = peek_host_state(self.host)
+            found = st.endpoints.get(target) if st is not None else None
             if not isinstance(found, Endpoint):
                 raise NotFoundError(f"no endpoint named {target!r} to share a namespace with", obj=self.name,
                                     step="create endpoint")
@@ -406,7 +411,8 @@ class Endpoint:
         assert isinstance(self.mode, CustomMode)
         net = self.mode.network
         if isinstance(net, str):
-            found = host_state(self.host).networks.get(net)
+            st = peek_host_state(self.host)
+            found = st.networks.get(net) if st is not None else None
             if found is None:
                 raise NotFoundError(f"no network named {net!r}", obj=self.name, step="create endpoint")
             net = found
@@ -434,10 +440,10 @@ class Endpoint:
         namespace is the host's or shared). Undo: :meth:`remove`.
         """
         self._check_new()
-        st = host_state(self.host)
         mode = self.mode
         target = self._resolve_target() if isinstance(mode, ContainerMode) else None
         network = self._resolve_network() if isinstance(mode, CustomMode) else None
+        st = host_state(self.host)
         with st.lock:
             st.endpoints[self.name] = self  # reserve the name; released on failure below
             try:

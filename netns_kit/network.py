@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from . import _sys
 from .errors import AlreadyExistsError, StateError, ValidationError, attach_rollback_failures
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, SubnetPlan, pick_subnet
 from .journal import atomic_step, record
@@ -106,7 +107,8 @@ def parse_ports(specs: Iterable[str], *, container_ip: str, bridge: str) -> tupl
 class _HostState:
     """What netns_kit built in one host namespace: networks by name, endpoints by name."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: Namespace) -> None:
+        self.host = host
         self.lock = threading.RLock()
         self.networks: dict[str, Network] = {}
         self.endpoints: dict[str, object] = {}  # name -> modes.Endpoint
@@ -129,8 +131,29 @@ def host_state(host: Namespace) -> _HostState:
     with _hosts_lock:
         st = _hosts.get(host.identity)
         if st is None:
-            st = _hosts[host.identity] = _HostState()
+            st = _hosts[host.identity] = _HostState(host)
         return st
+
+
+def peek_host_state(host: Namespace) -> _HostState | None:
+    """The registry of ``host`` if netns_kit has anything there (never creates one)."""
+    with _hosts_lock:
+        return _hosts.get(host.identity)
+
+
+def current_host() -> Namespace:
+    """The calling thread's namespace, as the host of new networks and endpoints.
+
+    While netns_kit has objects in it, every new object shares one :class:`Namespace` for it
+    (``Namespace.current()`` holds a descriptor: one per object would exhaust the fd limit at
+    a thousand endpoints).
+    """
+    ident = _sys.stat_identity(_sys.current_netns_path())
+    with _hosts_lock:
+        st = _hosts.get(ident)
+        if st is not None:
+            return st.host
+    return Namespace.current()
 
 
 def forget_host_if_empty(host: Namespace) -> None:
@@ -333,7 +356,7 @@ class Network:
             name=name, bridge=bridge, subnet=subnet, gateway=gateway, ip_range=ip_range, subnet6=subnet6,
             gateway6=gateway6, ip_range6=ip_range6, mtu=mtu, internal=internal, icc=icc,
             masquerade=masquerade, resolve_names=resolve_names, pools=tuple(pools))
-        self.host = host if host is not None else Namespace.current()
+        self.host = host if host is not None else current_host()
         self._alloc: AddressAllocator | None = None
         self._alloc6: AddressAllocator | None = None
         self._bridge: Bridge | None = None
@@ -472,45 +495,49 @@ class Network:
             raise StateError(f"network {self.name!r} was already created", obj=self.name, step="create network")
         host = self.host
         st = host_state(host)
-        with st.lock:
-            if self.name in st.networks:
-                raise AlreadyExistsError(f"a network named {self.name!r} already exists", obj=self.name,
-                                         namespace=host.label, step="create network")
-            if host.has_link(self.bridge):
-                raise AlreadyExistsError(f"interface {self.bridge!r} already exists", obj=self.name,
-                                         namespace=host.label, step="create network")
-            plan = self.config.plan
-            if plan is None:
-                plan = SubnetPlan(pick_subnet(self._in_use_networks(st), pools=self.config.pools))
-            for other in st.networks.values():
-                for mine in (plan, self.config.plan6):
-                    if mine is None:
-                        continue
-                    for theirs in (other._alloc, other._alloc6):
-                        if theirs is not None and theirs.subnet.version == mine.version and \
-                                mine.network.overlaps(theirs.subnet):
-                            raise AlreadyExistsError(
-                                f"subnet {mine.network} overlaps {theirs.subnet} of network {other.name!r}",
-                                obj=self.name, namespace=host.label, step="create network")
-            alloc = AddressAllocator(plan)
-            alloc6 = AddressAllocator(self.config.plan6) if self.config.plan6 is not None else None
-            addrs: list[IPInterface] = [plan.gateway_interface()]
-            if self.config.plan6 is not None:
-                addrs.append(self.config.plan6.gateway_interface())
-            self._alloc, self._alloc6 = alloc, alloc6
-            try:
-                with atomic_step():
-                    self._bridge = Bridge(self.bridge, namespace=host, addresses=addrs, mtu=self.config.mtu)
-                    self._bridge.create()
-                    _firewall(host).attach_network(self.policy())
-                    self._attached_fw = True
-            except BaseException:
-                self._alloc = self._alloc6 = None
-                self._bridge = None
-                self._attached_fw = False
-                raise
-            self._created, self._removed = True, False
-            st.networks[self.name] = self
+        try:
+            with st.lock:
+                if self.name in st.networks:
+                    raise AlreadyExistsError(f"a network named {self.name!r} already exists", obj=self.name,
+                                             namespace=host.label, step="create network")
+                if host.has_link(self.bridge):
+                    raise AlreadyExistsError(f"interface {self.bridge!r} already exists", obj=self.name,
+                                             namespace=host.label, step="create network")
+                plan = self.config.plan
+                if plan is None:
+                    plan = SubnetPlan(pick_subnet(self._in_use_networks(st), pools=self.config.pools))
+                for other in st.networks.values():
+                    for mine in (plan, self.config.plan6):
+                        if mine is None:
+                            continue
+                        for theirs in (other._alloc, other._alloc6):
+                            if theirs is not None and theirs.subnet.version == mine.version and \
+                                    mine.network.overlaps(theirs.subnet):
+                                raise AlreadyExistsError(
+                                    f"subnet {mine.network} overlaps {theirs.subnet} of network {other.name!r}",
+                                    obj=self.name, namespace=host.label, step="create network")
+                alloc = AddressAllocator(plan)
+                alloc6 = AddressAllocator(self.config.plan6) if self.config.plan6 is not None else None
+                addrs: list[IPInterface] = [plan.gateway_interface()]
+                if self.config.plan6 is not None:
+                    addrs.append(self.config.plan6.gateway_interface())
+                self._alloc, self._alloc6 = alloc, alloc6
+                try:
+                    with atomic_step():
+                        self._bridge = Bridge(self.bridge, namespace=host, addresses=addrs, mtu=self.config.mtu)
+                        self._bridge.create()
+                        _firewall(host).attach_network(self.policy())
+                        self._attached_fw = True
+                except BaseException:
+                    self._alloc = self._alloc6 = None
+                    self._bridge = None
+                    self._attached_fw = False
+                    raise
+                self._created, self._removed = True, False
+                st.networks[self.name] = self
+        except BaseException:
+            forget_host_if_empty(host)
+            raise
         record(f"remove network {self.name} in {host.label}", lambda: self.remove(force=True))
         return self
 

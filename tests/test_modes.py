@@ -202,6 +202,19 @@ def test_transaction_rolls_back_every_mode(host: Namespace) -> None:
     assert snapshot(host) == before
     assert default_network() is None
     assert not os.path.exists("/etc/netns/web") and not os.path.exists("/etc/netns/db")
+    assert nk.network.peek_host_state(host) is None  # the registry forgot this host
+
+
+def test_endpoints_share_one_host_descriptor(host: Namespace) -> None:
+    fds = len(os.listdir("/proc/self/fd"))
+    eps = [Endpoint(f"e{i}", "none").create() for i in range(80)]
+    try:
+        assert len({id(ep.host) for ep in eps}) == 1
+        assert len(os.listdir("/proc/self/fd")) - fds < 40  # bounded by the socket pool, not by 80
+    finally:
+        for ep in eps:
+            ep.remove()
+    assert nk.network.peek_host_state(host) is None
 
 
 def test_failed_create_leaves_nothing(host: Namespace) -> None:

@@ -276,6 +276,16 @@ def test_ipv6_gateway6_and_extra_routes(host: Namespace) -> None:
             assert "192.168.0.254" in ip(c, "route", "get", "198.51.100.7")
 
 
+def test_ipv6_only_pipework_form(host: Namespace) -> None:
+    """`pipework br0 c 2001:db8::beef/64@2001:db8::1`."""
+    with lan(host) as (_br, c), Attachment(c, bridge="br0", address="2001:db8::beef/64@2001:db8::1") as att:
+        assert str(att.gateway) == "2001:db8::1"
+        assert [(str(r.dst), str(r.gateway)) for r in c.routes(6) if r.is_default] == [("::/0", "2001:db8::1")]
+        assert not [r for r in c.routes(4) if r.is_default]
+        with serve(c, "2001:db8::beef", 8080):
+            assert connect(host, "2001:db8::beef", 8080) == "hello from t-c1\n"
+
+
 def _sniffer(ns: Namespace, ifname: str) -> socket.socket:
     with ns.enter():
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))

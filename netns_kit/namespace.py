@@ -449,15 +449,18 @@ class Namespace:
         iface = parse_interface(address)
         link = self.link(ifname)
         sock = self.rtnl()
-        if any(have == iface for _, have in sock.interfaces(link.index, iface.version)):
-            raise AlreadyExistsError(f"address {iface} is already on {ifname}", obj=str(iface),
-                                     namespace=self.label, step="add address")
         index = link.index
         with intent(f"delete address {iface} from {ifname} in {self.label}",
                     lambda: self._undo_rtnl().delete_address(index, iface),
                     durable=("address", {"ns": self._ref(), "ifname": ifname, "index": index,
                                          "address": str(iface)})):
-            sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
+            try:  # the kernel refuses a duplicate (NLM_F_EXCL) and then changes nothing
+                sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
+            except AlreadyExistsError:
+                if any(have == iface for _, have in sock.interfaces(index, iface.version)):
+                    raise AlreadyExistsError(f"address {iface} is already on {ifname}", obj=str(iface),
+                                             namespace=self.label, step="add address") from None
+                raise
         return iface
 
     def delete_address(self, ifname: str, address: str | IPInterface) -> bool:

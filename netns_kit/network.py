@@ -54,6 +54,7 @@ __all__ = ["Connection", "Network", "NetworkConfig"]
 log = logging.getLogger("netns_kit")
 
 ETC_NETNS_DIR = "/etc/netns"
+HOSTS_RUN_DIR = "/run/netns_kit_hosts"  # the shared hosts file of each network with name resolution
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 RESERVED_NETWORK_NAMES = frozenset({"bridge", "host", "none", "default"})
 DEFAULT_NETWORK_NAME = "bridge"
@@ -115,8 +116,20 @@ class _HostState:
         self.default_network: Network | None = None
         self.default_users = 0
 
+        self.by_ns: dict[Identity, list[Connection]] = {}  # every live connection, by namespace
+
     def connections_of(self, ident: Identity) -> list[Connection]:
-        return [a for net in self.networks.values() for a in net._connections if a._identity == ident]
+        return list(self.by_ns.get(ident, ()))
+
+    def add_connection(self, conn: Connection) -> None:
+        self.by_ns.setdefault(conn._identity, []).append(conn)
+
+    def drop_connection(self, conn: Connection) -> None:
+        conns = self.by_ns.get(conn._identity)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self.by_ns[conn._identity]
 
     @property
     def empty(self) -> bool:
@@ -175,50 +188,74 @@ def _hosts_path(ns_name: str) -> str:
     return os.path.join(ETC_NETNS_DIR, ns_name, "hosts")
 
 
-def _render_hosts(ns_name: str, atts: list[Connection]) -> str:
-    lines = [
-        f"# written by netns_kit for namespace {ns_name}; rewritten when its networks change",
-        "127.0.0.1\tlocalhost",
-        "::1\tlocalhost ip6-localhost ip6-loopback",
-    ]
-    seen: set[tuple[str, str]] = set()
+_LOCALHOST = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
 
-    def add(ip: IPAddr, names: Sequence[str], comment: str) -> None:
-        names = [n for n in names if (str(ip), n) not in seen]
-        if not names:
-            return
-        seen.update((str(ip), n) for n in names)
-        lines.append(f"{ip}\t{' '.join(names)}\t# {comment}")
 
-    for att in atts:
-        own = att.names
-        add(att.address.ip, own, f"self on {att.network.name}")
-        if att.address6 is not None:
-            add(att.address6.ip, own, f"self on {att.network.name}")
-    for att in atts:
-        if not att.network.config.resolve_names:
-            continue
-        for peer in att.network._connections:
-            if peer._identity == att._identity or not peer.names:
-                continue
-            add(peer.address.ip, peer.names, f"{peer.network.name}")
-            if peer.address6 is not None:
-                add(peer.address6.ip, peer.names, f"{peer.network.name}")
+def _entries(conn: Connection, comment: str) -> list[str]:
+    if not conn.names:
+        return []
+    out = [f"{conn.address.ip}\t{' '.join(conn.names)}\t# {comment}"]
+    if conn.address6 is not None:
+        out.append(f"{conn.address6.ip}\t{' '.join(conn.names)}\t# {comment}")
+    return out
+
+
+def _render_network_hosts(net: Network) -> str:
+    lines = [f"# written by netns_kit for network {net.name}: every endpoint on it", *_LOCALHOST]
+    for conn in net._connections:
+        lines += _entries(conn, net.name)
     return "\n".join(lines) + "\n"
 
 
-def refresh_hosts_files(st: _HostState, idents: Iterable[Identity]) -> None:
-    """Rewrite (or delete, if nothing is attached any more) the hosts files of these namespaces."""
-    for ident in set(idents):
-        atts = st.connections_of(ident)
-        names = {a.namespace.name for a in atts if a.namespace.name is not None}
-        for ns_name in names:
-            _write_hosts(ns_name, atts)
+def _render_hosts(ns_name: str, conns: list[Connection]) -> str:
+    """The union for a namespace on several networks (or on one without name resolution)."""
+    lines = [f"# written by netns_kit for namespace {ns_name}; rewritten when its networks change",
+             *_LOCALHOST]
+    seen: set[str] = set()
+    for conn in conns:
+        for line in _entries(conn, f"self on {conn.network.name}"):
+            if line.split("\t#")[0] not in seen:
+                seen.add(line.split("\t#")[0])
+                lines.append(line)
+    for conn in conns:
+        if not conn.network.config.resolve_names:
+            continue
+        for peer in conn.network._connections:
+            if peer._identity == conn._identity:
+                continue
+            for line in _entries(peer, peer.network.name):
+                if line.split("\t#")[0] not in seen:
+                    seen.add(line.split("\t#")[0])
+                    lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
-def _write_hosts(ns_name: str, atts: list[Connection]) -> None:
+def refresh_hosts(st: _HostState, net: Network, changed: Identity) -> None:
+    """Bring the hosts files up to date after namespace ``changed`` joined or left ``net``.
+
+    A network with name resolution keeps one shared file listing all its endpoints (rewritten in
+    place: one write per change). A namespace on exactly that one network has a symlink to it as
+    its /etc/netns/NAME/hosts; a namespace on several networks gets a file of its own, the union,
+    re-rendered when any of its networks changes. So a change costs O(endpoints of the network),
+    not O(endpoints squared).
+    """
+    if net.config.resolve_names and not net._removing:
+        net._write_shared_hosts()
+        for conn in net._connections:
+            if conn._identity != changed and len(st.by_ns.get(conn._identity, ())) > 1:
+                _write_ns_hosts(conn.namespace, st.connections_of(conn._identity))
+    conns = st.connections_of(changed)
+    if conns:
+        _write_ns_hosts(conns[0].namespace, conns)
+
+
+def _write_ns_hosts(ns: Namespace, conns: list[Connection]) -> None:
+    if ns.name is None:
+        return
+    ns_name = ns.name
     path = _hosts_path(ns_name)
     directory = os.path.dirname(path)
+    shared = conns[0].network._shared_hosts_path if len(conns) == 1 else None
     with _files_lock:
         if path not in _owned_hosts_files:
             if os.path.lexists(path):
@@ -229,9 +266,18 @@ def _write_hosts(ns_name: str, atts: list[Connection]) -> None:
                 os.makedirs(directory, mode=0o755)
                 _owned_dirs.add(directory)
             _owned_hosts_files.add(path)
+        if shared is not None:
+            if os.path.islink(path) and os.readlink(path) == shared:
+                return
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.symlink(shared, path)
+            return
+        if os.path.islink(path):
+            os.unlink(path)
         # in place, not replace: a bind mount made by `ip netns exec` keeps seeing the same inode
         with open(path, "w", encoding="utf-8") as f:
-            f.write(_render_hosts(ns_name, atts))
+            f.write(_render_hosts(ns_name, conns))
 
 
 def drop_hosts_file(ns_name: str) -> None:
@@ -361,6 +407,8 @@ class Network:
         self._alloc6: AddressAllocator | None = None
         self._bridge: Bridge | None = None
         self._connections: list[Connection] = []
+        self._shared_hosts_path: str | None = None
+        self._removing = False  # remove() is disconnecting everything: no shared-file rewrites
         self._created = False
         self._removed = False
         self._attached_fw = False
@@ -556,6 +604,7 @@ class Network:
                                  "remove(force=True)", obj=self.name, namespace=self.host.label,
                                  step="remove network")
             failures: list[BaseException] = []
+            self._removing = True
             for att in reversed(list(self._connections)):
                 try:
                     att.disconnect()
@@ -573,6 +622,8 @@ class Network:
                 except Exception as exc:
                     failures.append(exc)
             self._removed = True
+            self._removing = False
+            self._drop_shared_hosts()
             if st.networks.get(self.name) is self:
                 del st.networks[self.name]
         forget_host_if_empty(self.host)
@@ -592,6 +643,22 @@ class Network:
         self.remove(force=True)
 
     # -- endpoints ------------------------------------------------------------------------------------
+
+    def _write_shared_hosts(self) -> None:
+        """(Re)write the network's shared hosts file in place (see :func:`refresh_hosts`)."""
+        if self._shared_hosts_path is None:
+            os.makedirs(HOSTS_RUN_DIR, mode=0o755, exist_ok=True)
+            self._shared_hosts_path = os.path.join(HOSTS_RUN_DIR, f"{self.host.identity[1]}-{self.name}")
+        with open(self._shared_hosts_path, "w", encoding="utf-8") as f:
+            f.write(_render_network_hosts(self))
+
+    def _drop_shared_hosts(self) -> None:
+        if self._shared_hosts_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._shared_hosts_path)
+            self._shared_hosts_path = None
+            with contextlib.suppress(OSError):  # only if no other network's file is there
+                os.rmdir(HOSTS_RUN_DIR)
 
     def _next_ifname(self, ns: Namespace) -> str:
         names = {link.name for link in ns.links()}
@@ -690,8 +757,9 @@ class Network:
                     self._alloc6.release(addr6)
                 raise
             self._connections.append(att)
+            st.add_connection(att)
             try:
-                refresh_hosts_files(st, [a._identity for a in self._connections])
+                refresh_hosts(st, self, att._identity)
             except OSError as exc:
                 log.warning("could not write hosts files for network %s: %s", self.name, exc)
         record(f"disconnect {namespace.label} from network {self.name}", att.disconnect)
@@ -815,12 +883,13 @@ class Connection:
                 net._alloc6.release(self.address6.ip)
             if self in net._connections:
                 net._connections.remove(self)
+            st.drop_connection(self)
             try:
                 self._move_default_route(st)
             except Exception as exc:
                 failures.append(exc)
             try:
-                refresh_hosts_files(st, [self._identity] + [a._identity for a in net._connections])
+                refresh_hosts(st, net, self._identity)
                 if not st.connections_of(self._identity) and self.namespace.name is not None:
                     drop_hosts_file(self.namespace.name)
             except OSError as exc:

@@ -117,9 +117,15 @@ def test_several_networks_per_namespace(host: Namespace) -> None:
         assert [str(r.gateway) for r in app.routes(4) if r.is_default] == ["10.50.0.1"]
         with serve(db, port=5432):
             assert connect(app, str(back.resolve("db")), 5432) == "hello from db\n"
+        # names: db (one network) shares the network's file; app (two) has the union of its own
+        assert os.path.islink("/etc/netns/db/hosts") and not os.path.islink("/etc/netns/app/hosts")
+        assert app.run(["getent", "hosts", "db"]).stdout.split()[0] == "10.51.0.3"
+        assert db.run(["getent", "hosts", "app"]).stdout.split()[0] == "10.51.0.2"
         # the default route moves to the remaining network when its carrier goes
         front.disconnect(app)
         assert _links(app) == ["eth1", "lo"]
+        assert os.path.islink("/etc/netns/app/hosts")  # one network again: back to the shared file
+        assert app.run(["getent", "hosts", "db"]).stdout.split()[0] == "10.51.0.3"
         assert [str(r.gateway) for r in app.routes(4) if r.is_default] == ["10.51.0.1"]
         # connect again at any time: the first free name is eth0 again
         assert front.connect(app).ifname == "eth0"

@@ -34,6 +34,7 @@ from .namespace import Namespace
 
 __all__ = [
     "BandwidthLimit",
+    "EndpointLimit",
     "NetworkEmulation",
     "Process",
     "parse_rate",
@@ -337,6 +338,66 @@ class BandwidthLimit(_RootQdisc):
 
     def __repr__(self) -> str:
         return f"BandwidthLimit({self.ifname!r}, {_fmt_rate(self.rate)!r}, kind={self.kind!r})"
+
+
+class EndpointLimit:
+    """Limit an endpoint's link in both directions: its own interface (what it sends) and the host
+    end of its veth (what it receives). ``endpoint``: an :class:`~netns_kit.Endpoint` (its first
+    network) or a :class:`~netns_kit.Connection`. Rates may differ: ``upload`` and ``download``.
+
+    Kernel: two root qdiscs (see :class:`BandwidthLimit`). Undo: both are deleted.
+    """
+
+    def __init__(self, endpoint: object, rate: int | str | None = None, *, upload: int | str | None = None,
+                 download: int | str | None = None, kind: Literal["tbf", "htb"] = "tbf") -> None:
+        conns = getattr(endpoint, "connections", None)
+        conn = conns[0] if isinstance(conns, list) and conns else endpoint
+        ns, ifname = getattr(conn, "namespace", None), getattr(conn, "ifname", None)
+        host_if, net = getattr(conn, "host_ifname", None), getattr(conn, "network", None)
+        host = getattr(net, "host", None)
+        if not (isinstance(ns, Namespace) and isinstance(host, Namespace) and isinstance(ifname, str)
+                and isinstance(host_if, str)):
+            raise ValidationError(f"{endpoint!r} is not an endpoint on a network (an Endpoint with a connection, "
+                                  "or a Connection)", obj=repr(endpoint), step="limit endpoint")
+        up, down = upload if upload is not None else rate, download if download is not None else rate
+        if up is None and down is None:
+            raise ValidationError("give a rate (or upload= and/or download=)", obj=repr(endpoint))
+        self.limits: list[BandwidthLimit] = []
+        if up is not None:
+            self.limits.append(BandwidthLimit(ifname, up, namespace=ns, kind=kind))
+        if down is not None:
+            self.limits.append(BandwidthLimit(host_if, down, namespace=host, kind=kind))
+
+    def create(self) -> EndpointLimit:
+        """Install both limits (all or nothing). Undo: :meth:`remove`."""
+        done: list[BandwidthLimit] = []
+        try:
+            for lim in self.limits:
+                done.append(lim.create())
+        except BaseException:
+            for lim in reversed(done):
+                lim.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Delete both qdiscs. Idempotent."""
+        for lim in reversed(self.limits):
+            lim.remove()
+
+    def commands(self) -> list[str]:
+        return [c for lim in self.limits for c in lim.commands()]
+
+    def __enter__(self) -> EndpointLimit:
+        return self.create()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"EndpointLimit({', '.join(map(repr, self.limits))})"
 
 
 class NetworkEmulation(_RootQdisc):

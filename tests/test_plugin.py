@@ -75,3 +75,49 @@ def test_rich_reprs_of_network_and_endpoint(netns_network: Network, netns_endpoi
     assert str(ep.address) in html and "8081" in html and netns_network.bridge in html
     eh = ep._repr_html_()
     assert f"Endpoint {ep.name}" in eh and "eth0" in eh and str(ep.address) in eh
+
+
+def _timed_copy(src: Namespace, dst: Namespace, ip: str, size: int = 300_000) -> float:
+    """Send ``size`` bytes from src to a sink in dst; seconds taken."""
+    import socket
+    import threading
+    import time
+
+    with dst.enter():
+        srv = socket.create_server(("0.0.0.0", 7200))
+    got: list[int] = []
+
+    def sink() -> None:
+        conn, _ = srv.accept()
+        n = 0
+        while chunk := conn.recv(65536):
+            n += len(chunk)
+        got.append(n)
+        conn.close()
+
+    t = threading.Thread(target=sink)
+    t.start()
+    with src.enter():
+        cli = socket.create_connection((ip, 7200), timeout=10)
+    start = time.monotonic()
+    cli.sendall(b"x" * size)
+    cli.close()
+    t.join(30)
+    srv.close()
+    assert got == [size]
+    return time.monotonic() - start
+
+
+def test_endpoint_limit_both_directions(netns_endpoints: EndpointFactory) -> None:
+    from netns_kit.harness import EndpointLimit
+
+    a, b = netns_endpoints(2)
+    ip_a, ip_b = str(a.address), str(b.address)
+    fast_up = _timed_copy(a.namespace, b.namespace, ip_b)
+    with EndpointLimit(a, upload="2mbit", download="4mbit") as lim:
+        assert len(lim.commands()) == 2
+        up = _timed_copy(a.namespace, b.namespace, ip_b)      # a sends: its eth0 qdisc (2 Mbit/s)
+        down = _timed_copy(b.namespace, a.namespace, ip_a)    # a receives: the host end (4 Mbit/s)
+    again = _timed_copy(a.namespace, b.namespace, ip_b)
+    assert 0.8 < up < 3.0 and 0.35 < down < 1.5 and down < up, (up, down)
+    assert fast_up < 0.3 and again < 0.3, (fast_up, again)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
-from . import _sys
+from . import _procs, _sys
 from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
 from .journal import atomic_step, record
 from .model import IPAddr, IPInterface, parse_ip, parse_mac, validate_netns_name
@@ -314,6 +314,7 @@ class Endpoint:
         self.host = host if host is not None else current_host()
         self._sandbox: _Sandbox | None = None
         self._removed = False
+        self._processes: list[subprocess.Popen[bytes]] = []
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -485,6 +486,9 @@ class Endpoint:
         if self._sandbox is None or self._removed:
             return
         self._removed = True
+        for proc in self._processes:  # started through this endpoint: they go with it
+            _procs.stop(proc)
+        self._processes.clear()
         st = host_state(self.host)
         with st.lock:
             if st.endpoints.get(self.name) is self:
@@ -535,5 +539,11 @@ class Endpoint:
         return self.namespace.run(argv, check=check, input=input, timeout=timeout, env=env, cwd=cwd)
 
     def popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        """Start ``argv`` (no shell) in the endpoint's namespace (see :meth:`Namespace.popen`)."""
-        return self.namespace.popen(argv, **kwargs)
+        """Start ``argv`` (no shell) in the endpoint's namespace (see :meth:`Namespace.popen`).
+
+        The process is stopped when this endpoint is removed, also in host and container mode
+        (where the namespace itself outlives the endpoint).
+        """
+        proc = self.namespace.popen(argv, **kwargs)
+        self._processes.append(proc)
+        return proc

@@ -87,7 +87,8 @@ def _firewall(host: Namespace) -> Firewall:
     return Firewall.for_namespace(host)
 
 
-def parse_ports(specs: Iterable[str], *, container_ip: str, bridge: str) -> tuple[PublishedPort, ...]:
+def parse_ports(specs: Iterable[str], *, container_ip: str, bridge: str,
+                bridge_port: str | None = None) -> tuple[PublishedPort, ...]:
     """Docker ``-p`` specs as :class:`~netns_kit.nat.PublishedPort` objects (ValidationError if bad)."""
     from .nat import PublishedPort
 
@@ -98,7 +99,7 @@ def parse_ports(specs: Iterable[str], *, container_ip: str, bridge: str) -> tupl
         if not isinstance(spec, str):
             raise ValidationError(f"port spec must be a str like '8080:80', got {type(spec).__name__}",
                                   obj=repr(spec))
-        out.append(PublishedPort.parse(spec, container_ip=container_ip, bridge=bridge))
+        out.append(PublishedPort.parse(spec, container_ip=container_ip, bridge=bridge, bridge_port=bridge_port))
     return tuple(out)
 
 
@@ -850,7 +851,9 @@ class Connection:
                 sock.add_route(Route("default6", gateway=str(net.gateway6)), peer)
                 self.has_default_route6 = True
         if publish:
-            ports = parse_ports(publish, container_ip=str(self.address.ip), bridge=net.bridge)
+            # with the bridge port, so the firewall can turn hairpin on (the endpoint reaching itself)
+            ports = parse_ports(publish, container_ip=str(self.address.ip), bridge=net.bridge,
+                                bridge_port=self.host_ifname)
             fw = _firewall(host)
             for port in ports:
                 fw.publish(port)

@@ -103,6 +103,11 @@ def test_bridge_mode_outbound_inbound_and_cleanup(host: Namespace) -> None:
                 assert connect(out, HOST_IP, 8080) == "hello from web\n"
                 assert srv80.peers[-1][0] == OUTSIDE_IP
                 assert connect(api.namespace, "172.17.0.2", 80) == "hello from web\n"
+                # the published port from the host itself (also on 127.0.0.1), a peer, and hairpin
+                assert connect(host, HOST_IP, 8080) == "hello from web\n"
+                assert connect(host, "127.0.0.1", 8080) == "hello from web\n"
+                assert connect(api.namespace, HOST_IP, 8080) == "hello from web\n"
+                assert connect(web.namespace, HOST_IP, 8080) == "hello from web\n"
             # the default network has no name resolution among endpoints, as in Docker
             assert api.run(["getent", "-s", "files", "hosts", "web"]).returncode != 0
             assert api.run(["getent", "hosts", "api"]).stdout.split()[0] == "172.17.0.3"

@@ -336,6 +336,13 @@ class Firewall:
                 self._sysctl(rel, self._saved_forwarding.pop(v))
         return changes
 
+    def _write_ahead(self, keys: render.Elements) -> int:
+        """Journal the elements on disk *before* the batch adds them: a crash right after the batch
+        must still find them (recovery deletes only those carrying this process's mark). Settled
+        once the full record (with the sysctls changed) is written after the change."""
+        op, args = self._durable(keys, [])
+        return state.intend(op, **args)
+
     def _durable(self, keys: render.Elements, sysctls: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
         """The on-disk journal record of a change: what crash recovery must delete and put back."""
         ns = self.namespace
@@ -382,6 +389,7 @@ class Firewall:
             created_table = not self._table
             self._ensure_table()
             self._networks[policy.bridge] = policy
+            pre = self._write_ahead(elements)
             try:
                 self._ctx().run_json(render.element_cmds("add", elements, comment=state.mark()),
                                      obj=f"network {policy.bridge}", step="attach network")
@@ -401,9 +409,11 @@ class Firewall:
                     log.warning("undo of failed attach of %s also failed: %s", policy.bridge, undo_exc)
                 if created_table:
                     self._maybe_drop_table()
+                state.done([pre])
                 raise
         record(f"detach network {policy.bridge} from firewall in {ns.label}",
                lambda: self.detach_network(policy.bridge), durable=self._durable(elements, sysctls))
+        state.done([pre])
 
     def detach_network(self, bridge: str) -> None:
         """Remove the network's elements and its published ports (one batch); restore sysctls. Idempotent."""
@@ -449,18 +459,21 @@ class Firewall:
                                          namespace=self.namespace.label, step="add masquerade")
             created_table = not self._table
             self._ensure_table()
+            elements = render.masquerade_elements(net, bridge)
+            pre = self._write_ahead(elements)
             try:
-                elements = render.masquerade_elements(net, bridge)
                 self._ctx().run_json(render.element_cmds("add", elements, comment=state.mark()),
                                      obj=f"masquerade {net}", step="add masquerade")
             except BaseException:
                 if created_table:
                     self._maybe_drop_table()
+                state.done([pre])
                 raise
             self._masq[net] = bridge
             sysctls = self._sync_forwarding()
         record(f"remove masquerade {net} in {self.namespace.label}", lambda: self.remove_masquerade(net),
                durable=self._durable(elements, sysctls))
+        state.done([pre])
 
     def remove_masquerade(self, subnet: str | IPNet) -> None:
         """Undo :meth:`add_masquerade`. Idempotent."""
@@ -576,11 +589,17 @@ class Firewall:
                 cmds += render.element_cmds("add", hairpin, comment=state.mark())
                 added = render.merged([added, hairpin])
             self._ensure_table()
-            self._ctx().run_json(cmds, obj=f"published port {port.spec}", step="publish port")
+            pre = self._write_ahead(added)
+            try:
+                self._ctx().run_json(cmds, obj=f"published port {port.spec}", step="publish port")
+            except BaseException:
+                state.done([pre])
+                raise
             try:
                 self._hairpin_ref(port.bridge_port, +1, port.bridge)
             except BaseException:
                 self._delete_elements(render.port_elements(port), obj=port.spec, step="undo publish port")
+                state.done([pre])
                 raise
             self._ports[port] = None
             self._per_family[port.family] += 1
@@ -590,6 +609,7 @@ class Firewall:
             sysctls = self._sync_forwarding()
         record(f"unpublish {port.spec} in {ns.label}", lambda: self.unpublish(port),
                durable=self._durable(added, sysctls))
+        state.done([pre])
 
     def unpublish(self, port: PublishedPort) -> None:
         """Delete the dnat elements of ``port`` (one batch). Idempotent."""

@@ -521,14 +521,15 @@ def _recover_sysctl(e: _Entry, f: _NsFinder) -> str | None:
 
 def _recover_nft(e: _Entry, f: _NsFinder) -> str | None:
     """A firewall change (nft elements, sysctls): undone by the libnftables seam."""
-    if not e.confirmed:
-        raise _Skip("unconfirmed firewall change")
     path = f.path_of(e.args["ns"])
     if path is None:
         return None
     from ._nft import recover_marked
 
-    return recover_marked(path, MARK_PREFIX + e.owner, e.args)
+    # elements carry their owner's mark from the batch that adds them, so even an unconfirmed
+    # change (crash between the batch and the "ok") is undone safely; its sysctls are not
+    args = e.args if e.confirmed else {**e.args, "sysctls": []}
+    return recover_marked(path, MARK_PREFIX + e.owner, args)
 
 
 class _Skip(Exception):

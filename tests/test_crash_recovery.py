@@ -17,6 +17,7 @@ from snapshots import snapshot
 
 import netns_kit as nk
 from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, state
+from netns_kit.network import Network
 
 N_ENDPOINTS = 50
 N_KILLS = 20
@@ -25,6 +26,7 @@ CHILD = r"""
 import sys
 import netns_kit as nk
 from netns_kit import Bridge, Namespace, Route, Transaction, VethPair
+from netns_kit.network import Network
 run, n = sys.argv[1], int(sys.argv[2])
 print("START", flush=True)
 Namespace(f"keep-{run}").create()              # persistent: explicit create, no transaction
@@ -34,11 +36,15 @@ with Transaction():                             # kept only if it commits: it ne
     host.write_sysctl("net.ipv4.ip_forward", "1")
     host.add_address("br-keep", f"10.88.{run}.1/32")   # on a link the child does not own
     br = Bridge(f"brc{run}", addresses=["10.77.0.1/16"]).create()
+    net = Network(f"cn{run}", subnet="10.79.0.0/24").create()  # bridge + nft policy
     for i in range(n):
         ns = Namespace(f"c{run}-{i}").create()
-        VethPair(f"vc{run}x{i}", "eth0", peer_namespace=ns, master=br).create()
-        ns.add_address("eth0", f"10.77.1.{i + 2}/16")
-        ns.add_route(Route(gateway="10.77.0.1"))
+        if i % 2:  # half on the network, each with a published port (nft map elements)
+            net.connect(ns, publish=[f"{20000 + i}:80/tcp"])
+        else:      # half by hand: veth on a bridge, address, route
+            VethPair(f"vc{run}x{i}", "eth0", peer_namespace=ns, master=br).create()
+            ns.add_address("eth0", f"10.77.1.{i + 2}/16")
+            ns.add_route(Route(gateway="10.77.0.1"))
         print(f"E{i}", flush=True)
     with Bridge(f"bre{run}"):                   # ephemeral (context manager) inside
         print("BUILT", flush=True)
@@ -67,7 +73,7 @@ def journals() -> list[str]:
 def start_child(run: int) -> subprocess.Popen[str]:
     # started from the test thread, so the child inherits the test's host namespace
     return subprocess.Popen([sys.executable, "-c", CHILD, str(run), str(N_ENDPOINTS)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True)  # stderr: shown by pytest
 
 
 def test_sigkill_at_random_points_then_recover(host: Namespace) -> None:
@@ -75,6 +81,9 @@ def test_sigkill_at_random_points_then_recover(host: Namespace) -> None:
     keep_ns = Namespace("keep-parent").create()
     VethPair("vkeep", "eth0", peer_namespace=keep_ns, master=persistent).create()
     keep_ns.add_address("eth0", "10.99.0.2/24")
+    keep_net = Network("keepnet", subnet="10.98.0.0/24").create()  # with a published port
+    keep_ep = Namespace("keep-ep").create()
+    keep_net.connect(keep_ep, publish=["19999:80/tcp"])
     before = full_snapshot(host)
     own = set(journals())
 
@@ -106,6 +115,12 @@ def test_sigkill_at_random_points_then_recover(host: Namespace) -> None:
         expected_named = sorted(set(before["named"]) | kept)  # type: ignore[call-overload]
         assert after["named"] == expected_named, (run, report)
         after["named"] = before["named"]
+        if after["nft"] != before["nft"]:
+            import difflib
+
+            diff = "\n".join(difflib.unified_diff(str(before["nft"]).splitlines(), str(after["nft"]).splitlines(),
+                                                 lineterm=""))
+            pytest.fail(f"run {run} ({target}): nft ruleset differs\n{diff}\n{report}")
         assert after == before, (run, outcomes[-1], report)
         assert set(journals()) <= own  # the dead child's journal is gone
         # every kept namespace is intact, with its mark
@@ -119,8 +134,11 @@ def test_sigkill_at_random_points_then_recover(host: Namespace) -> None:
     assert not nk.recover()
     assert "BUILT" in outcomes or "KEPT" in outcomes, outcomes
     print("kill outcomes:", {o: outcomes.count(o) for o in set(outcomes)})
+    assert "19999" in host.run(["nft", "list", "table", "inet", "netns_kit"]).stdout
     for name in kept:
         Namespace.open(name).adopt().remove()
+    keep_net.remove(force=True)
+    keep_ep.remove()
     keep_ns.remove()
     persistent.remove()
 

@@ -7,7 +7,7 @@ import ipaddress
 import os
 
 import pytest
-from outside_world import HOST_IP, OUTSIDE_IP, outside_world
+from outside_world import HOST_IP, HOST_IP6, OUTSIDE_IP, OUTSIDE_IP6, outside_world
 from traffic import connect, serve
 
 import netns_kit as nk
@@ -182,15 +182,20 @@ def test_transaction_rolls_back_a_network_and_its_endpoints(host: Namespace) -> 
 
 
 def test_dual_stack(host: Namespace) -> None:
-    with Network("v6", subnet="10.80.0.0/24", subnet6="fd00:80::/64") as net, Namespace("a") as a, \
+    with outside_world(host) as out, \
+            Network("v6", subnet="10.80.0.0/24", subnet6="fd00:80::/64") as net, Namespace("a") as a, \
             Namespace("b") as b:
-        net.connect(a)
+        net.connect(a, mac="02:42:0a:50:00:02")
         att = net.connect(b, ip6="fd00:80::b")
+        assert a.link("eth0").mac == "02:42:0a:50:00:02"
         assert str(att.address6) == "fd00:80::b/64"
         assert [str(r.gateway) for r in a.routes(6) if r.is_default] == ["fd00:80::1"]
         with serve(b, address="::", port=8081) as srv:
             assert connect(a, "fd00:80::b", 8081) == "hello from b\n"
         assert srv.peers[0][0] == "fd00:80::2"
+        with serve(out, address="::", port=8082) as srv6:  # IPv6 outbound, masqueraded too
+            assert connect(a, OUTSIDE_IP6, 8082) == "hello from outside\n"
+        assert srv6.peers[0][0] == HOST_IP6
 
 
 # -- what the firewall policy enforces, checked by traffic -----------------------------------------------

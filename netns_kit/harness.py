@@ -118,7 +118,7 @@ def wait_for_port(
 
 
 class Process:
-    """A long-lived process (e.g. a server) running inside ``namespace``.
+    """A long-lived process (e.g. a server) running inside ``namespace`` (a Namespace or an Endpoint).
 
     ``argv`` is a list (no shell). Its stdout and stderr go to a temporary file read by
     :meth:`output`. It runs in a process group of its own, so :meth:`stop` also reaches the
@@ -134,7 +134,7 @@ class Process:
 
     def __init__(
         self,
-        namespace: Namespace,
+        namespace: Namespace | Any,
         argv: Sequence[str],
         *,
         env: Mapping[str, str] | None = None,
@@ -143,6 +143,14 @@ class Process:
     ) -> None:
         if isinstance(argv, str | bytes) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValidationError("argv must be a non-empty list of str (no shell string)", obj=repr(argv))
+        # An Endpoint (anything with .namespace and .popen) starts it itself, so that removing the
+        # endpoint stops it even where the namespace outlives the endpoint (host, container mode).
+        self._starter: Any = namespace if not isinstance(namespace, Namespace) else None
+        if self._starter is not None:
+            ns = getattr(namespace, "namespace", None)
+            if not isinstance(ns, Namespace) or not callable(getattr(namespace, "popen", None)):
+                raise ValidationError(f"{namespace!r} is neither a Namespace nor an endpoint", obj=repr(namespace))
+            namespace = ns
         self.namespace = namespace
         self.argv = list(argv)
         self.env = dict(env) if env is not None else None
@@ -171,7 +179,8 @@ class Process:
             raise StateError("process was already started", obj=self.argv[0], namespace=self.namespace.label)
         self._log = tempfile.TemporaryFile(prefix="netns-kit-proc-")  # noqa: SIM115 - lives with the process
         with intent(f"stop process {self.argv[0]} in {self.namespace.label}", self.stop):
-            self._proc = self.namespace.popen(
+            starter = self._starter if self._starter is not None else self.namespace
+            self._proc = starter.popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                 env=self.env, cwd=self.cwd, start_new_session=True)
         return self

@@ -10,7 +10,7 @@ import textwrap
 
 from traffic import connect, serve
 
-from netns_kit import Endpoint, Namespace, Network
+from netns_kit import ContainerMode, Endpoint, Namespace, Network
 from netns_kit.chaos import Partition
 from netns_kit.harness import Process
 from netns_kit.pytest_plugin import EndpointFactory
@@ -121,3 +121,15 @@ def test_endpoint_limit_both_directions(netns_endpoints: EndpointFactory) -> Non
     again = _timed_copy(a.namespace, b.namespace, ip_b)
     assert 0.8 < up < 3.0 and 0.35 < down < 1.5 and down < up, (up, down)
     assert fast_up < 0.3 and again < 0.3, (fast_up, again)
+
+
+def test_processes_go_with_their_endpoint_in_every_mode(netns_endpoints: EndpointFactory) -> None:
+    (owner,) = netns_endpoints(1)
+    (hostmode,) = netns_endpoints(1, mode="host")
+    (shared,) = netns_endpoints(1, mode=ContainerMode(owner))
+    procs = {ep.mode.kind: Process(ep, ["sleep", "300"]).start() for ep in (hostmode, shared)}
+    raw = shared.popen(["sleep", "300"])
+    hostmode.remove()
+    shared.remove()          # the namespace lives on (owner still uses it), its processes do not
+    assert owner.namespace.exists
+    assert not procs["host"].running and not procs["container"].running and raw.poll() is not None

@@ -42,7 +42,6 @@ html_static_path: list[str] = []
 # The navigation (index.md) names the pages in reading order, including those other parts of the
 # project write (modes.md, nat.md, ...). Entries whose page does not exist yet are dropped, and any
 # page not named there is added at the end in name order, so a new page is never orphaned.
-_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _nav(app: object, docname: str, source: list[str]) -> None:
@@ -54,7 +53,8 @@ def _nav(app: object, docname: str, source: list[str]) -> None:
     lines = text[start:end].splitlines()
     head = [ln for ln in lines if not ln.strip() or ln.startswith((":", "```"))]
     named = [ln.strip() for ln in lines if ln.strip() and not ln.startswith((":", "```"))]
-    pages = sorted(f[:-3] for f in os.listdir(_HERE) if f.endswith(".md") and f != "index.md")
+    found = app.env.found_docs  # type: ignore[attr-defined]  # what Sphinx itself will read
+    pages = sorted(d for d in found if d != "index" and "/" not in d)
     entries = [n for n in named if n in pages] + [p for p in pages if p not in named]
     source[0] = text[:start] + "\n".join(head).rstrip("\n") + "\n\n" + "\n".join(entries) + "\n" + text[end:]
 

@@ -20,14 +20,16 @@ def container_like_process() -> subprocess.Popen[bytes]:
     """`docker run -itd --net=none ...`: a process in an empty network namespace."""
     proc = subprocess.Popen(["unshare", "--net", "sleep", "120"])
     me = nk.Namespace.current()
-    for _ in range(200):  # wait until unshare has switched namespace
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # wait until unshare has switched namespace
         try:
             if not nk.Namespace.from_pid(proc.pid).same_as(me):
-                break
+                return proc
         except nk.NotFoundError:
             pass
         time.sleep(0.01)
-    return proc
+    proc.kill()
+    raise RuntimeError("unshare --net did not start within 10 s")
 
 
 def tcp_check(server_ns: nk.Namespace, address: str, client_ns: nk.Namespace, port: int) -> str:

@@ -48,9 +48,9 @@ def process_in_own_netns(host: Namespace) -> Iterator[int]:
     proc = subprocess.Popen(["unshare", "--net", "sleep", "60"])
     try:
         host_ino = os.stat(f"/proc/self/task/{__import__('threading').get_native_id()}/ns/net").st_ino
-        for _ in range(200):
-            if os.stat(f"/proc/{proc.pid}/ns/net").st_ino != host_ino:
-                break
+        deadline = time.monotonic() + 10
+        while os.stat(f"/proc/{proc.pid}/ns/net").st_ino == host_ino:
+            assert time.monotonic() < deadline, "unshare --net did not start within 10 s"
             time.sleep(0.01)
         yield proc.pid
     finally:

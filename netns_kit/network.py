@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from . import _sys
 from .errors import AlreadyExistsError, StateError, ValidationError, attach_rollback_failures
-from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, SubnetPlan, pick_subnet
+from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
 from .journal import atomic_step, record
 from .links import Bridge, VethPair
 from .model import IPAddr, IPInterface, IPNet, Route, parse_mac, validate_ifname, validate_mtu
@@ -724,28 +724,46 @@ class Network:
         st = host_state(host)
         with st.lock:
             self._prune()
+
+            def check() -> None:
+                if any(a._identity == ident for a in self._connections):
+                    raise AlreadyExistsError(f"namespace {namespace.label!r} is already connected to "
+                                             f"{self.name!r}", obj=self.name, namespace=namespace.label, step=step)
+                for other in self._connections:
+                    taken = set(other.names) & set(names)
+                    if taken:
+                        raise AlreadyExistsError(f"name {sorted(taken)[0]!r} is already used on network "
+                                                 f"{self.name!r} (by {other.namespace.label})", obj=self.name,
+                                                 step=step)
+                for a, want in ((alloc, ip), (self._alloc6, ip6)):
+                    if a is None:
+                        continue
+                    if want is not None:
+                        a.check(want)
+                    elif a.available <= 0:
+                        raise ExhaustedError(f"no free address left in {a.plan.range} (subnet {a.subnet})",
+                                             obj=self.name, step=step)
+
             ident = namespace.identity
-            if any(a._identity == ident for a in self._connections):
-                raise AlreadyExistsError(f"namespace {namespace.label!r} is already connected to {self.name!r}",
-                                         obj=self.name, namespace=namespace.label, step=step)
-            for other in self._connections:
-                taken = set(other.names) & set(names)
-                if taken:
-                    raise AlreadyExistsError(f"name {sorted(taken)[0]!r} is already used on network "
-                                             f"{self.name!r} (by {other.namespace.label})", obj=self.name, step=step)
+            try:
+                check()
+            except (AlreadyExistsError, ExhaustedError):
+                # a namespace removed by other means than its Namespace object may hold what we need
+                if not self._prune(thorough=True):
+                    raise
+                check()
             if ifname is None:
                 ifname = self._next_ifname(namespace)
             elif namespace.has_link(ifname):
                 raise AlreadyExistsError(f"interface {ifname!r} already exists", obj=ifname,
                                          namespace=namespace.label, step=step)
-            if ip is not None:
-                alloc.check(ip)
-            if ip6 is not None:
-                assert self._alloc6 is not None
-                self._alloc6.check(ip6)
             # -- apply --------------------------------------------------------------------------------
             addr = alloc.allocate(ip)
-            addr6 = self._alloc6.allocate(ip6) if self._alloc6 is not None else None
+            try:
+                addr6 = self._alloc6.allocate(ip6) if self._alloc6 is not None else None
+            except BaseException:
+                alloc.release(addr)
+                raise
             att = Connection(self, namespace, ifname=ifname, names=tuple(names), address=alloc.interface(addr),
                              address6=self._alloc6.interface(addr6) if self._alloc6 is not None and
                              addr6 is not None else None)
@@ -773,15 +791,25 @@ class Network:
             if att._identity == ident:
                 att.disconnect()
 
-    def _prune(self) -> None:
+    def _prune(self, *, thorough: bool = False) -> bool:
         """Disconnect endpoints whose namespace was removed behind the network's back (their
-        addresses come back, their names go from the hosts files). Runs at each connect."""
+        addresses come back, their names leave the hosts files); True if there were any.
+
+        Each connect notices namespaces removed through their :class:`Namespace` object (free);
+        ``thorough`` (when a connect would fail for want of an address or a name) also checks
+        every namespace file (one stat each), catching e.g. ``ip netns del``.
+        """
+        pruned = False
         for att in list(self._connections):
-            if not att.namespace.exists:
+            ns = att.namespace
+            gone = not ns.exists if thorough else bool(getattr(ns, "_removed", False))
+            if gone:
+                pruned = True
                 try:
                     att.disconnect()
                 except Exception as exc:  # the veth went with the namespace: nothing to undo
                     log.debug("pruning %s: %s", att, exc)
+        return pruned
 
 
 class Connection:

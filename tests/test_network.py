@@ -95,10 +95,15 @@ def test_released_address_comes_back(host: Namespace) -> None:
             atts = [net.connect(ns) for ns in nss]
             assert [str(x.address.ip) for x in atts] == [f"10.40.0.{i}" for i in range(2, 7)]
             with Namespace("t5") as extra:
-                with pytest.raises(nk.ipam.ExhaustedError):
+                with pytest.raises(nk.ExhaustedError):
                     net.connect(extra)
+                assert _links(extra) == ["lo"]
                 atts[2].disconnect()
                 assert str(net.connect(extra).address.ip) == "10.40.0.4"
+                # a namespace deleted by other means (`ip netns del`) is noticed when addresses run out
+                assert host.run(["ip", "netns", "del", "t0"]).returncode == 0
+                with Namespace("t6") as late:
+                    assert str(net.connect(late).address.ip) == "10.40.0.2"
         finally:
             for ns in nss:
                 ns.remove()

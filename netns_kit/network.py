@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import _sys
+from . import state as _state
 from .errors import AlreadyExistsError, StateError, ValidationError, attach_rollback_failures
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
 from .journal import atomic_step, record
@@ -545,7 +546,11 @@ class Network:
         host = self.host
         st = host_state(host)
         try:
-            with st.lock:
+            # the host lock (across processes) makes "pick a free subnet" and "put the gateway on the
+            # bridge" one step: two processes creating networks at once never pick the same subnet.
+            # Always taken inside st.lock (the order every other path uses: st.lock, then the
+            # firewall's host lock).
+            with st.lock, _state.host_lock(host.identity):
                 if self.name in st.networks:
                     raise AlreadyExistsError(f"a network named {self.name!r} already exists", obj=self.name,
                                              namespace=host.label, step="create network")

@@ -161,3 +161,37 @@ def test_lock_excludes_threads_and_processes(host: Namespace) -> None:
         assert child.returncode != 0 and "BlockingIOError" in child.stderr  # another process too
     t.join(5)
     assert order == ["thread"]
+
+
+NET_CHILD = r"""
+import sys
+from netns_kit.network import Network
+p = int(sys.argv[1])
+sys.stdin.readline()
+nets = [Network(f"auto{p}x{i}").create() for i in range(4)]   # subnets picked automatically
+print(" ".join(str(n.subnet) for n in nets), flush=True)
+sys.stdin.readline()
+for n in nets:
+    n.remove()
+"""
+
+
+def test_processes_creating_networks_at_once_get_distinct_subnets(host: Namespace) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", NET_CHILD, str(p)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(4)]
+    time.sleep(0.5)
+    for pr in procs:
+        assert pr.stdin is not None
+        pr.stdin.write("\n")
+        pr.stdin.flush()
+    subnets: list[str] = []
+    for pr in procs:
+        assert pr.stdout is not None
+        line = pr.stdout.readline().split()
+        assert len(line) == 4, pr.communicate()[1]
+        subnets += line
+    assert len(set(subnets)) == len(subnets) == 16, subnets
+    for pr in procs:
+        out, err = pr.communicate("\n", timeout=60)
+        assert pr.returncode == 0, err
+    assert [link.name for link in host.links()] == ["lo"]

@@ -37,6 +37,7 @@ def tcp_check(server_ns: nk.Namespace, address: str, client_ns: nk.Namespace, po
     fam = socket.AF_INET6 if ":" in address else socket.AF_INET
     with server_ns.enter():
         srv = socket.socket(fam, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # an earlier check may be in TIME_WAIT
     srv.bind((address, port))
     srv.listen(1)
     seen: list[str] = []

@@ -136,10 +136,15 @@ class TopologyView:
     def _build(self, graph: Any) -> Any:
         graph.attr(rankdir="LR", fontname="Helvetica", compound="true")
         graph.attr("node", fontname="Helvetica", fontsize="10")
+        graph.attr("edge", fontname="Helvetica", fontsize="9")
         for n, ns in enumerate(self.namespaces):
             with graph.subgraph(name=f"cluster_{n}") as sub:
-                sub.attr(label=ns.label + (" (host)" if ns.is_host else ""), style="rounded",
+                host_label = ns.label if ns.label == "host" else f"{ns.label} (host)"
+                sub.attr(label=host_label if ns.is_host else ns.label, style="rounded",
                          color="gray40" if ns.is_host else "steelblue")
+                if ns.is_host:  # published ports live on the host
+                    for k, p in enumerate(self.ports):
+                        sub.node(f"port_{k}", label=p.spec, shape="cds", style="filled", fillcolor="palegreen")
                 shown = [i for i in ns.interfaces if i.name != "lo" or len(ns.interfaces) == 1]
                 for iface in shown:
                     label = "\n".join([iface.name, *list(iface.addresses)])
@@ -153,14 +158,15 @@ class TopologyView:
                                  style="dashed", arrowhead="none", label="port")
         for v in self.veths:
             graph.edge(_node_id(*v.a), _node_id(*v.b), label="veth", arrowhead="none", penwidth="2")
+        host = next((ns.label for ns in self.namespaces if ns.is_host), None)
         for n, p in enumerate(self.ports):
-            host = next((ns.label for ns in self.namespaces if ns.is_host), None)
             pid = f"port_{n}"
-            graph.node(pid, label=f"{p.spec}", shape="cds", style="filled", fillcolor="palegreen")
+            if host is None:
+                graph.node(pid, label=p.spec, shape="cds", style="filled", fillcolor="palegreen")
             target_ns = p.target.split(" ", 1)[0]
             target = next((_node_id(ns.label, i.name) for ns in self.namespaces if ns.label == target_ns
                            for i in ns.interfaces if i.name != "lo"), None)
-            if host is not None and target is not None:
+            if target is not None:
                 graph.edge(pid, target, style="dotted", label="DNAT")
         return graph
 

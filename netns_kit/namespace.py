@@ -21,6 +21,7 @@ from . import _procs, _sys, state
 from ._netlink import RtnlSocket
 from .errors import (
     AlreadyExistsError,
+    NetnsKitError,
     NotFoundError,
     OwnershipError,
     StateError,
@@ -271,16 +272,31 @@ class Namespace:
     def _remove_locked(self) -> None:
         if self._identity is not None:
             _procs.stop_all(self._identity)  # processes started here through netns_kit
-            _pool.drop(self._identity)
             try:
                 same = _sys.stat_identity(self.path) == self._identity
             except OSError:
                 same = False
             if not same:  # gone, or replaced by someone else's namespace of the same name
+                _pool.drop(self._identity)
                 self._removed = True
                 return
+            self._delete_veths()
+            _pool.drop(self._identity)
         _sys.remove_named_netns(self.path)
         self._removed = True
+
+    def _delete_veths(self) -> None:
+        """Delete the veths inside before the namespace goes. The kernel destroys a namespace (and
+        with it the other ends of its veths, e.g. bridge ports in the host) asynchronously, a while
+        after its last reference is dropped; deleting them here means that when remove() returns
+        the host is as it was and the names are free again."""
+        try:
+            sock = self.rtnl()
+            for link in sock.links():
+                if link.kind == "veth":
+                    sock.delete_link(link.index, obj=link.name)
+        except NetnsKitError:  # the namespace still goes; its veths then go with it, later
+            pass
 
     def __enter__(self) -> Namespace:
         if self.kind == "named" and not self._owned:

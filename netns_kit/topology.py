@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from .errors import StateError, ValidationError
+from .errors import StateError, ValidationError, attach_rollback_failures
 from .journal import Transaction
 from .model import (
     IPInterface,
@@ -335,8 +335,16 @@ class Topology:
         namespace, veth pairs with their namespace end). Idempotent."""
         made, self._made = self._made, None
         self._objects = {}
+        failures: list[BaseException] = []
         for obj in reversed(made or []):
-            obj.remove()
+            try:
+                obj.remove()
+            except Exception as exc:  # keep going: everything else still gets removed
+                exc.add_note(f"while removing {obj!r} of topology {self.title!r}")
+                failures.append(exc)
+        if failures:
+            attach_rollback_failures(failures[0], failures[1:])
+            raise failures[0]
 
     def namespaces(self) -> dict[str, Any]:
         """The built namespaces by name (empty before :meth:`create`)."""

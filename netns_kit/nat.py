@@ -277,11 +277,17 @@ class NatRule:
         self._active = False
 
     def __enter__(self) -> NatRule:
-        return self.create()
+        from .journal import detached
+
+        self._scope = detached(self.create)  # ephemeral: recover() undoes it after a crash
+        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.remove()
+        scope = getattr(self, "_scope", None)
+        if scope is not None:
+            scope.settle()
 
     def __repr__(self) -> str:
         return f"NatRule({self.entry}, active={self._active})"

@@ -41,7 +41,7 @@ from . import _sys
 from . import state as _state
 from .errors import AlreadyExistsError, StateError, ValidationError, attach_rollback_failures
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
-from .journal import atomic_step, record
+from .journal import Journal, atomic_step, detached, record
 from .links import Bridge, VethPair
 from .model import IPAddr, IPInterface, IPNet, Route, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
@@ -640,13 +640,16 @@ class Network:
 
     def __enter__(self) -> Network:
         if not self.created:
-            self.create()
+            self._scope = detached(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.remove(force=True)
+        scope: Journal | None = getattr(self, "_scope", None)
+        if scope is not None:
+            scope.settle()
 
     # -- endpoints ------------------------------------------------------------------------------------
 

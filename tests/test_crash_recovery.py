@@ -245,3 +245,36 @@ def test_context_manager_builds_are_ephemeral_until_exit(host: Namespace) -> Non
         assert sorted(_pending_ops()) == ["link", "netns"]
         ns.add_route(Route(dst="10.9.0.0/24", dev="eth0"))
     assert _pending_ops() == []
+
+
+def test_with_blocks_of_networks_and_nat_rules_are_ephemeral(host: Namespace) -> None:
+    """A process killed inside ``with Network(...)``/``with Namespace(...)``: recover() removes
+    them (a ``with`` block promises removal at its end); a network made by create() stays."""
+    before = full_snapshot(host)
+    child = subprocess.Popen([sys.executable, "-c", r"""
+import os, signal
+from netns_kit import Namespace, Transaction
+from netns_kit.network import Network
+kept = Network("kept-net", subnet="10.97.0.0/24").create()
+# connect() outside a transaction is a change of its own (kept); a transaction makes it ephemeral
+with Network("cm-net", subnet="10.96.0.0/24") as net, Namespace("cm-ep") as ep, Transaction(keep=False):
+    net.connect(ep, publish=["18080:80/tcp"])
+    print("UP", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""], stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate()
+    assert out.strip() == "UP"
+    assert host.has_link("nk-cm-net")
+    report = nk.recover()
+    assert not report.failures, report.failures
+    assert not host.has_link("nk-cm-net") and not os.path.exists("/run/netns/cm-ep")
+    assert host.has_link("nk-kept-net")  # made by create(): kept on purpose
+    nft = host.run(["nft", "list", "table", "inet", "netns_kit"]).stdout
+    assert "18080" not in nft and "nk-kept-net" in nft
+    # clean the kept network up by hand (its process is gone): adopt the bridge, sweep its elements
+    Bridge.open("nk-kept-net").adopt().remove()
+    from netns_kit.firewall import Firewall
+
+    Firewall.for_namespace(host).recover_leftovers(everything=True)
+    after = full_snapshot(host)
+    assert after["links"] == before["links"] and after["nft"] == before["nft"]

@@ -406,6 +406,8 @@ class Endpoint:
                              obj=self.name, step="create endpoint")
         if target is self:
             raise ValidationError("an endpoint cannot share its own namespace", obj=self.name)
+        if not target.host.same_as(self.host):
+            raise ValidationError(f"endpoint {target.name!r} belongs to another host namespace", obj=self.name)
         return target
 
     def _resolve_network(self) -> Network:

@@ -39,7 +39,7 @@ from typing import ClassVar
 
 from . import _procs, _sys
 from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
-from .journal import atomic_step, record
+from .journal import Journal, atomic_step, detached, record
 from .model import IPAddr, IPInterface, parse_ip, parse_mac, validate_netns_name
 from .namespace import Namespace
 from .network import (
@@ -502,13 +502,16 @@ class Endpoint:
 
     def __enter__(self) -> Endpoint:
         if not self.created:
-            self.create()
+            self._scope = detached(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.remove()
+        scope: Journal | None = getattr(self, "_scope", None)
+        if scope is not None:
+            scope.settle()
 
     # -- more networks ----------------------------------------------------------------------------------
 

@@ -192,6 +192,6 @@ def test_processes_creating_networks_at_once_get_distinct_subnets(host: Namespac
         subnets += line
     assert len(set(subnets)) == len(subnets) == 16, subnets
     for pr in procs:
-        out, err = pr.communicate("\n", timeout=60)
+        _out, err = pr.communicate("\n", timeout=60)
         assert pr.returncode == 0, err
     assert [link.name for link in host.links()] == ["lo"]

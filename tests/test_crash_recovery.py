@@ -254,11 +254,13 @@ def test_with_blocks_of_networks_and_nat_rules_are_ephemeral(host: Namespace) ->
     child = subprocess.Popen([sys.executable, "-c", r"""
 import os, signal
 from netns_kit import Namespace, Transaction
+from netns_kit.modes import Endpoint
 from netns_kit.network import Network
 kept = Network("kept-net", subnet="10.97.0.0/24").create()
 # connect() outside a transaction is a change of its own (kept); a transaction makes it ephemeral
 with Network("cm-net", subnet="10.96.0.0/24") as net, Namespace("cm-ep") as ep, Transaction(keep=False):
     net.connect(ep, publish=["18080:80/tcp"])
+    Endpoint("cm-e2", mode="none").__enter__()
     print("UP", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 """], stdout=subprocess.PIPE, text=True)
@@ -268,6 +270,7 @@ with Network("cm-net", subnet="10.96.0.0/24") as net, Namespace("cm-ep") as ep, 
     report = nk.recover()
     assert not report.failures, report.failures
     assert not host.has_link("nk-cm-net") and not os.path.exists("/run/netns/cm-ep")
+    assert not os.path.exists("/run/netns/cm-e2")
     assert host.has_link("nk-kept-net")  # made by create(): kept on purpose
     nft = host.run(["nft", "list", "table", "inet", "netns_kit"]).stdout
     assert "18080" not in nft and "nk-kept-net" in nft

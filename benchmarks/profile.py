@@ -79,20 +79,21 @@ def steps_here(n: int) -> None:
             lambda *a, **k: f"nft: {k.get('step', 'batch')}", ctx_run)
     approach = approach_netns_kit.make(n)
     approach.prepare()
-    spent.clear()
-    count.clear()
-    t0 = time.perf_counter()
-    approach.setup()
-    total = time.perf_counter() - t0
-    approach.teardown()
+    for phase in ("setup", "teardown"):
+        spent.clear()
+        count.clear()
+        top_level.clear()
+        t0 = time.perf_counter()
+        getattr(approach, phase)()
+        total = time.perf_counter() - t0
+        print(f"netns_kit {phase}, N={n}: {total * 1000 / n:.3f} ms per endpoint")
+        print(f"{'step':58} {'per ep':>6} {'ms/ep':>7}")
+        for key, sec in sorted(spent.items(), key=lambda kv: -kv[1]):
+            print(f"{key:58} {count[key] / n:6.1f} {sec * 1000 / n:7.3f}")
+        inside = sum(v for k, v in spent.items() if k in top_level)
+        print(f"{'everything else (netns_kit Python, journal, validation)':58} {'':6} "
+              f"{(total - inside) * 1000 / n:7.3f}\n")
     approach.cleanup()
-    print(f"netns_kit setup, N={n}: {total * 1000 / n:.3f} ms per endpoint")
-    print(f"{'step':58} {'per ep':>6} {'ms/ep':>7}")
-    for key, sec in sorted(spent.items(), key=lambda kv: -kv[1]):
-        print(f"{key:58} {count[key] / n:6.1f} {sec * 1000 / n:7.3f}")
-    inside = sum(v for k, v in spent.items() if k in top_level)
-    print(f"{'everything else (netns_kit Python, journal, validation)':58} {'':6} "
-          f"{(total - inside) * 1000 / n:7.3f}")
 
 
 def main() -> int:

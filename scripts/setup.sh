@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-PKGS="iproute2 nftables libnftables1 python3 python3-venv python3-pip util-linux procps iputils-ping
+PKGS="git iproute2 nftables libnftables1 python3 python3-venv python3-pip util-linux procps iputils-ping
       podman runc busybox-static uidmap mininet bridge-utils graphviz"
 missing=""
 for p in $PKGS; do

@@ -24,7 +24,7 @@ def _star(n: int) -> list[nk.Namespace]:
 
 
 def _reach(a: Namespace, ip: str) -> bool:
-    return connect(a, ip, 7000, timeout=0.5) is not None
+    return connect(a, ip, 7000, timeout=1.5) is not None
 
 
 def test_partition_blocks_both_ways_then_heals(host: Namespace) -> None:

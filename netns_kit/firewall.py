@@ -105,6 +105,7 @@ class Firewall:
         self.namespace = ns
         self._lock = threading.RLock()
         self._networks: dict[str, NetworkPolicy] = {}
+        self._joined: dict[str, NetworkPolicy] = {}  # networks another process attached (join_network)
         self._ports: dict[PublishedPort, None] = {}
         self._per_ip: dict[str, int] = {}  # publications per container address (hairpin element)
         self._per_family: dict[int, int] = {4: 0, 6: 0}
@@ -415,6 +416,25 @@ class Firewall:
                lambda: self.detach_network(policy.bridge), durable=self._durable(elements, sysctls))
         state.done([pre])
 
+    def join_network(self, policy: NetworkPolicy) -> None:
+        """Know a network another process attached, so that ports can be published on it here.
+
+        Adds and removes nothing: its policy elements stay the attaching process's (only that
+        process, or one that :meth:`adopt_network` it, detaches it). Idempotent.
+        """
+        with self._guard():
+            if policy.bridge not in self._networks:
+                self._joined[policy.bridge] = policy
+
+    def adopt_network(self, policy: NetworkPolicy) -> None:
+        """Take over a network another process attached: :meth:`detach_network` will remove its elements."""
+        with self._guard():
+            if policy.bridge in self._networks:
+                return
+            self._ensure_table()
+            self._joined.pop(policy.bridge, None)
+            self._networks[policy.bridge] = policy
+
     def detach_network(self, bridge: str) -> None:
         """Remove the network's elements and its published ports (one batch); restore sysctls. Idempotent."""
         with self._guard():
@@ -562,7 +582,7 @@ class Firewall:
             raise ValidationError(f"expected a PublishedPort, got {type(port).__name__}", obj=repr(port))
         ns = self.namespace
         with self._guard():
-            policy = self._networks.get(port.bridge)
+            policy = self._networks.get(port.bridge) or self._joined.get(port.bridge)
             if policy is None:
                 raise ValidationError(
                     f"bridge {port.bridge!r} is not attached to the firewall; attach_network() it first",

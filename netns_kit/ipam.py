@@ -266,6 +266,18 @@ class AddressAllocator:
             return True
         return False
 
+    @property
+    def cursor(self) -> int:
+        """Where the next automatic allocation starts looking (an address as an int)."""
+        return self._cursor
+
+    def load(self, taken: Iterable[IPAddr | str], cursor: int | None = None) -> None:
+        """Replace what is taken (and the cursor) with a view shared by several processes
+        (see :meth:`netns_kit.network.Network.open`)."""
+        self._taken = {int(parse_ip(a, what="taken address")) for a in taken}
+        if cursor is not None and self._rlo <= cursor <= self._rhi + 1:
+            self._cursor = cursor
+
     def interface(self, address: IPAddr) -> IPInterface:
         """``address`` with the subnet's prefix length, as it goes on the endpoint's interface."""
         return ipaddress.ip_interface(f"{address}/{self.plan.network.prefixlen}")

@@ -32,14 +32,21 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _sys
 from . import state as _state
-from .errors import AlreadyExistsError, StateError, ValidationError, attach_rollback_failures
+from .errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    OwnershipError,
+    StateError,
+    ValidationError,
+    attach_rollback_failures,
+)
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
 from .journal import Journal, atomic_step, detached, record
 from .links import Bridge, VethPair
@@ -414,6 +421,8 @@ class Network:
         self._created = False
         self._removed = False
         self._attached_fw = False
+        self._owned = True  # False for Network.open() until adopt()
+        self._state_path: str | None = None  # the shared state file (config and IPAM), once created
 
     # -- read-only views ----------------------------------------------------------------------------
 
@@ -557,6 +566,11 @@ class Network:
                 if host.has_link(self.bridge):
                     raise AlreadyExistsError(f"interface {self.bridge!r} already exists", obj=self.name,
                                              namespace=host.label, step="create network")
+                path = _state.network_file(host.identity, self.name)
+                if _live_state(host, _state.read_json(path)) is not None:
+                    raise AlreadyExistsError(f"a network named {self.name!r} already exists (made by another "
+                                             "process; Network.open() it)", obj=self.name, namespace=host.label,
+                                             step="create network")
                 plan = self.config.plan
                 if plan is None:
                     plan = SubnetPlan(pick_subnet(self._in_use_networks(st), pools=self.config.pools))
@@ -582,7 +596,10 @@ class Network:
                         self._bridge.create()
                         _firewall(host).attach_network(self.policy())
                         self._attached_fw = True
+                        _state.write_json(path, self._state_record(plan))
+                        self._state_path = path
                 except BaseException:
+                    self._state_path = None
                     self._alloc = self._alloc6 = None
                     self._bridge = None
                     self._attached_fw = False
@@ -602,6 +619,10 @@ class Network:
         """
         if not self._created or self._removed:
             return
+        if not self._owned:
+            raise OwnershipError(f"network {self.name!r} was opened, not created, by this process; adopt() it "
+                                 "first (or close() to disconnect what this process connected)", obj=self.name,
+                                 namespace=self.host.label, step="remove network")
         st = host_state(self.host)
         with st.lock:
             if self._connections and not force:
@@ -609,6 +630,13 @@ class Network:
                 raise StateError(f"network {self.name!r} still has endpoints ({names}); disconnect them or "
                                  "remove(force=True)", obj=self.name, namespace=self.host.label,
                                  step="remove network")
+            if not force:
+                others = self._foreign_addresses()
+                if others:
+                    raise StateError(f"network {self.name!r} still has endpoints connected by other processes "
+                                     f"({', '.join(others[:5])}{', …' if len(others) > 5 else ''}); "
+                                     "remove(force=True) removes it anyway", obj=self.name,
+                                     namespace=self.host.label, step="remove network")
             failures: list[BaseException] = []
             self._removing = True
             for att in reversed(list(self._connections)):
@@ -630,6 +658,10 @@ class Network:
             self._removed = True
             self._removing = False
             self._drop_shared_hosts()
+            if self._state_path is not None:
+                with _state.host_lock(self.host.identity):
+                    _state.delete_json(self._state_path)
+                self._state_path = None
             if st.networks.get(self.name) is self:
                 del st.networks[self.name]
         forget_host_if_empty(self.host)
@@ -637,6 +669,149 @@ class Network:
             first = failures[0]
             attach_rollback_failures(first, failures[1:])
             raise first
+
+    # -- sharing between processes ----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, name: str, *, host: Namespace | None = None) -> Network:
+        """The network ``name`` that a netns_kit process (this one or another) created in ``host``
+        (default: the calling thread's namespace).
+
+        Its settings and address plan come from the network's state file
+        (``/run/netns-kit/networks/<host>/<name>.json``, written by :meth:`create`). The object is
+        not the network's owner: :meth:`connect`/:meth:`disconnect` work (addresses are allocated
+        through the shared file under the host lock, so processes never hand out one address
+        twice), but :meth:`remove` raises OwnershipError until :meth:`adopt`; its ``with`` block
+        disconnects what it connected (:meth:`close`). Within one process, the network object that
+        created (or adopted) it is returned. NotFoundError if there is no such network.
+        """
+        validate_name(name, what="network name")
+        host = host if host is not None else current_host()
+        st = peek_host_state(host)
+        if st is not None:
+            with st.lock:
+                mine = st.networks.get(name)
+                if mine is not None and mine.created:
+                    return mine
+        path = _state.network_file(host.identity, name)
+        with _state.host_lock(host.identity):
+            data = _live_state(host, _state.read_json(path))
+        if data is None:
+            raise NotFoundError(f"no network named {name!r} (none was created by netns_kit in {host.label}, "
+                                "or it was removed)", obj=name, namespace=host.label, step="open network")
+        net = cls(name, subnet=data["subnet"], gateway=data["gateway"], ip_range=data["ip_range"],
+                  subnet6=data.get("subnet6"), gateway6=data.get("gateway6"), ip_range6=data.get("ip_range6"),
+                  bridge=data["bridge"], mtu=data.get("mtu"), internal=bool(data.get("internal")),
+                  icc=bool(data.get("icc", True)), masquerade=bool(data.get("masquerade", True)),
+                  resolve_names=bool(data.get("resolve_names", True)), host=host,
+                  _default=name in RESERVED_NETWORK_NAMES)
+        assert net.config.plan is not None
+        net._alloc = AddressAllocator(net.config.plan)
+        net._alloc6 = AddressAllocator(net.config.plan6) if net.config.plan6 is not None else None
+        net._bridge = Bridge.open(net.bridge, namespace=host)
+        net._state_path = path
+        net._owned = False
+        net._created = True
+        return net
+
+    @property
+    def owned(self) -> bool:
+        """True if this object created (or adopted) the network: only then may it :meth:`remove` it."""
+        return self._owned
+
+    def adopt(self) -> Network:
+        """Take ownership of an opened network (e.g. when its creator is gone): :meth:`remove` then
+        removes its bridge, its firewall policy and its state file."""
+        self._check_live("adopt network")
+        if self._owned:
+            return self
+        st = host_state(self.host)
+        with st.lock:
+            other = st.networks.get(self.name)
+            if other is not None and other is not self and other.created:
+                raise AlreadyExistsError(f"this process already has a network named {self.name!r}",
+                                         obj=self.name, namespace=self.host.label, step="adopt network")
+            assert self._bridge is not None
+            self._bridge.adopt()
+            _firewall(self.host).adopt_network(self.policy())
+            self._attached_fw = True
+            self._owned = True
+            st.networks[self.name] = self
+        return self
+
+    def close(self) -> None:
+        """Disconnect every endpoint this object connected; the network itself stays."""
+        failures: list[BaseException] = []
+        for att in reversed(list(self._connections)):
+            try:
+                att.disconnect()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            attach_rollback_failures(failures[0], failures[1:])
+            raise failures[0]
+
+    def _state_record(self, plan: SubnetPlan) -> dict[str, object]:
+        """What another process needs to :meth:`open` the network (and the shared IPAM state)."""
+        c = self.config
+        p6 = c.plan6
+        assert self._bridge is not None
+        ipam: dict[str, object] = {}
+        for key, a in (("4", self._alloc), ("6", self._alloc6)):
+            if a is not None:
+                ipam[key] = {"taken": {}, "cursor": a.cursor}
+        return {
+            "name": self.name, "bridge": self.bridge, "bridge_index": self._bridge.index,
+            "owner": _state.owner_id(), "subnet": str(plan.network), "gateway": str(plan.gateway_ip),
+            "ip_range": str(plan.range), "subnet6": str(p6.network) if p6 is not None else None,
+            "gateway6": str(p6.gateway_ip) if p6 is not None else None,
+            "ip_range6": str(p6.range) if p6 is not None else None, "mtu": c.mtu, "internal": c.internal,
+            "icc": c.icc, "masquerade": c.masquerade, "resolve_names": c.resolve_names, "ipam": ipam,
+        }
+
+    @contextlib.contextmanager
+    def _shared_ipam(self, *, write: bool = True) -> Iterator[None]:
+        """Run the body with the allocators loaded from the network's state file, under the host
+        lock (across processes and threads), and write what they hold back (``write``)."""
+        path = self._state_path
+        if path is None:
+            yield
+            return
+        with _state.host_lock(self.host.identity):
+            data = _state.read_json(path)
+            if data is None:
+                if self._removed:  # our own remove() deleted it: nothing is shared any more
+                    yield
+                    return
+                raise StateError(f"network {self.name!r} was removed (its state file {path} is gone)",
+                                 obj=self.name, namespace=self.host.label, step="allocate address")
+            ipam = data.setdefault("ipam", {})
+            pairs = [(k, a) for k, a in (("4", self._alloc), ("6", self._alloc6)) if a is not None]
+            for key, a in pairs:
+                entry = ipam.get(key) or {}
+                a.load(entry.get("taken", {}), entry.get("cursor"))
+            yield
+            if write:
+                me = _state.owner_id()
+                for key, a in pairs:
+                    old = (ipam.get(key) or {}).get("taken", {})
+                    ipam[key] = {"taken": {str(ip): old.get(str(ip), me) for ip in sorted(a.in_use)},
+                                 "cursor": a.cursor}
+                _state.write_json(path, data)
+
+    def _foreign_addresses(self) -> list[str]:
+        """Addresses of the network's shared IPAM state that are not this object's endpoints'."""
+        if self._state_path is None:
+            return []
+        mine = {str(ip) for c in self._connections for ip in c.ips}
+        with _state.host_lock(self.host.identity):
+            data = _state.read_json(self._state_path) or {}
+        out = []
+        for entry in (data.get("ipam") or {}).values():
+            for ip, owner in (entry.get("taken") or {}).items():
+                if ip not in mine:
+                    out.append(f"{ip} of process {owner}")
+        return out
 
     def __enter__(self) -> Network:
         if not self.created:
@@ -646,6 +821,9 @@ class Network:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if not self._owned:
+            self.close()
+            return
         self.remove(force=True)
         scope: Journal | None = getattr(self, "_scope", None)
         if scope is not None:
@@ -657,7 +835,8 @@ class Network:
         """(Re)write the network's shared hosts file in place (see :func:`refresh_hosts`)."""
         if self._shared_hosts_path is None:
             os.makedirs(HOSTS_RUN_DIR, mode=0o755, exist_ok=True)
-            self._shared_hosts_path = os.path.join(HOSTS_RUN_DIR, f"{self.host.identity[1]}-{self.name}")
+            suffix = "" if self._owned else f"-{_state.owner_id()}"  # an opened network: this process's endpoints
+            self._shared_hosts_path = os.path.join(HOSTS_RUN_DIR, f"{self.host.identity[1]}-{self.name}{suffix}")
         with open(self._shared_hosts_path, "w", encoding="utf-8") as f:
             f.write(_render_network_hosts(self))
 
@@ -754,24 +933,27 @@ class Network:
 
             ident = namespace.identity
             try:
-                check()
+                with self._shared_ipam(write=False):
+                    check()
             except (AlreadyExistsError, ExhaustedError):
                 # a namespace removed by other means than its Namespace object may hold what we need
                 if not self._prune(thorough=True):
                     raise
-                check()
+                with self._shared_ipam(write=False):
+                    check()
             if ifname is None:
                 ifname = self._next_ifname(namespace)
             elif namespace.has_link(ifname):
                 raise AlreadyExistsError(f"interface {ifname!r} already exists", obj=ifname,
                                          namespace=namespace.label, step=step)
             # -- apply --------------------------------------------------------------------------------
-            addr = alloc.allocate(ip)
-            try:
-                addr6 = self._alloc6.allocate(ip6) if self._alloc6 is not None else None
-            except BaseException:
-                alloc.release(addr)
-                raise
+            with self._shared_ipam():
+                addr = alloc.allocate(ip)
+                try:
+                    addr6 = self._alloc6.allocate(ip6) if self._alloc6 is not None else None
+                except BaseException:
+                    alloc.release(addr)
+                    raise
             att = Connection(self, namespace, ifname=ifname, names=tuple(names), address=alloc.interface(addr),
                              address6=self._alloc6.interface(addr6) if self._alloc6 is not None and
                              addr6 is not None else None)
@@ -779,9 +961,10 @@ class Network:
                 with atomic_step():
                     att._apply(host, mac=mac, publish=publish, default_route=default_route)
             except BaseException:
-                alloc.release(addr)
-                if addr6 is not None and self._alloc6 is not None:
-                    self._alloc6.release(addr6)
+                with self._shared_ipam():
+                    alloc.release(addr)
+                    if addr6 is not None and self._alloc6 is not None:
+                        self._alloc6.release(addr6)
                 raise
             self._connections.append(att)
             st.add_connection(att)
@@ -891,6 +1074,8 @@ class Connection:
             ports = parse_ports(publish, container_ip=str(self.address.ip), bridge=net.bridge,
                                 bridge_port=self.host_ifname)
             fw = _firewall(host)
+            if not net._owned:  # the owner's policy is in the shared table: use it, never add or remove it
+                fw.join_network(net.policy())
             for port in ports:
                 fw.publish(port)
                 self.published += (port,)
@@ -916,10 +1101,14 @@ class Connection:
                     self._veth.remove()
                 except Exception as exc:
                     failures.append(exc)
-            if net._alloc is not None:
-                net._alloc.release(self.address.ip)
-            if net._alloc6 is not None and self.address6 is not None:
-                net._alloc6.release(self.address6.ip)
+            try:
+                with net._shared_ipam():
+                    if net._alloc is not None:
+                        net._alloc.release(self.address.ip)
+                    if net._alloc6 is not None and self.address6 is not None:
+                        net._alloc6.release(self.address6.ip)
+            except Exception as exc:
+                failures.append(exc)
             if self in net._connections:
                 net._connections.remove(self)
             st.drop_connection(self)
@@ -931,6 +1120,8 @@ class Connection:
                 refresh_hosts(st, net, self._identity)
                 if not st.connections_of(self._identity) and self.namespace.name is not None:
                     drop_hosts_file(self.namespace.name)
+                if not net._owned and not net._connections:
+                    net._drop_shared_hosts()
             except OSError as exc:
                 failures.append(exc)
         if failures:
@@ -953,6 +1144,19 @@ class Connection:
                 sock.add_route(Route("default6", gateway=str(gw6)), other._veth.peer_index)
                 other.has_default_route6 = True
             return
+
+
+def _live_state(host: Namespace, data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``data`` (a network's state file) if its bridge still exists in ``host`` (same name and index)."""
+    if data is None:
+        return None
+    try:
+        info = host.rtnl().get_link(index=int(str(data["bridge_index"])))
+    except (KeyError, ValueError):
+        return None
+    if info is None or info.name != data.get("bridge") or info.kind != "bridge":
+        return None
+    return data
 
 
 def _has_default(ns: Namespace, family: int) -> bool:

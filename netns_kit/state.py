@@ -33,8 +33,9 @@ another process *or thread* blocks; the same thread may nest it. Keys in use:
 
 - ``run-netns``: preparing /run/netns as a shared mount point (once per process);
 - ``netns-<hash>``: creating, removing and recovering a named namespace (:func:`name_lock`);
-- ``host-<dev>-<ino>``: per host namespace, serializes address allocation (IPAM) and firewall
-  changes made in that namespace (see :func:`host_lock`);
+- ``host-<dev>-<ino>``: per host namespace, serializes address allocation (IPAM: the shared
+  allocation file of each network, :func:`network_file`) and firewall changes made in that
+  namespace (see :func:`host_lock`);
 - ``recover``: one recovery at a time.
 
 Locks are always taken in that order (name before host) and held only around the change.
@@ -153,6 +154,42 @@ def journal_dir() -> str:
 
 def locks_dir() -> str:
     return os.path.join(STATE_DIR, "locks")
+
+
+def network_file(ns_identity: tuple[int, int], name: str) -> str:
+    """Where a network's shared state lives: ``/run/netns-kit/networks/<dev>-<ino>/<name>.json``."""
+    return os.path.join(STATE_DIR, "networks", f"{ns_identity[0]}-{ns_identity[1]}", name + ".json")
+
+
+def read_json(path: str) -> JsonDict | None:
+    """The JSON object in ``path`` (None if there is no such file)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: str, data: JsonDict) -> None:
+    """Replace ``path`` with ``data`` atomically (write a 0600 temporary file, then rename it)."""
+    _ensure_dir(os.path.dirname(path))
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(data, separators=(",", ":"), sort_keys=True).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def delete_json(path: str) -> None:
+    """Delete ``path`` (and its directory if that is now empty)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    _dir_ready.discard(os.path.dirname(path))
+    with contextlib.suppress(OSError):  # other networks' files are still there
+        os.rmdir(os.path.dirname(path))
 
 
 # -- locks ----------------------------------------------------------------------------------------

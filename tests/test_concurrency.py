@@ -195,3 +195,107 @@ def test_processes_creating_networks_at_once_get_distinct_subnets(host: Namespac
         _out, err = pr.communicate("\n", timeout=60)
         assert pr.returncode == 0, err
     assert [link.name for link in host.links()] == ["lo"]
+
+
+OPEN_CHILD = r"""
+import sys
+from netns_kit import Namespace
+from netns_kit.network import Network
+p, n = int(sys.argv[1]), int(sys.argv[2])
+net = Network.open("shared")                            # created by the test process
+nss = [Namespace(f"s{p}-{i}").create() for i in range(n)]
+print("READY", flush=True)
+sys.stdin.readline()                                    # connect together
+conns = [net.connect(ns, publish=[f"{31000 + p * n + i}:80/tcp"]) for i, ns in enumerate(nss)]
+print("BUILT " + " ".join(str(c.ip) for c in conns), flush=True)
+sys.stdin.readline()                                    # tear down together
+for ns in nss:
+    net.disconnect(ns)
+    ns.remove()
+try:
+    net.remove()
+except Exception as exc:                                # not the owner: refused, nothing changed
+    print("REFUSED " + type(exc).__name__, flush=True)
+print("DOWN", flush=True)
+"""
+
+
+def test_processes_share_one_network(host: Namespace) -> None:
+    import os
+    import re
+
+    from snapshots import snapshot
+
+    from netns_kit import state
+    from netns_kit.errors import AlreadyExistsError
+    from netns_kit.network import Network
+
+    net = Network("shared", subnet="10.64.0.0/20").create()
+    path = state.network_file(host.identity, "shared")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    before = snapshot(host)
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_CHILD, str(p), str(N_EACH)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(N_PROCS)]
+    for pr in procs:
+        assert pr.stdout is not None
+        assert pr.stdout.readline().strip() == "READY", pr.communicate()[1]
+    t0 = time.monotonic()
+    for pr in procs:
+        assert pr.stdin is not None
+        pr.stdin.write("\n")
+        pr.stdin.flush()
+    reported: list[str] = []
+    for pr in procs:
+        assert pr.stdout is not None
+        line = pr.stdout.readline().split()
+        assert line[:1] == ["BUILT"] and len(line) == N_EACH + 1, pr.communicate()[1]
+        reported += line[1:]
+    built = time.monotonic() - t0
+
+    total = N_PROCS * N_EACH
+    assert len(set(reported)) == total  # no address handed out twice
+    in_kernel = [str(a.interface.ip) for name in named_namespaces() if name.startswith("s")
+                 for a in Namespace.open(name).addresses() if a.interface.version == 4
+                 and not a.interface.ip.is_loopback]
+    assert sorted(in_kernel) == sorted(reported)
+    assert len([link for link in host.links() if link.master == net._bridge.index]) == total  # type: ignore[union-attr]
+    dnat = host.run(["nft", "list", "map", "inet", "netns_kit", "dnat4"]).stdout
+    assert len(set(re.findall(r"tcp \. (3\d{4}) ", dnat))) == total  # no lost rule
+    for p in range(N_PROCS):  # every process's endpoints reach the gateway
+        ns = Namespace.open(f"s{p}-{N_EACH - 1}")
+        assert ns.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.64.0.1"]).returncode == 0
+    # a host port another process published is refused, not taken over silently
+    extra = Namespace("s-extra").create()
+    try:
+        net.connect(extra, publish=["31000:80/tcp"])
+        raise AssertionError("duplicate host port accepted")
+    except AlreadyExistsError:
+        pass
+    extra.remove()
+    # the owner refuses to pull the network from under other processes' endpoints
+    try:
+        net.remove()
+        raise AssertionError("remove() with foreign endpoints accepted")
+    except nk.StateError:
+        pass
+
+    t1 = time.monotonic()
+    for pr in procs:
+        assert pr.stdin is not None
+        pr.stdin.write("\n")
+        pr.stdin.flush()
+    for pr in procs:
+        out, err = pr.communicate(timeout=120)
+        assert pr.returncode == 0 and out.split() == ["REFUSED", "OwnershipError", "DOWN"], (out, err)
+        for bad in ("Device or resource busy", "File exists", "Traceback"):
+            assert bad not in err, err
+    down = time.monotonic() - t1
+    print(f"{N_PROCS} processes x {N_EACH} endpoints on one shared Network: connected in {built:.2f}s, "
+          f"torn down in {down:.2f}s")
+
+    assert snapshot(host) == before  # parallel teardown left nothing
+    assert state.read_json(path)["ipam"]["4"]["taken"] == {}  # type: ignore[index]
+    net.remove()
+    assert not os.path.exists(path)
+    assert [link.name for link in host.links()] == ["lo"]

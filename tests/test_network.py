@@ -242,3 +242,36 @@ def test_icc_off_blocks_peers(host: Namespace) -> None:
         with serve(b, port=7001), serve(out, port=7001):
             assert connect(a, str(net.resolve("b")), 7001, timeout=1) is None
             assert connect(a, OUTSIDE_IP, 7001) == "hello from outside\n"  # the way out stays open
+
+
+def test_open_a_network_another_process_created_and_adopt_it(host: Namespace) -> None:
+    import subprocess
+    import sys
+
+    from netns_kit.errors import NotFoundError, OwnershipError
+
+    with pytest.raises(NotFoundError):
+        Network.open("kept")
+    child = subprocess.run([sys.executable, "-c", "from netns_kit.network import Network; "
+                            "Network('kept', subnet='10.66.0.0/24', icc=False).create()"],
+                           capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    with pytest.raises(nk.AlreadyExistsError):
+        Network("kept", bridge="nk-kept2", subnet="10.67.0.0/24").create()
+    net = Network.open("kept")
+    assert not net.owned and not net.config.icc and str(net.subnet) == "10.66.0.0/24"
+    assert Network.open("kept") is not net  # not registered: each open() reads the shared state
+    with Namespace("kept-a") as a:
+        with net:  # an opened network's with-block disconnects what it connected, nothing more
+            c = net.connect(a)
+            assert str(c.ip) == "10.66.0.2"
+            assert a.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.66.0.1"]).returncode == 0
+        assert not c.connected and host.has_link("nk-kept")
+    with pytest.raises(OwnershipError):
+        net.remove()
+    assert host.has_link("nk-kept")
+    net.adopt().remove()
+    assert [link.name for link in host.links()] == ["lo"]
+    assert "netns_kit" not in host.run(["nft", "list", "tables"]).stdout
+    with pytest.raises(NotFoundError):
+        Network.open("kept")

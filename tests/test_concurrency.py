@@ -61,7 +61,7 @@ def test_processes_build_and_tear_down_at_once(host: Namespace) -> None:
     assert len(addrs) == len(set(addrs)) == N_PROCS * N_EACH + 1
     for p in range(N_PROCS):  # spot-check an endpoint of each process by traffic
         ns = Namespace.open(f"p{p}-{N_EACH - 1}")
-        assert ns.run(["ping", "-c", "1", "-W", "2", "10.61.255.254"]).returncode == 0
+        assert ns.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.61.255.254"]).returncode == 0
 
     t1 = time.monotonic()
     for pr in procs:

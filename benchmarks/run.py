@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", default=None, help="markdown output (default docs/benchmark-results.md)")
     ap.add_argument("--plot", default=None, help="PNG output (default docs/benchmark.png)")
     ap.add_argument("--json", default=None, help="also write every raw run as JSON here")
-    ap.add_argument("--settle", type=float, default=None, help="seconds to wait between runs (default 0.5)")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="seconds to wait between runs, per 200 endpoints (default 0.5)")
     args = ap.parse_args(argv)
 
     if os.environ.get("NETNS_KIT_SANDBOXED") != "1":
@@ -241,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                 cells.setdefault((name, n), Cell(name, n)).runs.append(res)
                 print(f"  {name:>10} N={n:<5} run {rep + 1}/{runs}: setup {res['setup_s'] * 1000 / n:7.2f} ms/ep, "
                       f"teardown {res['teardown_s'] * 1000 / n:6.2f} ms/ep", file=sys.stderr, flush=True)
-                time.sleep(settle)
+                # let the kernel finish destroying this run's namespaces (it does so asynchronously)
+                # before the next approach starts: longer for larger N
+                time.sleep(settle * max(1.0, n / 200))
     extra: dict[str, dict[str, Any]] = {}
     if not args.no_extras:
         for name in EXTRAS:

@@ -242,3 +242,17 @@ def test_unsendable_socket_created_inside_belongs_there(host: Namespace) -> None
                 s.connect(("10.99.0.1", 80))
         finally:
             s.close()
+
+
+def test_remove_without_waiting_lets_the_kernel_reclaim_in_background(host: Namespace) -> None:
+    import time
+
+    with Bridge("br-async-rm") as br:
+        ns = Namespace("t-nowait").create()
+        VethPair("vnowait", "eth0", peer_namespace=ns, master=br).create()
+        ns.remove(wait=False)
+        assert not os.path.exists("/run/netns/t-nowait")
+        deadline = time.monotonic() + 10
+        while host.has_link("vnowait") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not host.has_link("vnowait")  # the host end went with the namespace

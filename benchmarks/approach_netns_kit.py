@@ -3,7 +3,8 @@
 Each endpoint is built the way a user would write it: a named namespace, a veth pair whose
 peer is born in it as ``eth0`` on the bridge, an address, a default route, and a port
 published with ``Firewall.publish`` (an element of the firewall's dnat map, plus its hairpin
-element). Teardown: ``Namespace.remove(wait=False)`` per endpoint, like the floor (the kernel reclaims the veth pair with the namespace, in the background), then
+element). Teardown: ``Namespace.remove(wait=False)`` per endpoint, like the floor (the kernel
+reclaims the veth pair with the namespace, in the background), then
 ``Firewall.detach_network``, which removes every port still published on the bridge in one nft
 batch (as the other approaches empty their map or chain in one call).
 """

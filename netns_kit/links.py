@@ -150,12 +150,13 @@ class Bridge(_OwnedLink):
         with atomic_step():
             with intent(f"delete bridge {self.name} in {ns.label}", self._undo_create,
                         durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "bridge"})):
-                sock.create_link(self.name, "bridge", up=self.up, mtu=self.mtu, mac=self.mac,
-                                 group=state.tag())
+                sock.create_link(self.name, "bridge", up=self.up, mac=self.mac, group=state.tag())
             info = sock.get_link(name=self.name)
             assert info is not None
             self._index = info.index
-            sock.set_link(info.index, alias=state.mark(), group=0, obj=self.name)
+            # The MTU is set as a change, not at creation: only then does the kernel keep it as set by
+            # the user (one given at creation is reset to the default when the bridge's last port leaves).
+            sock.set_link(info.index, alias=state.mark(), group=0, mtu=self.mtu, obj=self.name)
             self._owned = True
             self._removed = False
             for addr in self.addresses:

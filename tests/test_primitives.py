@@ -256,3 +256,10 @@ def test_remove_without_waiting_lets_the_kernel_reclaim_in_background(host: Name
         while host.has_link("vnowait") and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not host.has_link("vnowait")  # the host end went with the namespace
+
+
+def test_bridge_mtu_survives_its_last_port_leaving(host: Namespace) -> None:
+    with Bridge("br-mtu", mtu=1400) as br, Namespace("t-mtu") as ns:
+        with VethPair("vmtu", "eth0", peer_namespace=ns, master=br, mtu=1400):
+            assert host.link("br-mtu").mtu == 1400
+        assert host.link("br-mtu").mtu == 1400

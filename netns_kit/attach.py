@@ -44,7 +44,7 @@ from .errors import (
     UnsupportedError,
     ValidationError,
 )
-from .journal import Journal, atomic_step, detached, intent, record
+from .journal import EphemeralScope, atomic_step, intent, record
 from .links import Bridge, VethPair
 from .model import IPInterface, LinkInfo, Route, parse_interface, parse_ip, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
@@ -166,7 +166,7 @@ def _check_gateway(gw: str, addresses: Sequence[IPInterface], what: str) -> ipad
     return ip
 
 
-class Attachment:
+class Attachment(EphemeralScope):
     """A target namespace attached to the host network with a fixed address.
 
     Bridge mode (``bridge=``): veth pair, host end ``host_ifname`` enslaved to the bridge,
@@ -510,7 +510,7 @@ class Attachment:
 
     def __enter__(self) -> Attachment:
         if not self.created:
-            self._scope = detached(self.create)  # ephemeral: recover() undoes it after a crash
+            self._enter_ephemeral(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __exit__(
@@ -518,9 +518,7 @@ class Attachment:
     ) -> None:
         if self._created:
             self.remove()
-        scope: Journal | None = getattr(self, "_scope", None)
-        if scope is not None:
-            scope.settle()
+        self._settle_ephemeral()
 
     def __repr__(self) -> str:
         where = f"bridge {self._bridge_name()!r}" if self.bridge is not None else f"macvlan of {self.macvlan!r}"

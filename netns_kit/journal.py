@@ -164,6 +164,25 @@ def detached(create: Callable[[], object]) -> Journal:
     return journal
 
 
+
+class EphemeralScope:
+    """Mixin for objects whose ``with`` block is ephemeral on disk too.
+
+    ``_enter_ephemeral(create)`` runs ``create`` with a journal of its own (see :func:`detached`),
+    so that :func:`netns_kit.state.recover` undoes it if the process dies inside the block;
+    ``_settle_ephemeral()`` forgets that journal once ``__exit__`` has undone everything itself.
+    """
+
+    _scope: Journal | None = None
+
+    def _enter_ephemeral(self, create: Callable[[], object]) -> None:
+        self._scope = detached(create)
+
+    def _settle_ephemeral(self) -> None:
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            scope.settle()
+
 @contextmanager
 def atomic_step() -> Iterator[None]:
     """Group the changes of one multi-step operation: all of them, or none.

@@ -12,14 +12,14 @@ from types import TracebackType
 
 from . import state
 from .errors import AlreadyExistsError, NetnsKitError, NotFoundError, OwnershipError, StateError, ValidationError
-from .journal import Journal, atomic_step, detached, intent, record
+from .journal import EphemeralScope, atomic_step, intent, record
 from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
 
 __all__ = ["Bridge", "VethPair"]
 
 
-class _OwnedLink:
+class _OwnedLink(EphemeralScope):
     """Shared lifecycle: create once, remove by recorded (namespace, ifindex, name)."""
 
     name: str
@@ -95,9 +95,7 @@ class _OwnedLink:
     ) -> None:
         if self._owned:
             self.remove()
-        scope: Journal | None = getattr(self, "_scope", None)
-        if scope is not None:
-            scope.settle()
+        self._settle_ephemeral()
 
 
 def _ensure_absent(ns: Namespace, name: str) -> None:
@@ -166,7 +164,7 @@ class Bridge(_OwnedLink):
 
     def __enter__(self) -> Bridge:
         if not self._owned:
-            self._scope = detached(self.create)  # ephemeral: recover() removes it after a crash
+            self._enter_ephemeral(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __repr__(self) -> str:
@@ -304,7 +302,7 @@ class VethPair(_OwnedLink):
 
     def __enter__(self) -> VethPair:
         if not self._owned:
-            self._scope = detached(self.create)  # ephemeral: recover() removes it after a crash
+            self._enter_ephemeral(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __repr__(self) -> str:

@@ -39,7 +39,7 @@ from typing import ClassVar
 
 from . import _procs, _sys
 from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
-from .journal import Journal, atomic_step, detached, record
+from .journal import EphemeralScope, atomic_step, record
 from .model import IPAddr, IPInterface, parse_ip, parse_mac, validate_netns_name
 from .namespace import Namespace
 from .network import (
@@ -253,7 +253,7 @@ class _Sandbox:
             raise failures[0]
 
 
-class Endpoint:
+class Endpoint(EphemeralScope):
     """The network side of a container: ``Endpoint("web", mode="bridge", publish=["8080:80"])``.
 
     - ``mode``: a :class:`NetworkMode` or Docker's ``--network`` string (default ``"bridge"``).
@@ -502,16 +502,14 @@ class Endpoint:
 
     def __enter__(self) -> Endpoint:
         if not self.created:
-            self._scope = detached(self.create)  # ephemeral: recover() undoes it after a crash
+            self._enter_ephemeral(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.remove()
-        scope: Journal | None = getattr(self, "_scope", None)
-        if scope is not None:
-            scope.settle()
+        self._settle_ephemeral()
 
     # -- more networks ----------------------------------------------------------------------------------
 

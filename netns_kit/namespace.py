@@ -27,7 +27,7 @@ from .errors import (
     StateError,
     ValidationError,
 )
-from .journal import Journal, atomic_step, detached, intent, record
+from .journal import EphemeralScope, atomic_step, intent, record
 from .model import (
     AddressInfo,
     IPInterface,
@@ -98,7 +98,7 @@ class _Opener:
 _pool = _SocketPool()
 
 
-class Namespace:
+class Namespace(EphemeralScope):
     """A network namespace.
 
     - ``Namespace("web")``: a named namespace under /run/netns (``ip netns`` sees it).
@@ -305,7 +305,7 @@ class Namespace:
 
     def __enter__(self) -> Namespace:
         if self.kind == "named" and not self._owned:
-            self._scope = detached(self.create)  # ephemeral: recover() removes it after a crash
+            self._enter_ephemeral(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __exit__(
@@ -313,9 +313,7 @@ class Namespace:
     ) -> None:
         if self.kind == "named" and self._owned:
             self.remove()
-        scope: Journal | None = getattr(self, "_scope", None)
-        if scope is not None:
-            scope.settle()
+        self._settle_ephemeral()
 
     def __repr__(self) -> str:
         return f"Namespace({self.label!r}, kind={self.kind})"

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from .errors import StateError, ValidationError
+from .journal import EphemeralScope
 from .model import IPAddr, IPNet, parse_ip, parse_network, validate_ifname
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ class Masquerade:
         return f"masquerade {self.subnet}" + (f" (not towards {self.bridge})" if self.bridge else "")
 
 
-class NatRule:
+class NatRule(EphemeralScope):
     """One NAT entry in a host namespace: masquerade of a subnet, or DNAT of a published port.
 
     Build with :meth:`masquerade` or :meth:`dnat`; nothing changes until :meth:`create` (or ``with``).
@@ -277,17 +278,13 @@ class NatRule:
         self._active = False
 
     def __enter__(self) -> NatRule:
-        from .journal import detached
-
-        self._scope = detached(self.create)  # ephemeral: recover() undoes it after a crash
+        self._enter_ephemeral(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.remove()
-        scope = getattr(self, "_scope", None)
-        if scope is not None:
-            scope.settle()
+        self._settle_ephemeral()
 
     def __repr__(self) -> str:
         return f"NatRule({self.entry}, active={self._active})"

@@ -48,7 +48,7 @@ from .errors import (
     attach_rollback_failures,
 )
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
-from .journal import Journal, atomic_step, detached, record
+from .journal import EphemeralScope, atomic_step, record
 from .links import Bridge, VethPair
 from .model import IPAddr, IPInterface, IPNet, Route, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
@@ -374,7 +374,7 @@ class NetworkConfig:
         return self.bridge
 
 
-class Network:
+class Network(EphemeralScope):
     """A user-defined bridge network in the host namespace (``docker network create``).
 
     ``Network("app", subnet="10.20.0.0/24")`` (every option: :class:`NetworkConfig`).
@@ -815,7 +815,7 @@ class Network:
 
     def __enter__(self) -> Network:
         if not self.created:
-            self._scope = detached(self.create)  # ephemeral: recover() undoes it after a crash
+            self._enter_ephemeral(self.create)  # ephemeral: recover() undoes it after a crash
         return self
 
     def __exit__(
@@ -825,9 +825,7 @@ class Network:
             self.close()
             return
         self.remove(force=True)
-        scope: Journal | None = getattr(self, "_scope", None)
-        if scope is not None:
-            scope.settle()
+        self._settle_ephemeral()
 
     # -- endpoints ------------------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ from .model import AddressInfo, IPInterface, LinkInfo, Route, RouteInfo
 _log = logging.getLogger("netns_kit.netlink")  # one debug line per kernel change
 
 IFF_UP = 0x1
+IN6_ADDR_GEN_MODE_NONE = 1  # no IPv6 link-local address on the link
 IFA_F_NODAD = 0x02
 NETLINK_EXT_ACK = 11
 SOL_NETLINK = 270
@@ -206,7 +207,8 @@ class RtnlSocket:
 
     @staticmethod
     def _link_attrs(*, mtu: int | None, mac: str | None, master: int | None, ns_fd: int | None,
-                    alias: str | None = None, group: int | None = None) -> list[Any]:
+                    alias: str | None = None, group: int | None = None,
+                    addr_gen_mode: int | None = None) -> list[Any]:
         attrs: list[Any] = []
         if alias is not None:
             attrs.append(("IFLA_IFALIAS", alias))
@@ -220,6 +222,9 @@ class RtnlSocket:
             attrs.append(("IFLA_MASTER", master))
         if ns_fd is not None:
             attrs.append(("IFLA_NET_NS_FD", ns_fd))
+        if addr_gen_mode is not None:
+            attrs.append(("IFLA_AF_SPEC", {"attrs": [("AF_INET6", {"attrs": [
+                ("IFLA_INET6_ADDR_GEN_MODE", addr_gen_mode)]})]}))
         return attrs
 
     def create_link(
@@ -297,14 +302,20 @@ class RtnlSocket:
         obj: str | None = None,
         alias: str | None = None,
         group: int | None = None,
+        addr_gen_mode: int | None = None,
     ) -> None:
-        """Change link settings in one RTM_NEWLINK request. ``master=0`` detaches from a bridge."""
+        """Change link settings in one RTM_NEWLINK request. ``master=0`` detaches from a bridge.
+
+        ``addr_gen_mode`` is the link's IPv6 address generation mode (``IN6_ADDR_GEN_MODE_NONE``:
+        no link-local address, so no DAD, MLD reports or router solicitations from it).
+        """
         msg = ifinfmsg()
         msg["index"] = index
         if up is not None:
             msg["flags"] = IFF_UP if up else 0
             msg["change"] = IFF_UP
-        attrs = self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd, alias=alias, group=group)
+        attrs = self._link_attrs(mtu=mtu, mac=mac, master=master, ns_fd=ns_fd, alias=alias, group=group,
+                                 addr_gen_mode=addr_gen_mode)
         if name is not None:
             attrs.append(("IFLA_IFNAME", name))
         msg["attrs"] = attrs
@@ -664,7 +675,7 @@ def _enc_value(kind: str, value: Any, family: int) -> bytes:
 _IFLA: dict[str, tuple[int, str]] = {
     "IFLA_ADDRESS": (1, "l2"), "IFLA_IFNAME": (3, "z"), "IFLA_MTU": (4, "u32"), "IFLA_LINK": (5, "u32"),
     "IFLA_MASTER": (10, "u32"), "IFLA_LINKINFO": (18, "linkinfo"), "IFLA_IFALIAS": (20, "z"),
-    "IFLA_GROUP": (27, "u32"), "IFLA_NET_NS_FD": (28, "u32"),
+    "IFLA_GROUP": (27, "u32"), "IFLA_NET_NS_FD": (28, "u32"), "IFLA_AF_SPEC": (26, "afspec"),
 }
 _LINKINFO: dict[str, tuple[int, str]] = {"IFLA_INFO_KIND": (1, "z"), "IFLA_INFO_DATA": (2, "data")}
 _IFA: dict[str, tuple[int, str]] = {"IFA_ADDRESS": (1, "ip"), "IFA_LOCAL": (2, "ip"), "IFA_BROADCAST": (4, "ip"),
@@ -685,10 +696,23 @@ def _ifla_attrs(attrs: Any) -> bytes:
         atype, kind = _IFLA.get(name, (0, ""))
         if kind == "linkinfo":
             out += _nla(atype, _linkinfo(_attr_list(value)))
+        elif kind == "afspec":
+            out += _nla(atype, _af_spec(_attr_list(value)))
         elif kind:
             out += _nla(atype, _enc_value(kind, value, 0))
         else:
             raise _Unsupported(name)
+    return out
+
+
+def _af_spec(attrs: list[Any]) -> bytes:
+    """IFLA_AF_SPEC holding only AF_INET6's IFLA_INET6_ADDR_GEN_MODE (a u8): what set_link sends."""
+    out = b""
+    for name, value in attrs:
+        inner = _attr_list(value)
+        if name != "AF_INET6" or [n for n, _ in inner] != ["IFLA_INET6_ADDR_GEN_MODE"]:
+            raise _Unsupported(name)
+        out += _nla(socket.AF_INET6, _nla(8, struct.pack("=B", inner[0][1])))
     return out
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from . import state
+from ._netlink import IN6_ADDR_GEN_MODE_NONE
 from .errors import AlreadyExistsError, NetnsKitError, NotFoundError, OwnershipError, StateError, ValidationError
 from .journal import EphemeralScope, atomic_step, intent, record
 from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
@@ -177,6 +178,12 @@ class VethPair(_OwnedLink):
     The peer is created directly inside its namespace under its final name; ``master``
     (a bridge in ``namespace``), MTU, MACs and state are set in the same request.
     Undo: deleting one end deletes both.
+
+    ``ipv6_link_local=False``: neither end gets an IPv6 link-local address (address generation
+    mode "none", set before the end comes up), so the pair sends no duplicate-address probes,
+    MLD reports or router solicitations. For IPv4-only endpoints on a shared bridge this matters:
+    the bridge floods each such packet to every port, so with link-local addresses the cost of a
+    new endpoint grows with the number already there. IPv6 addresses added explicitly still work.
     """
 
     def __init__(
@@ -192,6 +199,7 @@ class VethPair(_OwnedLink):
         peer_mac: str | None = None,
         up: bool = True,
         peer_up: bool = True,
+        ipv6_link_local: bool = True,
     ) -> None:
         self.name = validate_ifname(name, what="veth name")
         self.peer = validate_ifname(peer, what="veth peer name")
@@ -205,6 +213,7 @@ class VethPair(_OwnedLink):
         self.peer_mac = parse_mac(peer_mac) if peer_mac is not None else None
         self.up = up
         self.peer_up = peer_up
+        self.ipv6_link_local = ipv6_link_local
         self._init_state()
         self._peer_index: int | None = None
 
@@ -253,7 +262,8 @@ class VethPair(_OwnedLink):
                             durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "veth",
                                               "peer": self.peer, "peer_ns": pns._ref()})):
                     echoed = sock.create_link(
-                        self.name, "veth", up=self.up, mtu=self.mtu, mac=self.mac, master=master,
+                        self.name, "veth", up=self.up and self.ipv6_link_local, mtu=self.mtu, mac=self.mac,
+                        master=master,
                         peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
                               "mac": self.peer_mac, "group": state.tag()},
                         group=state.tag(), echo=True,
@@ -266,7 +276,11 @@ class VethPair(_OwnedLink):
                 assert info is not None
                 echoed = (info.index, None)
             self._index = echoed[0]
-            sock.set_link(echoed[0], alias=state.mark(), group=0, obj=self.name)
+            # Without link-local addresses both ends are still down here: the mode must be set on
+            # an end before it comes up to a carrier (the kernel applies IFLA_AF_SPEC after the
+            # flags of the same request, and addrconf starts at once when the other end is up).
+            gen_mode = None if self.ipv6_link_local else IN6_ADDR_GEN_MODE_NONE
+            sock.set_link(echoed[0], alias=state.mark(), group=0, addr_gen_mode=gen_mode, obj=self.name)
             self._owned = True
             self._removed = False
             peer_index = echoed[1]
@@ -277,8 +291,11 @@ class VethPair(_OwnedLink):
                                         namespace=pns.label)
                 peer_index = pinfo.index
             self._peer_index = peer_index
+            # The peer comes up first (no carrier yet), so its mode can ride in the same request.
             pns.rtnl().set_link(peer_index, up=True if self.peer_up else None, alias=state.mark(), group=0,
-                                obj=self.peer)
+                                addr_gen_mode=gen_mode, obj=self.peer)
+            if self.up and not self.ipv6_link_local:
+                sock.set_link(echoed[0], up=True, obj=self.name)
         record(f"delete veth {self.name} in {ns.label}", self.remove)
         return self
 

@@ -315,9 +315,10 @@ class NetworkConfig:
     ``subnet`` None means "pick one from ``pools``" at :meth:`Network.create` (skipping every
     subnet that overlaps an address or route of the host, or another network). ``gateway``
     defaults to the first address of the subnet, ``ip_range`` to the whole subnet. IPv6 is on
-    when ``subnet6`` is given. ``internal``: no default route, no masquerade, no way out.
-    ``icc``: endpoints may talk to each other. ``resolve_names``: endpoints find each other
-    by name through /etc/netns/NAME/hosts.
+    when ``subnet6`` is given; without it, endpoint interfaces get no IPv6 link-local address
+    either (Docker's behaviour for ``--ipv6=false`` networks). ``internal``: no default route,
+    no masquerade, no way out. ``icc``: endpoints may talk to each other. ``resolve_names``:
+    endpoints find each other by name through /etc/netns/NAME/hosts.
     """
 
     name: str
@@ -1050,8 +1051,10 @@ class Connection:
         net = self.network
         ns = self.namespace
         assert net._bridge is not None
+        # IPv4-only network: no IPv6 link-local on either end (as Docker does since 26.0.1 for
+        # --ipv6=false networks), so the endpoint sends nothing the bridge floods to every port.
         pair = VethPair(self.host_ifname, self.ifname, namespace=host, peer_namespace=ns, master=net._bridge,
-                        mtu=net.config.mtu, peer_mac=mac)
+                        mtu=net.config.mtu, peer_mac=mac, ipv6_link_local=net.config.subnet6 is not None)
         pair.create()
         self._veth = pair
         sock = ns.rtnl()

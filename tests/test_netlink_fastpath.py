@@ -80,6 +80,8 @@ def test_fast_writer_matches_pyroute2() -> None:
             "IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"),
                                         ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]})]),
         link(attrs=[("IFLA_IFNAME", "br0"), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]),
+        link(index=7, flags=1, change=1, attrs=[("IFLA_IFALIAS", "a"), ("IFLA_AF_SPEC", {"attrs": [
+            ("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]})]),
         link(attrs=[("IFLA_IFNAME", "mv0"), ("IFLA_LINK", 2),
                     ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "macvlan")]})]),
     ]

@@ -3,10 +3,14 @@
 Each endpoint is built the way a user would write it: a named namespace, a veth pair whose
 peer is born in it as ``eth0`` on the bridge, an address, a default route, and a port
 published with ``Firewall.publish`` (an element of the firewall's dnat map, plus its hairpin
-element). Teardown: ``Namespace.remove(wait=False)`` per endpoint, like the floor (the kernel
-reclaims the veth pair with the namespace, in the background), then
-``Firewall.detach_network``, which removes every port still published on the bridge in one nft
-batch (as the other approaches empty their map or chain in one call).
+element). Each veth pair is made with ``ipv6_link_local=False``: the endpoints are IPv4-only,
+and without it every endpoint's IPv6 link-local chatter is flooded to every bridge port (what
+netns_kit's own networks do for IPv4-only networks, as Docker does).
+Teardown: ``Namespace.remove(wait=False)`` per endpoint, like the floor (the kernel reclaims
+the veth pair with the namespace, in the background), then one ``Firewall.unpublish`` call
+with every port (one nft batch, as the other approaches empty their map or chain in one call).
+Detaching the network (which deletes the firewall table) and removing the bridge are cleanup,
+as the floor's table and bridge deletion are.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ class Endpoint:
 
 class NetnsKit:
     prefix = "bnk"
-    note = "public API, one call per object; ports via Firewall.publish (dnat map + hairpin element)"
+    note = ("public API, one call per object; ports via Firewall.publish (dnat map + hairpin element); "
+            "veths without IPv6 link-local")
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -51,7 +56,7 @@ class NetnsKit:
     def build_one(self, i: int) -> Endpoint:
         ns = nk.Namespace(f"{self.prefix}{i}").create()
         veth = nk.VethPair(f"h{self.prefix}{i}", "eth0", namespace=self.host, peer_namespace=ns,
-                           master=self.bridge).create()
+                           master=self.bridge, ipv6_link_local=False).create()
         ip = endpoint_ip(i)
         ns.add_address("eth0", f"{ip}/{PREFIXLEN}")
         ns.add_route(self.route)
@@ -67,7 +72,7 @@ class NetnsKit:
     def teardown(self) -> None:
         for ep in self.endpoints:
             ep.ns.remove(wait=False)  # as the floor: the kernel reclaims the veths in the background
-        self.firewall.detach_network(BRIDGE)
+        self.firewall.unpublish(*(ep.port for ep in self.endpoints))
         self.endpoints.clear()
 
     def cleanup(self) -> None:

@@ -283,6 +283,7 @@ class Firewall:
                     ctx.run_json([render.delete_table()], obj=f"table {render.FAMILY} {render.TABLE}",
                                  step="delete firewall table")
             self._table = False
+        del ctx  # the cache's reference is the last one: drop_context frees it off this thread
         with self._registry_lock:
             if self._registry.get(self.namespace.identity) is self:
                 del self._registry[self.namespace.identity]
@@ -631,18 +632,31 @@ class Firewall:
                durable=self._durable(added, sysctls))
         state.done([pre])
 
-    def unpublish(self, port: PublishedPort) -> None:
-        """Delete the dnat elements of ``port`` (one batch). Idempotent."""
+    def unpublish(self, *ports: PublishedPort) -> None:
+        """Delete the dnat (and, for a container's last port, hairpin) elements of ``ports``.
+
+        All of them go in one nft batch, however many are given; ports not published here are
+        skipped (idempotent). Ports published by another process are not touched.
+        """
+        for port in ports:
+            if not isinstance(port, PublishedPort):
+                raise ValidationError(f"expected a PublishedPort, got {type(port).__name__}", obj=repr(port),
+                                      namespace=self.namespace.label, step="unpublish port")
         with self._guard():
-            if port not in self._ports:
+            todo = [p for p in dict.fromkeys(ports) if p in self._ports]
+            if not todo:
                 return
-            self._forget_port(port)
-            elements = render.port_elements(port)
-            if port.container_ip not in self._per_ip:
-                elements = render.merged([elements, render.hairpin_elements(port.container_ip)])
+            parts = []
+            for port in todo:
+                self._forget_port(port)
+                parts.append(render.port_elements(port))
+            parts += [render.hairpin_elements(ip) for ip in dict.fromkeys(p.container_ip for p in todo)
+                      if ip not in self._per_ip]
             if self._table:
-                self._delete_elements(elements, obj=f"published port {port.spec}", step="unpublish port")
-            self._hairpin_ref(port.bridge_port, -1, port.bridge)
+                what = f"published port {todo[0].spec}" if len(todo) == 1 else f"{len(todo)} published ports"
+                self._delete_elements(render.merged(parts), obj=what, step="unpublish port")
+            for port in todo:
+                self._hairpin_ref(port.bridge_port, -1, port.bridge)
             self._sync_forwarding()
             self._maybe_drop_table()
 

@@ -360,3 +360,30 @@ def test_containers_cannot_reach_the_hosts_loopback(host: Namespace) -> None:
             host.write_sysctl("net.ipv4.conf.br1.route_localnet", "1")
             connect(c1, "127.0.0.1", 7777, proto="udp", timeout=1)
             assert srv.peers and srv.peers[-1][0] == net.ips4["c11"]
+
+
+def test_unpublish_many_ports_in_one_call_keeps_the_others_and_hairpin(host: Namespace) -> None:
+    with world(host) as w:
+        net = w.add_net(1)
+        c1, c2 = net.containers["c11"], net.containers["c12"]
+        fw = Firewall.for_namespace(host)
+        attach(fw, w, "br1")
+        p1 = PublishedPort.parse("8081:80", container_ip=net.ips4["c11"], bridge="br1", bridge_port="vc11")
+        p2 = PublishedPort.parse("8082:81", container_ip=net.ips4["c11"], bridge="br1", bridge_port="vc11")
+        p3 = PublishedPort.parse("8083:80", container_ip=net.ips4["c12"], bridge="br1", bridge_port="vc12")
+        for p in (p1, p2, p3):
+            fw.publish(p)
+        with pytest.raises(ValidationError):
+            fw.unpublish(p1, "8083:80")  # type: ignore[arg-type]
+        assert set(fw.published) == {p1, p2, p3}  # refused before any change
+        fw.unpublish(p1, p3, p3)  # one batch; a repeated port counts once
+        with serve(c1, "0.0.0.0", 80), serve(c1, "0.0.0.0", 81), serve(c2, "0.0.0.0", 80):
+            assert connect(w.outside, HOST4, 8081, timeout=1) is None
+            assert connect(w.outside, HOST4, 8083, timeout=1) is None
+            assert connect(w.outside, HOST4, 8082) == f"hello from {c1.label}\n"
+            assert connect(c1, HOST4, 8082) == f"hello from {c1.label}\n"  # c1's hairpin stays
+        assert fw.published == [p2]
+        fw.unpublish(p1, p2)  # p1 is gone already: skipped
+        assert fw.published == []
+        fw.detach_network("br1")
+    assert not has_table(host)

@@ -31,12 +31,13 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 LABELS = {
     "netns_kit": "netns_kit",
     "floor": "tuned floor",
+    "floor_nolinklocal": "tuned floor, no link-local",
     "pyroute2": "pyroute2 idiomatic",
     "shell": "shell recipe",
     "mininet": "Mininet (no ports)",
     "netns_kit_bulk": "netns_kit bulk (one call)",
 }
-MAIN = ["netns_kit", "floor", "pyroute2", "shell", "mininet"]
+MAIN = ["netns_kit", "floor", "floor_nolinklocal", "pyroute2", "shell", "mininet"]
 EXTRAS = ["netns_kit_bulk", "netns_kit_rollback"]
 
 
@@ -127,6 +128,9 @@ def targets(cells: dict[tuple[str, int], Cell], ns: list[int]) -> list[str]:
     mn_s, sh_s = get("mininet", ref, "setup_s"), get("shell", ref, "setup_s")
     v = nk_s / fl_s if nk_s and fl_s else None
     row(f"setup, netns_kit / tuned floor at N={ref} (<= 1.25)", v, None if v is None else v <= 1.25)
+    fn_s = get("floor_nolinklocal", ref, "setup_s")
+    v = nk_s / fn_s if nk_s and fn_s else None
+    row(f"(context) setup, netns_kit / tuned floor without link-local at N={ref}", v, None)
     v = mn_s / nk_s if mn_s and nk_s else None
     row(f"setup, Mininet / netns_kit at N={ref} (>= 5)", v, None if v is None else v >= 5)
     v = sh_s / nk_s if sh_s and nk_s else None
@@ -137,6 +141,11 @@ def targets(cells: dict[tuple[str, int], Cell], ns: list[int]) -> list[str]:
     a, b = get("netns_kit", lo, "setup_s"), get("netns_kit", hi, "setup_s")
     v = b / a if a and b and hi != lo else None
     row(f"linear: netns_kit setup per endpoint, N={hi} / N={lo} (<= 1.5)", v, None if v is None else v <= 1.5)
+    for other in ("floor", "floor_nolinklocal"):
+        a, b = get(other, lo, "setup_s"), get(other, hi, "setup_s")
+        v = b / a if a and b and hi != lo else None
+        if v is not None:
+            row(f"(context) linear: {LABELS[other]} setup per endpoint, N={hi} / N={lo}", v, None)
     c_lo, c_hi = cells.get(("netns_kit", lo)), cells.get(("netns_kit", hi))
     if c_lo and c_hi and c_lo.runs and c_hi.runs:
         rows.append(f"| fds: netns_kit at N={lo} and N={hi} (bounded) | {c_lo.fds} / {c_hi.fds} | "

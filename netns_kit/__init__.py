@@ -6,6 +6,7 @@ explicitly (``remove()``), by a ``with`` block, or by a :class:`Transaction` tha
 """
 
 from .attach import Attachment, attach, mac_from_seed
+from .batch import RemovalBatch, removal_batch
 from .engines import Container, Engine
 from .errors import (
     AlreadyExistsError,
@@ -71,6 +72,7 @@ __all__ = [
     "PermissionDeniedError",
     "PublishedPort",
     "RecoveryReport",
+    "RemovalBatch",
     "Route",
     "RouteInfo",
     "StateError",
@@ -82,5 +84,6 @@ __all__ = [
     "default_network",
     "mac_from_seed",
     "recover",
+    "removal_batch",
     "rollback_failures",
 ]

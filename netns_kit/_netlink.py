@@ -13,9 +13,11 @@ import errno as _errno
 import ipaddress
 import logging
 import os
+import random as _random
 import socket
 import struct
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from pyroute2.netlink import (
@@ -340,6 +342,41 @@ class RtnlSocket:
         except NotFoundError:
             return False
         return True
+
+    def delete_links(self, indexes: Sequence[int], *, obj: str | None = None) -> None:
+        """Delete many links at once: the kernel unregisters them together, waiting for RCU once
+        instead of once per link (~30-40 ms each for veths).
+
+        Each link gets an interface group no link of this namespace has (one RTM_NEWLINK each),
+        then one RTM_DELLINK for that group deletes exactly them. Links already gone are skipped.
+        If the kernel refuses a group deletion, they are deleted one by one.
+        """
+        if len(indexes) <= 1:
+            for index in indexes:
+                self.delete_link(index, obj=obj)
+            return
+        used = {link.group for link in self.links()}
+        group = 0
+        while group in used or group == 0:
+            group = _random.randrange(1 << 24, 1 << 31)
+        tagged = []
+        for index in indexes:
+            try:
+                self.set_link(index, group=group, obj=obj or f"ifindex {index}")
+            except NotFoundError:
+                continue
+            tagged.append(index)
+        if not tagged:
+            return
+        msg = ifinfmsg()
+        msg["attrs"] = [("IFLA_GROUP", group)]
+        try:
+            self._ack(msg, RTM_DELLINK, 0, obj=obj or f"{len(tagged)} links", step="delete links")
+        except NotFoundError:
+            return
+        except KernelError:
+            for index in tagged:
+                self.delete_link(index, obj=obj)
 
     def get_link(self, *, name: str | None = None, index: int | None = None) -> LinkInfo | None:
         """One link by name or index, or None if absent."""

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
-from . import state
+from . import batch, state
 from .errors import AlreadyExistsError, NotFoundError, StateError, attach_rollback_failures
 
 __all__ = ["Transaction", "UndoEntry"]
@@ -72,21 +72,32 @@ class Journal:
         self.handed.clear()
 
     def rollback(self) -> list[BaseException]:
-        """Run every undo, newest first; return the failures (NotFoundError counts as success)."""
+        """Run every undo, newest first; return the failures (NotFoundError counts as success).
+
+        Interface deletions and namespace removals are collected in a removal batch of the
+        rollback's own and made together at the end (see :mod:`netns_kit.batch`); the on-disk
+        entries are settled only after that, so a crash midway leaves them for recover().
+        """
         failures: list[BaseException] = []
-        while self.entries:
-            entry = self.entries.pop()
-            try:
-                log.debug("undo: %s", entry.description)
-                entry.undo()
-            except NotFoundError:
-                pass
-            except Exception as exc:  # keep going: every undo gets its chance
-                exc.add_note(f"while undoing: {entry.description}")
-                failures.append(exc)
-                continue  # stays pending on disk: recover() retries once this process is gone
-            if entry.durable is not None:
-                state.done([entry.durable])
+        undone: list[int] = []
+        with batch.collecting() as pending:
+            while self.entries:
+                entry = self.entries.pop()
+                try:
+                    log.debug("undo: %s", entry.description)
+                    entry.undo()
+                except NotFoundError:
+                    pass
+                except Exception as exc:  # keep going: every undo gets its chance
+                    exc.add_note(f"while undoing: {entry.description}")
+                    failures.append(exc)
+                    continue  # stays pending on disk: recover() retries once this process is gone
+                if entry.durable is not None:
+                    undone.append(entry.durable)
+        batch_failures = pending.flush()
+        failures += batch_failures
+        if not batch_failures:
+            state.done(undone)
         if not failures:
             state.done(self.handed)
             self.handed.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 
-from . import state
+from . import batch, state
 from ._netlink import IN6_ADDR_GEN_MODE_NONE
 from .errors import AlreadyExistsError, NetnsKitError, NotFoundError, OwnershipError, StateError, ValidationError
 from .journal import EphemeralScope, atomic_step, intent, record
@@ -89,7 +89,7 @@ class _OwnedLink(EphemeralScope):
         sock = self.namespace.rtnl()
         current = sock.get_link(index=self.index)
         if current is not None and current.name == self.name:
-            sock.delete_link(self.index, obj=self.name)
+            _delete(self.namespace, self.index, self.name)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -97,6 +97,15 @@ class _OwnedLink(EphemeralScope):
         if self._owned:
             self.remove()
         self._settle_ephemeral()
+
+
+def _delete(ns: Namespace, index: int, name: str) -> None:
+    """Delete a link now, or at the end of the active :func:`~netns_kit.removal_batch`."""
+    pending = batch.current()
+    if pending is not None:
+        pending.delete_link(ns, index, name)
+    else:
+        ns.rtnl().delete_link(index, obj=name)
 
 
 def _ensure_absent(ns: Namespace, name: str) -> None:
@@ -314,7 +323,7 @@ class VethPair(_OwnedLink):
             sock = ns.rtnl()
             current = sock.get_link(index=index)
             if current is not None and current.name == name and current.kind == "veth":
-                sock.delete_link(index, obj=name)
+                _delete(ns, index, name)
                 return
 
     def __enter__(self) -> VethPair:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
-from . import _procs, _sys, state
+from . import _procs, _sys, batch, state
 from ._netlink import RtnlSocket
 from .errors import (
     AlreadyExistsError,
@@ -117,6 +117,7 @@ class Namespace(EphemeralScope):
         self.kind = "named"
         self._owned = False
         self._removed = False
+        self._removal_pending = False
         self._identity: Identity | None = None
         self._held_fd: int | None = None
 
@@ -131,6 +132,7 @@ class Namespace(EphemeralScope):
         ns.kind = kind
         ns._owned = False
         ns._removed = False
+        ns._removal_pending = False
         ns._held_fd = None
         fd = _sys.open_netns(path, label=label)
         if not _sys.is_netns_fd(fd):
@@ -270,6 +272,16 @@ class Namespace(EphemeralScope):
                                  obj=self.label, step="remove namespace")
         if self._removed:
             return
+        pending = batch.current()
+        if pending is not None:  # once the batch's interfaces are gone
+            if not self._removal_pending:
+                self._removal_pending = True
+                pending.after(f"removing namespace {self.label}", lambda: self._remove_now(wait))
+            return
+        self._remove_now(wait)
+
+    def _remove_now(self, wait: bool) -> None:
+        self._removal_pending = False
         with state.name_lock(self.label):
             self._remove_locked(wait)
 
@@ -297,9 +309,7 @@ class Namespace(EphemeralScope):
         the host is as it was and the names are free again."""
         try:
             sock = self.rtnl()
-            for link in sock.links():
-                if link.kind == "veth":
-                    sock.delete_link(link.index, obj=link.name)
+            sock.delete_links([link.index for link in sock.links() if link.kind == "veth"], obj=self.label)
         except NetnsKitError:  # the namespace still goes; its veths then go with it, later
             pass
 

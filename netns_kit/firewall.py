@@ -541,13 +541,14 @@ class Firewall:
     def _port_keys(port: PublishedPort) -> list[tuple[int, str, int]]:
         return [(port.family, port.proto, hp) for hp, _ in port.pairs()]
 
-    def _conflict(self, port: PublishedPort) -> PublishedPort | None:
-        """An existing publication that would take a host port of ``port`` (same family and protocol).
+    def _conflict(self, port: PublishedPort,
+                  keys: dict[tuple[int, str, int], dict[str | None, PublishedPort]]) -> PublishedPort | None:
+        """A publication in ``keys`` that would take a host port of ``port`` (same family and protocol).
 
         Every-address and one-address publications of the same port conflict, as sockets would.
         """
         for key in self._port_keys(port):
-            taken = self._keys.get(key)
+            taken = keys.get(key)
             if not taken:
                 continue
             if port.host_ip is None:
@@ -572,65 +573,90 @@ class Firewall:
                 if not taken:
                     del self._keys[key]
 
-    def publish(self, port: PublishedPort) -> None:
-        """Publish ``port``: one batch creating its dnat elements (and hairpin). Journaled.
+    def publish(self, *ports: PublishedPort) -> None:
+        """Publish ``ports``: one batch creating all their dnat elements (and the hairpin element
+        of each container not yet published). Journaled; undone by :meth:`unpublish` of the same ports.
 
-        The bridge must be attached (:meth:`attach_network`) and the container address inside one of
-        its subnets. A host port already published (by this firewall or found in the kernel's map)
-        raises AlreadyExistsError and changes nothing.
+        Every bridge must be attached (:meth:`attach_network`) and every container address inside
+        one of its bridge's subnets. A host port already published (by this firewall, by another
+        port of the same call, or found in the kernel's map) raises AlreadyExistsError; if any port
+        is refused, none is published.
         """
-        if not isinstance(port, PublishedPort):
-            raise ValidationError(f"expected a PublishedPort, got {type(port).__name__}", obj=repr(port))
+        for port in ports:
+            if not isinstance(port, PublishedPort):
+                raise ValidationError(f"expected a PublishedPort, got {type(port).__name__}", obj=repr(port))
+        if not ports:
+            return
         ns = self.namespace
         with self._guard():
-            policy = self._networks.get(port.bridge) or self._joined.get(port.bridge)
-            if policy is None:
-                raise ValidationError(
-                    f"bridge {port.bridge!r} is not attached to the firewall; attach_network() it first",
-                    obj=port.spec, namespace=ns.label, step="publish port")
-            if policy.internal:
-                raise ValidationError(f"bridge {port.bridge!r} is internal: nothing from outside it can reach "
-                                      "a published port", obj=port.spec, namespace=ns.label, step="publish port")
-            if policy.subnets and not any(port.container_address in n for n in policy.subnets):
-                raise ValidationError(
-                    f"container address {port.container_ip} is not in any subnet of bridge {port.bridge!r} "
-                    f"({', '.join(map(str, policy.subnets))})", obj=port.spec, namespace=ns.label,
-                    step="publish port")
-            if port in self._ports:
-                raise AlreadyExistsError(f"{port.spec} is already published", obj=port.spec, namespace=ns.label,
-                                         step="publish port")
-            clash = self._conflict(port)
-            if clash is not None:
-                raise AlreadyExistsError(f"host port of {port.spec} is already published as {clash.spec}",
-                                         obj=port.spec, namespace=ns.label, step="publish port")
-            added = render.port_elements(port)
-            cmds = render.element_cmds("create", added, comment=state.mark())
-            if port.container_ip not in self._per_ip:
-                hairpin = render.hairpin_elements(port.container_ip)
-                cmds += render.element_cmds("add", hairpin, comment=state.mark())
-                added = render.merged([added, hairpin])
+            pending: dict[tuple[int, str, int], dict[str | None, PublishedPort]] = {}
+            for port in ports:
+                self._check_publish(port, pending)
+                for key in self._port_keys(port):
+                    pending.setdefault(key, {})[port.host_ip] = port
+            mark = state.mark()
+            parts = [render.port_elements(port) for port in ports]
+            cmds = [c for part in parts for c in render.element_cmds("create", part, comment=mark)]
+            for ip in dict.fromkeys(port.container_ip for port in ports):
+                if ip not in self._per_ip:
+                    hairpin = render.hairpin_elements(ip)
+                    cmds += render.element_cmds("add", hairpin, comment=mark)
+                    parts.append(hairpin)
+            added = render.merged(parts)
+            what = f"published port {ports[0].spec}" if len(ports) == 1 else f"{len(ports)} published ports"
             self._ensure_table()
             pre = self._write_ahead(added)
             try:
-                self._ctx().run_json(cmds, obj=f"published port {port.spec}", step="publish port")
+                self._ctx().run_json(cmds, obj=what, step="publish port")
             except BaseException:
                 state.done([pre])
                 raise
+            hairpinned: list[PublishedPort] = []
             try:
-                self._hairpin_ref(port.bridge_port, +1, port.bridge)
+                for port in ports:
+                    self._hairpin_ref(port.bridge_port, +1, port.bridge)
+                    hairpinned.append(port)
             except BaseException:
-                self._delete_elements(render.port_elements(port), obj=port.spec, step="undo publish port")
+                for port in hairpinned:
+                    self._hairpin_ref(port.bridge_port, -1, port.bridge)
+                self._delete_elements(added, obj=what, step="undo publish port")
                 state.done([pre])
                 raise
-            self._ports[port] = None
-            self._per_family[port.family] += 1
-            self._per_ip[port.container_ip] = self._per_ip.get(port.container_ip, 0) + 1
-            for key in self._port_keys(port):
-                self._keys.setdefault(key, {})[port.host_ip] = port
+            for port in ports:
+                self._ports[port] = None
+                self._per_family[port.family] += 1
+                self._per_ip[port.container_ip] = self._per_ip.get(port.container_ip, 0) + 1
+                for key in self._port_keys(port):
+                    self._keys.setdefault(key, {})[port.host_ip] = port
             sysctls = self._sync_forwarding()
-        record(f"unpublish {port.spec} in {ns.label}", lambda: self.unpublish(port),
+        record(f"unpublish {', '.join(p.spec for p in ports)} in {ns.label}", lambda: self.unpublish(*ports),
                durable=self._durable(added, sysctls))
         state.done([pre])
+
+    def _check_publish(self, port: PublishedPort,
+                       pending: dict[tuple[int, str, int], dict[str | None, PublishedPort]]) -> None:
+        """Refuse ``port`` (typed error, nothing changed) unless it can be published now."""
+        ns = self.namespace
+        policy = self._networks.get(port.bridge) or self._joined.get(port.bridge)
+        if policy is None:
+            raise ValidationError(
+                f"bridge {port.bridge!r} is not attached to the firewall; attach_network() it first",
+                obj=port.spec, namespace=ns.label, step="publish port")
+        if policy.internal:
+            raise ValidationError(f"bridge {port.bridge!r} is internal: nothing from outside it can reach "
+                                  "a published port", obj=port.spec, namespace=ns.label, step="publish port")
+        if policy.subnets and not any(port.container_address in n for n in policy.subnets):
+            raise ValidationError(
+                f"container address {port.container_ip} is not in any subnet of bridge {port.bridge!r} "
+                f"({', '.join(map(str, policy.subnets))})", obj=port.spec, namespace=ns.label,
+                step="publish port")
+        if port in self._ports:
+            raise AlreadyExistsError(f"{port.spec} is already published", obj=port.spec, namespace=ns.label,
+                                     step="publish port")
+        clash = self._conflict(port, self._keys) or self._conflict(port, pending)
+        if clash is not None:
+            raise AlreadyExistsError(f"host port of {port.spec} is already published as {clash.spec}",
+                                     obj=port.spec, namespace=ns.label, step="publish port")
 
     def unpublish(self, *ports: PublishedPort) -> None:
         """Delete the dnat (and, for a container's last port, hairpin) elements of ``ports``.

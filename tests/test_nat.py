@@ -362,7 +362,7 @@ def test_containers_cannot_reach_the_hosts_loopback(host: Namespace) -> None:
             assert srv.peers and srv.peers[-1][0] == net.ips4["c11"]
 
 
-def test_unpublish_many_ports_in_one_call_keeps_the_others_and_hairpin(host: Namespace) -> None:
+def test_publish_and_unpublish_many_ports_in_one_call(host: Namespace) -> None:
     with world(host) as w:
         net = w.add_net(1)
         c1, c2 = net.containers["c11"], net.containers["c12"]
@@ -371,8 +371,20 @@ def test_unpublish_many_ports_in_one_call_keeps_the_others_and_hairpin(host: Nam
         p1 = PublishedPort.parse("8081:80", container_ip=net.ips4["c11"], bridge="br1", bridge_port="vc11")
         p2 = PublishedPort.parse("8082:81", container_ip=net.ips4["c11"], bridge="br1", bridge_port="vc11")
         p3 = PublishedPort.parse("8083:80", container_ip=net.ips4["c12"], bridge="br1", bridge_port="vc12")
-        for p in (p1, p2, p3):
-            fw.publish(p)
+        clash = PublishedPort.parse("8081:90", container_ip=net.ips4["c12"], bridge="br1")
+        outside_subnet = PublishedPort.parse("8084:80", container_ip="10.9.9.9", bridge="br1")
+        for bad, error in (((p1, p2, clash), AlreadyExistsError), ((p1, outside_subnet), ValidationError)):
+            with pytest.raises(error):
+                fw.publish(*bad)  # refused as a whole: nothing of it is published
+            assert fw.published == []
+        with serve(c1, "0.0.0.0", 80):
+            assert connect(w.outside, HOST4, 8081, timeout=1) is None
+        fw.publish(p1, p2, p3)  # one batch
+        with serve(c1, "0.0.0.0", 80), serve(c1, "0.0.0.0", 81), serve(c2, "0.0.0.0", 80):
+            assert connect(w.outside, HOST4, 8081) == f"hello from {c1.label}\n"
+            assert connect(w.outside, HOST4, 8082) == f"hello from {c1.label}\n"
+            assert connect(w.outside, HOST4, 8083) == f"hello from {c2.label}\n"
+            assert connect(c1, HOST4, 8081) == f"hello from {c1.label}\n"  # hairpin
         with pytest.raises(ValidationError):
             fw.unpublish(p1, "8083:80")  # type: ignore[arg-type]
         assert set(fw.published) == {p1, p2, p3}  # refused before any change

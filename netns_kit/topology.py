@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from . import batch
 from .errors import StateError, ValidationError, attach_rollback_failures
 from .journal import Transaction
 from .model import (
@@ -139,6 +140,21 @@ class _Endpoint:
     gateway: str | None
     mac: str | None
     publish: tuple[Any, ...]  # nat.PublishedPort
+    link_local: bool
+
+
+class _Published:
+    """Ports published in one batch; ``remove()`` unpublishes them in one batch."""
+
+    def __init__(self, fw: Any, ports: Sequence[Any]) -> None:
+        self.fw = fw
+        self.ports = tuple(ports)
+
+    def remove(self) -> None:
+        self.fw.unpublish(*self.ports)
+
+    def __repr__(self) -> str:
+        return f"{len(self.ports)} published ports"
 
 
 def _ns_flag(ns: str) -> str:
@@ -201,11 +217,14 @@ class Topology:
         host_ifname: str | None = None,
         mac: str | None = None,
         publish: Sequence[str] = (),
+        ipv6_link_local: bool | None = None,
     ) -> Topology:
         """A namespace (created if not yet in the topology) on ``bridge`` through a veth pair.
 
         ``address``: one or more ``ADDR/PREFIX``; ``gateway``: the default route (must be inside
         one of them); ``publish``: Docker ``-p`` specs (``"8080:80/tcp"``) as DNAT on the host.
+        ``ipv6_link_local``: see :class:`~netns_kit.VethPair`; by default only endpoints with an
+        IPv6 address get link-local addresses (as a Docker network without IPv6 does).
         """
         if namespace not in self._namespaces:
             self.namespace(namespace)
@@ -241,7 +260,9 @@ class Topology:
         ip = next((a.ip for a in addrs if a.version == 4), addrs[0].ip)
         ports = tuple(PublishedPort.parse(spec, container_ip=str(ip), bridge=bridge, bridge_port=host_if)
                       for spec in publish)
-        self._endpoints.append(_Endpoint(namespace, bridge, ifname, host_if, addrs, gateway, mac, ports))
+        link_local = any(a.version == 6 for a in addrs) if ipv6_link_local is None else ipv6_link_local
+        self._endpoints.append(_Endpoint(namespace, bridge, ifname, host_if, addrs, gateway, mac, ports,
+                                         link_local))
         return self
 
     # -- plan (pure) ---------------------------------------------------------------------------------
@@ -264,10 +285,16 @@ class Topology:
                                   "nft delete element (the same elements); sysctls restored"))
         for e in self._endpoints:
             mac = f" address {e.mac}" if e.mac else ""
-            steps.append(Step("create veth pair", f"{e.host_ifname} <-> {e.ifname}", HOST, (
-                f"ip link add {e.host_ifname} type veth peer name {e.ifname} netns {e.namespace}{mac}",
-                f"ip link set {e.host_ifname} master {e.bridge} up",
-                f"ip -n {e.namespace} link set {e.ifname} up"), f"ip link del {e.host_ifname}"))
+            create = f"ip link add {e.host_ifname} type veth peer name {e.ifname} netns {e.namespace}{mac}"
+            if e.link_local:
+                veth_cmds: tuple[str, ...] = (create, f"ip link set {e.host_ifname} master {e.bridge} up",
+                        f"ip -n {e.namespace} link set {e.ifname} up")
+            else:  # no IPv6 link-local: the mode is set on each end before it comes up
+                veth_cmds = (create, f"ip link set {e.host_ifname} master {e.bridge} addrgenmode none",
+                        f"ip -n {e.namespace} link set {e.ifname} addrgenmode none up",
+                        f"ip link set {e.host_ifname} up")
+            steps.append(Step("create veth pair", f"{e.host_ifname} <-> {e.ifname}", HOST, veth_cmds,
+                              f"ip link del {e.host_ifname}"))
             for a in e.addresses:
                 steps.append(Step("add address", f"{a} on {e.ifname}", e.namespace,
                                   (f"ip -n {e.namespace} addr add {a} dev {e.ifname}",),
@@ -293,11 +320,14 @@ class Topology:
         return self._made is not None
 
     def create(self) -> Topology:
-        """Build it, step by step as planned, in one Transaction (all or nothing). Undo: :meth:`remove`."""
+        """Build it, step by step as planned, in one Transaction (all or nothing). Undo: :meth:`remove`.
+
+        All published ports go in one nft batch, after the endpoints (a failure there, as anywhere,
+        undoes everything).
+        """
         from .firewall import Firewall, NetworkPolicy
         from .links import Bridge, VethPair
         from .namespace import Namespace
-        from .nat import NatRule
 
         if self._made is not None:
             raise StateError("topology is already built", obj=self.title, step="create topology")
@@ -319,29 +349,35 @@ class Topology:
             for e in self._endpoints:
                 ns = objs[f"ns:{e.namespace}"]
                 made.append(VethPair(e.host_ifname, e.ifname, peer_namespace=ns, master=objs[f"br:{e.bridge}"],
-                                     peer_mac=e.mac).create())
+                                     peer_mac=e.mac, ipv6_link_local=e.link_local).create())
                 for a in e.addresses:
                     ns.add_address(e.ifname, a)
                 if e.gateway is not None:
                     ns.add_route(Route("default", gateway=e.gateway, dev=e.ifname))
-                for port in e.publish:
-                    made.append(NatRule.dnat(port).create())
+            ports = [port for e in self._endpoints for port in e.publish]
+            if ports:
+                fw = Firewall.for_namespace()
+                fw.publish(*ports)
+                made.append(_Published(fw, ports))
         self._made = made
         self._objects = objs
         return self
 
     def remove(self) -> None:
         """Remove everything :meth:`create` made, newest first (addresses and routes go with their
-        namespace, veth pairs with their namespace end). Idempotent."""
+        namespace, veth pairs with their namespace end), interfaces in one request per namespace
+        (a :func:`~netns_kit.removal_batch`). Idempotent."""
         made, self._made = self._made, None
         self._objects = {}
         failures: list[BaseException] = []
-        for obj in reversed(made or []):
-            try:
-                obj.remove()
-            except Exception as exc:  # keep going: everything else still gets removed
-                exc.add_note(f"while removing {obj!r} of topology {self.title!r}")
-                failures.append(exc)
+        with batch.collecting() as pending:
+            for obj in reversed(made or []):
+                try:
+                    obj.remove()
+                except Exception as exc:  # keep going: everything else still gets removed
+                    exc.add_note(f"while removing {obj!r} of topology {self.title!r}")
+                    failures.append(exc)
+        failures += pending.flush()
         if failures:
             attach_rollback_failures(failures[0], failures[1:])
             raise failures[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from traffic import connect, serve
@@ -93,6 +95,42 @@ def test_build_then_remove_by_traffic(host: Namespace, caplog: pytest.LogCapture
     assert any(r.name == "netns_kit.nft" and "publish" in r.getMessage() for r in caplog.records)
     assert {link.name for link in host.links()} == before
     assert not named_namespaces()
+
+
+def test_many_endpoints_one_publish_batch_ipv4_only_ends_without_link_local(host: Namespace) -> None:
+    topo = Topology("many").bridge("br-many", addresses=["10.32.0.1/24"], nat=True)
+    for i in range(2, 12):
+        topo.endpoint(f"tm{i}", bridge="br-many", address=f"10.32.0.{i}/24", gateway="10.32.0.1",
+                      publish=[f"{8000 + i}:80"])
+    topo.endpoint("tsix", bridge="br-many", address=["10.32.0.99/24", "fd00:32::99/64"])
+    cmds = topo.commands()
+    assert "ip -n tm2 link set eth0 addrgenmode none up" in cmds
+    assert "ip -n tsix link set eth0 up" in cmds  # an IPv6 address: link-local as usual
+    batches: list[str] = []
+    with _nft_batches(batches), topo:
+        assert sum("publish port" in b for b in batches) == 1  # ten ports, one batch
+        spaces = topo.namespaces()
+        with serve(spaces["tm7"], "0.0.0.0", 80):
+            assert connect(host, "10.32.0.1", 8007) == "hello from tm7\n"
+        assert not [a for a in spaces["tm3"].addresses("eth0") if a.address.version == 6]
+        assert not [a for a in host.addresses("vtm3") if a.address.version == 6]
+    assert not named_namespaces()
+    assert not any(link.name.startswith("vtm") for link in host.links())
+
+
+@contextmanager
+def _nft_batches(out: list[str]) -> Iterator[None]:
+    handler = logging.Handler()
+    handler.emit = lambda record: out.append(record.getMessage())  # type: ignore[method-assign]
+    log = logging.getLogger("netns_kit.nft")
+    old = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old)
 
 
 def test_failed_build_leaves_nothing(host: Namespace) -> None:

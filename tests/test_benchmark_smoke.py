@@ -24,17 +24,17 @@ def test_quick_benchmark_completes_and_cleans_up(tmp_path: Path) -> None:
     md = tmp_path / "results.md"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick", "-n", "3", "--extras-n", "3",
-         "--approaches", "netns_kit", "floor", "--markdown", str(md), "--json", str(raw), "--settle", "0"],
+         "--approaches", "netns_kit", "floor", "floor_nolinklocal", "--markdown", str(md), "--json", str(raw), "--settle", "0"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(raw.read_text())
     runs = data["runs"]
-    assert {r["approach"] for r in runs} == {"netns_kit", "floor"}
+    assert {r["approach"] for r in runs} == {"netns_kit", "floor", "floor_nolinklocal"}
     for r in [*runs, *data["extras"].values()]:
         assert r["n"] == 3
         assert r["leftovers"] == [], r
-    assert "netns_kit_rollback" in data["extras"]
+    assert {"netns_kit_rollback", "netns_kit_bulk"} <= set(data["extras"])
     assert "| 3 | netns_kit |" in md.read_text()
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert after == before

@@ -285,11 +285,14 @@ class VethPair(_OwnedLink):
                 assert info is not None
                 echoed = (info.index, None)
             self._index = echoed[0]
-            # Without link-local addresses both ends are still down here: the mode must be set on
-            # an end before it comes up to a carrier (the kernel applies IFLA_AF_SPEC after the
-            # flags of the same request, and addrconf starts at once when the other end is up).
+            # Without link-local addresses both ends are still down here. The kernel applies
+            # IFLA_AF_SPEC after the flags of the same request, and starts IPv6 address
+            # configuration as soon as an end comes up to a carrier (the other end up): so the
+            # host end comes up first, with its mode in the same request (no carrier yet), and the
+            # peer gets its mode in a request of its own before it comes up.
             gen_mode = None if self.ipv6_link_local else IN6_ADDR_GEN_MODE_NONE
-            sock.set_link(echoed[0], alias=state.mark(), group=0, addr_gen_mode=gen_mode, obj=self.name)
+            sock.set_link(echoed[0], alias=state.mark(), group=0, addr_gen_mode=gen_mode,
+                          up=True if self.up and gen_mode is not None else None, obj=self.name)
             self._owned = True
             self._removed = False
             peer_index = echoed[1]
@@ -300,11 +303,14 @@ class VethPair(_OwnedLink):
                                         namespace=pns.label)
                 peer_index = pinfo.index
             self._peer_index = peer_index
-            # The peer comes up first (no carrier yet), so its mode can ride in the same request.
-            pns.rtnl().set_link(peer_index, up=True if self.peer_up else None, alias=state.mark(), group=0,
-                                addr_gen_mode=gen_mode, obj=self.peer)
-            if self.up and not self.ipv6_link_local:
-                sock.set_link(echoed[0], up=True, obj=self.name)
+            psock = pns.rtnl()
+            if gen_mode is None:
+                psock.set_link(peer_index, up=True if self.peer_up else None, alias=state.mark(), group=0,
+                               obj=self.peer)
+            else:
+                psock.set_link(peer_index, alias=state.mark(), group=0, addr_gen_mode=gen_mode, obj=self.peer)
+                if self.peer_up:
+                    psock.set_link(peer_index, up=True, obj=self.peer)
         record(f"delete veth {self.name} in {ns.label}", self.remove)
         return self
 

@@ -290,9 +290,9 @@ class Topology:
                 veth_cmds: tuple[str, ...] = (create, f"ip link set {e.host_ifname} master {e.bridge} up",
                         f"ip -n {e.namespace} link set {e.ifname} up")
             else:  # no IPv6 link-local: the mode is set on each end before it comes up
-                veth_cmds = (create, f"ip link set {e.host_ifname} master {e.bridge} addrgenmode none",
-                        f"ip -n {e.namespace} link set {e.ifname} addrgenmode none up",
-                        f"ip link set {e.host_ifname} up")
+                veth_cmds = (create, f"ip link set {e.host_ifname} master {e.bridge} addrgenmode none up",
+                             f"ip -n {e.namespace} link set {e.ifname} addrgenmode none",
+                             f"ip -n {e.namespace} link set {e.ifname} up")
             steps.append(Step("create veth pair", f"{e.host_ifname} <-> {e.ifname}", HOST, veth_cmds,
                               f"ip link del {e.host_ifname}"))
             for a in e.addresses:

@@ -24,7 +24,8 @@ def test_quick_benchmark_completes_and_cleans_up(tmp_path: Path) -> None:
     md = tmp_path / "results.md"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick", "-n", "3", "--extras-n", "3",
-         "--approaches", "netns_kit", "floor", "floor_nolinklocal", "--markdown", str(md), "--json", str(raw), "--settle", "0"],
+         "--approaches", "netns_kit", "floor", "floor_nolinklocal", "--markdown", str(md), "--json", str(raw),
+         "--settle", "0"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

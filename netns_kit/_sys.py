@@ -190,8 +190,6 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
 
 def remove_named_netns(path: str) -> bool:
     """Unmount and delete a pinned namespace file. Returns False if it was already gone."""
-    if not os.path.lexists(path):
-        return False
     if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (_errno.EINVAL, _errno.ENOENT):
         err = ctypes.get_errno()
         raise KernelError(f"cannot unmount {path}: {os.strerror(err)}", step="remove namespace", errno=err)

@@ -597,9 +597,9 @@ class Firewall:
             mark = state.mark()
             parts = [render.port_elements(port) for port in ports]
             cmds = [c for part in parts for c in render.element_cmds("create", part, comment=mark)]
-            for ip in dict.fromkeys(port.container_ip for port in ports):
+            for ip, version in dict.fromkeys((port.container_ip, port.family) for port in ports):
                 if ip not in self._per_ip:
-                    hairpin = render.hairpin_elements(ip)
+                    hairpin = render.hairpin_elements(ip, version)
                     cmds += render.element_cmds("add", hairpin, comment=mark)
                     parts.append(hairpin)
             added = render.merged(parts)
@@ -676,7 +676,8 @@ class Firewall:
             for port in todo:
                 self._forget_port(port)
                 parts.append(render.port_elements(port))
-            parts += [render.hairpin_elements(ip) for ip in dict.fromkeys(p.container_ip for p in todo)
+            parts += [render.hairpin_elements(ip, v) for ip, v in dict.fromkeys((p.container_ip, p.family)
+                                                                                 for p in todo)
                       if ip not in self._per_ip]
             if self._table:
                 what = f"published port {todo[0].spec}" if len(todo) == 1 else f"{len(todo)} published ports"

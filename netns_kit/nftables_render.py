@@ -197,9 +197,12 @@ def port_elements(port: PublishedPort) -> Elements:
     return {f"dnat{v}" + ("" if port.host_ip is None else "_addr"): out}
 
 
-def hairpin_elements(container_ip: str) -> Elements:
-    addr = ipaddress.ip_address(container_ip)
-    return {f"hairpin{addr.version}": [_concat(str(addr), str(addr))]}
+def hairpin_elements(container_ip: str, version: int | None = None) -> Elements:
+    """The hairpin set element of a container; ``version`` (4 or 6) spares parsing a normalized address."""
+    if version is None:
+        addr = ipaddress.ip_address(container_ip)
+        container_ip, version = str(addr), addr.version
+    return {f"hairpin{version}": [_concat(container_ip, container_ip)]}
 
 
 def _tagged(elem: Any, comment: str) -> Any:

@@ -215,8 +215,9 @@ def lock(key: str) -> Iterator[None]:
         finally:
             held[key] -= 1
         return
-    _ensure_dir(locks_dir())
-    fd = os.open(os.path.join(locks_dir(), key + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    _locks_dir = locks_dir()
+    _ensure_dir(_locks_dir)
+    fd = os.open(os.path.join(_locks_dir, key + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         held[key] = 1
@@ -224,9 +225,8 @@ def lock(key: str) -> Iterator[None]:
             yield
         finally:
             held[key] = 0
-            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock: the file description is this acquisition's own
 
 
 def name_lock(name: str) -> contextlib.AbstractContextManager[None]:

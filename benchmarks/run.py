@@ -49,6 +49,30 @@ def interpreter(name: str) -> str | None:
     return DEBIAN_PYTHON if ok and shutil.which("brctl") else None
 
 
+def _cpu_idle_fraction(interval: float = 0.2) -> float:
+    """Share of all CPUs' time spent idle over ``interval`` seconds (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    idle0, total0 = sample()
+    time.sleep(interval)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def settle_down(minimum: float, *, limit: float = 30.0, idle: float = 0.85) -> float:
+    """Wait ``minimum`` seconds, then until the CPUs are mostly idle: the kernel destroys a run's
+    namespaces in the background after it ended, and the next run should not pay for that.
+    Gives up after ``limit`` seconds (a machine busy with other work). Returns the time waited."""
+    start = time.monotonic()
+    time.sleep(minimum)
+    while time.monotonic() - start < limit and _cpu_idle_fraction() < idle:
+        pass
+    return time.monotonic() - start
+
+
 def run_worker(name: str, n: int, python: str, timeout: float) -> dict[str, Any]:
     cmd = ["unshare", "--net", "--", python, "-m", "benchmarks._worker", name, str(n)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
@@ -216,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default=None, help="PNG output (default docs/benchmark.png)")
     ap.add_argument("--json", default=None, help="also write every raw run as JSON here")
     ap.add_argument("--settle", type=float, default=None,
-                    help="seconds to wait between runs, per 200 endpoints (default 0.5)")
+                    help="seconds to wait between runs, per 200 endpoints (default 0.5), after which the "
+                         "next run also waits (at most 30 s) for the CPUs to be 85%% idle; 0: no waiting")
     args = ap.parse_args(argv)
 
     if os.environ.get("NETNS_KIT_SANDBOXED") != "1":
@@ -252,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:>10} N={n:<5} run {rep + 1}/{runs}: setup {res['setup_s'] * 1000 / n:7.2f} ms/ep, "
                       f"teardown {res['teardown_s'] * 1000 / n:6.2f} ms/ep", file=sys.stderr, flush=True)
                 # let the kernel finish destroying this run's namespaces (it does so asynchronously)
-                # before the next approach starts: longer for larger N
-                time.sleep(settle * max(1.0, n / 200))
+                # before the next approach starts
+                settle_down(settle * max(1.0, n / 200) if settle else 0.0, limit=30.0 if settle else 0.0)
     extra: dict[str, dict[str, Any]] = {}
     if not args.no_extras:
         for name in EXTRAS:
@@ -263,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "ModuleNotFoundError" not in str(exc) or name != "netns_kit_bulk":
                     raise
                 print("no bulk API in this checkout: skipping the bulk measurement", file=sys.stderr)
-            time.sleep(settle)
+            settle_down(settle, limit=30.0 if settle else 0.0)
     elapsed = time.monotonic() - started
 
     cmdline = " ".join(["bash scripts/sandbox.sh .venv/bin/python -m benchmarks.run",

@@ -82,18 +82,23 @@ class TunedFloor:
             inside = IPRoute(fileno=_new_namespace(path).detach())
             fd = os.open(path, os.O_RDONLY)
             try:
-                self.ipr.link("add", ifname=f"h{self.prefix}{i}", kind="veth", master=self.bridge, state="up",
-                              peer={"ifname": "eth0", "net_ns_fd": fd})
+                eth0 = self.wire(i, fd, inside)
             finally:
                 os.close(fd)
-            eth0 = inside.link_lookup(ifname="eth0")[0]
-            inside.link("set", index=1, state="up")
-            inside.link("set", index=eth0, state="up")
             inside.addr("add", index=eth0, address=endpoint_ip(i), prefixlen=PREFIXLEN)
             inside.route("add", dst="0.0.0.0/0", gateway=BRIDGE_IP)
             inside.close()
             nft_json(self.nft, [{"add": {"element": {"family": "ip", "table": TABLE, "name": "ports",
                                                      "elem": [port_element(i)]}}}])
+
+    def wire(self, i: int, ns_fd: int, inside: IPRoute) -> int:
+        """The veth pair, its peer born in the namespace, everything up; returns eth0's index."""
+        self.ipr.link("add", ifname=f"h{self.prefix}{i}", kind="veth", master=self.bridge, state="up",
+                      peer={"ifname": "eth0", "net_ns_fd": ns_fd})
+        eth0: int = inside.link_lookup(ifname="eth0")[0]
+        inside.link("set", index=1, state="up")
+        inside.link("set", index=eth0, state="up")
+        return eth0
 
     def teardown(self) -> None:
         for i in range(1, self.n + 1):

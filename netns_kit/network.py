@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _sys
+from . import _sys, batch
 from . import state as _state
 from .errors import (
     AlreadyExistsError,
@@ -615,8 +615,9 @@ class Network(EphemeralScope):
 
     def remove(self, *, force: bool = False) -> None:
         """Disconnect every endpoint (only with ``force``; else StateError if any remain), remove the
-        firewall policy and the bridge. Idempotent; keeps going past failures and raises the first
-        with the others attached.
+        firewall policy and the bridge (all the veths and the bridge in one kernel request, see
+        :func:`~netns_kit.removal_batch`). Idempotent; keeps going past failures and raises the
+        first with the others attached.
         """
         if not self._created or self._removed:
             return
@@ -640,22 +641,24 @@ class Network(EphemeralScope):
                                      namespace=self.host.label, step="remove network")
             failures: list[BaseException] = []
             self._removing = True
-            for att in reversed(list(self._connections)):
-                try:
-                    att.disconnect()
-                except Exception as exc:
-                    failures.append(exc)
-            if self._attached_fw:
-                try:
-                    _firewall(self.host).detach_network(self.bridge)
-                    self._attached_fw = False
-                except Exception as exc:
-                    failures.append(exc)
-            if self._bridge is not None:
-                try:
-                    self._bridge.remove()
-                except Exception as exc:
-                    failures.append(exc)
+            with batch.collecting() as pending:  # every veth and the bridge in one kernel request
+                for att in reversed(list(self._connections)):
+                    try:
+                        att.disconnect()
+                    except Exception as exc:
+                        failures.append(exc)
+                if self._attached_fw:
+                    try:
+                        _firewall(self.host).detach_network(self.bridge)
+                        self._attached_fw = False
+                    except Exception as exc:
+                        failures.append(exc)
+                if self._bridge is not None:
+                    try:
+                        self._bridge.remove()
+                    except Exception as exc:
+                        failures.append(exc)
+            failures += pending.flush()
             self._removed = True
             self._removing = False
             self._drop_shared_hosts()

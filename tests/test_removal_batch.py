@@ -116,3 +116,26 @@ def test_delete_links_deletes_exactly_the_given_links(host: Namespace) -> None:
     pairs[2].remove()
     pairs[3].remove()
     host.run(["ip", "link", "del", "foreign0"], check=True)
+
+
+def test_network_remove_force_deletes_all_veths_and_the_bridge_in_one_request(host: Namespace) -> None:
+    before = snapshot(host)
+    calls: list[int] = []
+    real = RtnlSocket.delete_links
+
+    def spy(self: RtnlSocket, indexes: list[int], *, obj: str | None = None) -> None:
+        calls.append(len(indexes))
+        real(self, indexes, obj=obj)
+
+    net = nk.Network("rbnet", subnet="10.92.0.0/24").create()
+    spaces = [nk.Namespace(f"rbn{i}").create() for i in range(8)]
+    for ns in spaces:
+        net.connect(ns)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RtnlSocket, "delete_links", spy)
+        net.remove(force=True)
+    assert calls == [9]  # eight host ends and the bridge
+    for ns in spaces:
+        assert [link.name for link in ns.links()] == ["lo"]
+        ns.remove()
+    assert snapshot(host) == before

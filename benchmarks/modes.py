@@ -2,7 +2,7 @@
 
 Run inside the sandbox:  bash scripts/sandbox.sh .venv/bin/python benchmarks/modes.py 100
 Each mode runs in its own throwaway host namespace; endpoints are created one after the other,
-then removed newest first.
+then removed newest first (one by one; in the last line, all in one ``removal_batch``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def _line(label: str, setup: list[float], teardown: list[float]) -> str:
             f"  teardown median {statistics.median(teardown) * 1000:6.2f} ms")
 
 
-def bench(label: str, n: int, make: Callable[[int, nk.Network | None], nk.Endpoint], custom: bool = False) -> None:
+def bench(label: str, n: int, make: Callable[[int, nk.Network | None], nk.Endpoint], custom: bool = False,
+          batched: bool = False) -> None:
     with isolated_host():
         net = nk.Network("bench", subnet="10.99.0.0/16").create() if custom else None
         eps: list[nk.Endpoint] = []
@@ -32,7 +33,13 @@ def bench(label: str, n: int, make: Callable[[int, nk.Network | None], nk.Endpoi
             t = time.perf_counter()
             eps.append(make(i, net).create())
             setup.append(time.perf_counter() - t)
-        for ep in reversed(eps):
+        if batched:  # all of them in one removal batch: the per-endpoint figure is the average
+            t = time.perf_counter()
+            with nk.removal_batch():
+                for ep in reversed(eps):
+                    ep.remove()
+            teardown = [(time.perf_counter() - t) / n] * n
+        for ep in reversed(eps if not batched else []):
             t = time.perf_counter()
             ep.remove()
             teardown.append(time.perf_counter() - t)
@@ -50,6 +57,7 @@ def main() -> None:
     bench("bridge + 1 published port", n, lambda i, _: nk.Endpoint(f"p{i}", publish=[f"{20000 + i}:80"]))
     bench("custom (names resolved)", n, lambda i, net: nk.Endpoint(f"c{i}", nk.CustomMode(net or "bench")),
           custom=True)
+    bench("bridge, removed in one removal_batch", n, lambda i, _: nk.Endpoint(f"r{i}"), batched=True)
 
 
 if __name__ == "__main__":

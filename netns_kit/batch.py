@@ -11,6 +11,9 @@ collected instead of made, and so are namespace removals; when the block ends th
 one kernel batch per namespace, then the namespaces. When the block has ended, everything is
 gone, exactly as without the batch. Until then a removed interface still exists (its name is not
 free yet) and a removed namespace can still be entered. Transaction rollbacks always batch.
+The on-disk journal settles what a batch removes only once it is removed: a process killed before
+the end of the block leaves those objects to :func:`~netns_kit.recover`, as if it had died in
+the ``with`` blocks that were ending.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class RemovalBatch:
     def __init__(self) -> None:
         self._links: dict[tuple[int, int], tuple[Namespace, dict[int, str]]] = {}
         self._after: list[tuple[str, Callable[[], object]]] = []
+        self._on_success: list[Callable[[], object]] = []
 
     def __len__(self) -> int:
         return sum(len(links) for _, links in self._links.values()) + len(self._after)
@@ -48,6 +52,11 @@ class RemovalBatch:
     def after(self, description: str, action: Callable[[], object]) -> None:
         """Run ``action`` at the flush, once the interfaces are gone (namespace removals)."""
         self._after.append((description, action))
+
+    def on_success(self, action: Callable[[], object]) -> None:
+        """Run ``action`` at the end of the flush if every removal succeeded (settling on-disk
+        journal entries: after a failure they stay pending, for ``recover()``)."""
+        self._on_success.append(action)
 
     def flush(self) -> list[BaseException]:
         """Make the collected removals: each namespace's interfaces in one kernel batch, then the
@@ -72,6 +81,10 @@ class RemovalBatch:
             except Exception as exc:  # every removal gets its chance
                 exc.add_note(f"while {description}")
                 failures.append(exc)
+        settle, self._on_success = self._on_success, []
+        if not failures:
+            for action in settle:
+                action()
         return failures
 
 

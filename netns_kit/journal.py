@@ -192,7 +192,11 @@ class EphemeralScope:
     def _settle_ephemeral(self) -> None:
         scope, self._scope = self._scope, None
         if scope is not None:
-            scope.settle()
+            pending = batch.current()
+            if pending is not None:  # the removal is only made at the end of the batch
+                pending.on_success(scope.settle)
+            else:
+                scope.settle()
 
 @contextmanager
 def atomic_step() -> Iterator[None]:

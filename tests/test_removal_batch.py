@@ -3,6 +3,10 @@ after them; everything gone when the block ends; failures reported, nothing else
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from snapshots import snapshot
 from traffic import connect, serve
@@ -138,4 +142,25 @@ def test_network_remove_force_deletes_all_veths_and_the_bridge_in_one_request(ho
     for ns in spaces:
         assert [link.name for link in ns.links()] == ["lo"]
         ns.remove()
+    assert snapshot(host) == before
+
+
+def test_a_crash_before_the_batch_ends_is_recovered(host: Namespace) -> None:
+    """Objects whose with-block ended inside the batch stay in the on-disk journal until the
+    batch has removed them: a process killed before that leaves them to recover()."""
+    before = snapshot(host)
+    child = subprocess.Popen([sys.executable, "-c", r"""
+import os, signal, netns_kit as nk
+with nk.removal_batch():
+    with nk.Namespace("rb-crash") as ns, nk.Bridge("br-crash") as br, \
+            nk.VethPair("vrb-crash", "eth0", peer_namespace=ns, master=br):
+        pass
+    print("EXITED", flush=True)  # both blocks are over; the batch has not removed anything yet
+    os.kill(os.getpid(), signal.SIGKILL)
+"""], stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate(timeout=30)
+    assert out.strip() == "EXITED"
+    assert host.has_link("br-crash") and host.has_link("vrb-crash") and os.path.exists("/run/netns/rb-crash")
+    report = nk.recover()
+    assert report.undone, report
     assert snapshot(host) == before

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from snapshots import snapshot
@@ -25,6 +27,21 @@ def _endpoints(host: Namespace, br: nk.Bridge, count: int, prefix: str = "rb") -
         ns.add_address("eth0", f"10.91.0.{i + 2}/24")
         out.append((ns, pair))
     return out
+
+
+@contextmanager
+def _delete_links_calls() -> Iterator[list[int]]:
+    """How many links each RtnlSocket.delete_links call of the body was given."""
+    calls: list[int] = []
+    real = RtnlSocket.delete_links
+
+    def spy(self: RtnlSocket, indexes: list[int], *, obj: str | None = None) -> None:
+        calls.append(len(indexes))
+        real(self, indexes, obj=obj)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RtnlSocket, "delete_links", spy)
+        yield calls
 
 
 def test_everything_is_gone_when_the_block_ends_not_before(host: Namespace) -> None:
@@ -48,19 +65,10 @@ def test_everything_is_gone_when_the_block_ends_not_before(host: Namespace) -> N
 
 def test_a_rollback_batches_its_deletions_and_leaves_nothing(host: Namespace) -> None:
     before = snapshot(host)
-    calls: list[int] = []
-    real = RtnlSocket.delete_links
-
-    def spy(self: RtnlSocket, indexes: list[int], *, obj: str | None = None) -> None:
-        calls.append(len(indexes))
-        real(self, indexes, obj=obj)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(RtnlSocket, "delete_links", spy)
-        with pytest.raises(RuntimeError, match="boom"), nk.Transaction():
-            br = nk.Bridge("br-rb", namespace=host, addresses=["10.91.0.1/24"]).create()
-            _endpoints(host, br, 10)
-            raise RuntimeError("boom")
+    with _delete_links_calls() as calls, pytest.raises(RuntimeError, match="boom"), nk.Transaction():
+        br = nk.Bridge("br-rb", namespace=host, addresses=["10.91.0.1/24"]).create()
+        _endpoints(host, br, 10)
+        raise RuntimeError("boom")
     assert snapshot(host) == before
     assert 11 in calls  # ten host ends and the bridge, in one request
 
@@ -124,19 +132,11 @@ def test_delete_links_deletes_exactly_the_given_links(host: Namespace) -> None:
 
 def test_network_remove_force_deletes_all_veths_and_the_bridge_in_one_request(host: Namespace) -> None:
     before = snapshot(host)
-    calls: list[int] = []
-    real = RtnlSocket.delete_links
-
-    def spy(self: RtnlSocket, indexes: list[int], *, obj: str | None = None) -> None:
-        calls.append(len(indexes))
-        real(self, indexes, obj=obj)
-
     net = nk.Network("rbnet", subnet="10.92.0.0/24").create()
     spaces = [nk.Namespace(f"rbn{i}").create() for i in range(8)]
     for ns in spaces:
         net.connect(ns)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(RtnlSocket, "delete_links", spy)
+    with _delete_links_calls() as calls:
         net.remove(force=True)
     assert calls == [9]  # eight host ends and the bridge
     for ns in spaces:

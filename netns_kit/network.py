@@ -774,9 +774,13 @@ class Network(EphemeralScope):
         }
 
     @contextlib.contextmanager
-    def _shared_ipam(self, *, write: bool = True) -> Iterator[None]:
+    def _shared_ipam(self, *, write: bool = True, link: str | None = None) -> Iterator[None]:
         """Run the body with the allocators loaded from the network's state file, under the host
-        lock (across processes and threads), and write what they hold back (``write``)."""
+        lock (across processes and threads), and write what they hold back (``write``).
+
+        ``link``: the host-side interface of the addresses this body allocates, written next to
+        them (``links``), so that the address of a process that died can be reclaimed once that
+        interface is gone (see :meth:`_reclaim_dead`)."""
         path = self._state_path
         if path is None:
             yield
@@ -798,10 +802,46 @@ class Network(EphemeralScope):
             if write:
                 me = _state.owner_id()
                 for key, a in pairs:
-                    old = (ipam.get(key) or {}).get("taken", {})
-                    ipam[key] = {"taken": {str(ip): old.get(str(ip), me) for ip in sorted(a.in_use)},
-                                 "cursor": a.cursor}
+                    entry = ipam.get(key) or {}
+                    old, old_links = entry.get("taken", {}), entry.get("links", {})
+                    taken = {str(ip): old.get(str(ip), me) for ip in sorted(a.in_use)}
+                    links = {ip: old_links[ip] if ip in old else link for ip in taken
+                             if (old_links.get(ip) if ip in old else link) is not None}
+                    ipam[key] = {"taken": taken, "links": links, "cursor": a.cursor}
                 _state.write_json(path, data)
+
+    def _reclaim_dead(self) -> bool:
+        """Give back the addresses of netns_kit processes that died, once their host-side
+        interface is gone (``recover()`` removed it, or its namespace went); True if any.
+
+        An address whose owner is dead but whose interface is still on the host (an endpoint the
+        owner kept on purpose) stays taken. Addresses recorded without their interface (by a
+        netns_kit version that did not write ``links``) are never reclaimed.
+        """
+        if self._state_path is None:
+            return False
+        reclaimed = False
+        alive: dict[str, bool] = {}
+        with _state.host_lock(self.host.identity):
+            data = _state.read_json(self._state_path)
+            if data is None:
+                return False
+            for entry in (data.get("ipam") or {}).values():
+                taken, links = entry.get("taken") or {}, entry.get("links") or {}
+                for ip, owner in list(taken.items()):
+                    if owner == _state.owner_id() or ip not in links:
+                        continue
+                    if owner not in alive:
+                        alive[owner] = _state.owner_alive(owner)
+                    if alive[owner] or self.host.has_link(links[ip]):
+                        continue
+                    log.info("network %s: address %s of dead process %s is free again", self.name, ip, owner)
+                    del taken[ip]
+                    del links[ip]
+                    reclaimed = True
+            if reclaimed:
+                _state.write_json(self._state_path, data)
+        return reclaimed
 
     def _foreign_addresses(self) -> list[str]:
         """Addresses of the network's shared IPAM state that are not this object's endpoints'."""
@@ -938,8 +978,10 @@ class Network(EphemeralScope):
                 with self._shared_ipam(write=False):
                     check()
             except (AlreadyExistsError, ExhaustedError):
-                # a namespace removed by other means than its Namespace object may hold what we need
-                if not self._prune(thorough=True):
+                # a namespace removed by other means than its Namespace object, or a process that
+                # died, may hold what we need
+                pruned = self._prune(thorough=True)
+                if not self._reclaim_dead() and not pruned:
                     raise
                 with self._shared_ipam(write=False):
                     check()
@@ -949,7 +991,8 @@ class Network(EphemeralScope):
                 raise AlreadyExistsError(f"interface {ifname!r} already exists", obj=ifname,
                                          namespace=namespace.label, step=step)
             # -- apply --------------------------------------------------------------------------------
-            with self._shared_ipam():
+            host_ifname = Connection.new_host_ifname()
+            with self._shared_ipam(link=host_ifname):
                 addr = alloc.allocate(ip)
                 try:
                     addr6 = self._alloc6.allocate(ip6) if self._alloc6 is not None else None
@@ -958,7 +1001,7 @@ class Network(EphemeralScope):
                     raise
             att = Connection(self, namespace, ifname=ifname, names=tuple(names), address=alloc.interface(addr),
                              address6=self._alloc6.interface(addr6) if self._alloc6 is not None and
-                             addr6 is not None else None)
+                             addr6 is not None else None, host_ifname=host_ifname)
             try:
                 with atomic_step():
                     att._apply(host, mac=mac, publish=publish, default_route=default_route)
@@ -1015,14 +1058,14 @@ class Connection:
     """
 
     def __init__(self, network: Network, namespace: Namespace, *, ifname: str, names: tuple[str, ...],
-                 address: IPInterface, address6: IPInterface | None) -> None:
+                 address: IPInterface, address6: IPInterface | None, host_ifname: str | None = None) -> None:
         self.network = network
         self.namespace = namespace
         self.ifname = ifname
         self.names = names
         self.address = address
         self.address6 = address6
-        self.host_ifname = "vnk" + secrets.token_hex(4)
+        self.host_ifname = host_ifname or self.new_host_ifname()
         self.published: tuple[PublishedPort, ...] = ()
         self.has_default_route = False
         self.has_default_route6 = False
@@ -1042,6 +1085,11 @@ class Connection:
     @property
     def connected(self) -> bool:
         return not self._gone
+
+    @staticmethod
+    def new_host_ifname() -> str:
+        """A fresh name for the host end of a connection's veth pair (``vnk`` + 8 hex digits)."""
+        return "vnk" + secrets.token_hex(4)
 
     def __repr__(self) -> str:
         six = f" {self.address6}" if self.address6 is not None else ""

@@ -281,3 +281,55 @@ with Network("cm-net", subnet="10.96.0.0/24") as net, Namespace("cm-ep") as ep, 
     Firewall.for_namespace(host).recover_leftovers(everything=True)
     after = full_snapshot(host)
     assert after["links"] == before["links"] and after["nft"] == before["nft"]
+
+
+def test_addresses_of_a_dead_process_come_back_once_its_endpoint_is_gone(host: Namespace) -> None:
+    """A process connected to a shared network dies: its address stays taken while its veth is
+    there, and comes back to the network once recover() has removed it."""
+    net = nk.Network("reclaim", subnet="10.93.0.0/29").create()  # addresses .2-.6 to hand out
+    child = subprocess.Popen([sys.executable, "-c", r"""
+import os, signal, netns_kit as nk
+net = nk.Network.open("reclaim")
+with nk.Transaction(keep=False):
+    c = net.connect(nk.Namespace("rc-child").create())
+    print(c.address.ip, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""], stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate(timeout=30)
+    child_ip = out.strip()
+    spaces = [nk.Namespace(f"rc{i}").create() for i in range(5)]
+    try:
+        got = [str(net.connect(ns).address.ip) for ns in spaces[:4]]
+        assert child_ip not in got
+        with pytest.raises(nk.ExhaustedError):  # the dead child's veth is still there
+            net.connect(spaces[4])
+        nk.recover()
+        late = net.connect(spaces[4])
+        assert str(late.address.ip) == child_ip
+        assert spaces[4].run(["ping", "-c1", "-W2", str(net.gateway)]).returncode == 0
+    finally:
+        net.remove(force=True)
+        for ns in spaces:
+            ns.remove()
+
+
+def test_a_dead_process_s_kept_endpoint_keeps_its_address(host: Namespace) -> None:
+    net = nk.Network("keepaddr", subnet="10.94.0.0/29").create()
+    child = subprocess.run([sys.executable, "-c", r"""
+import netns_kit as nk
+c = nk.Network.open("keepaddr").connect(nk.Namespace("rc-kept").create())  # kept on purpose
+print(c.address.ip)
+"""], capture_output=True, text=True, check=True, timeout=30)
+    kept_ip = child.stdout.strip()
+    spaces = [nk.Namespace(f"rk{i}").create() for i in range(5)]
+    try:
+        got = [str(net.connect(ns).address.ip) for ns in spaces[:4]]
+        assert kept_ip not in got
+        nk.recover()
+        with pytest.raises(nk.ExhaustedError):  # its owner is gone, its endpoint is not
+            net.connect(spaces[4])
+    finally:
+        net.remove(force=True)
+        for ns in spaces:
+            ns.remove()
+        Namespace.open("rc-kept").adopt().remove()

@@ -8,6 +8,7 @@ a child per call). No decisions live here.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno as _errno
@@ -235,7 +236,31 @@ def netns_fd(path: str, *, label: str) -> Iterator[int]:
 # -- /etc/netns/NAME (the iproute2 convention) ------------------------------------------------------
 
 ETC_NETNS_DIR = "/etc/netns"
+HOSTS_RUN_DIR = "/run/netns_kit_hosts"  # the shared hosts file of each network with name resolution
+HOSTS_HEADER = "# written by netns_kit for "  # first line of every hosts file netns_kit writes
 MS_SLAVE = 1 << 19
+
+
+def drop_stale_hosts(name: str) -> bool:
+    """Delete /etc/netns/NAME/hosts if netns_kit wrote it (a link into HOSTS_RUN_DIR, or a file
+    starting with HOSTS_HEADER), then the directory if that leaves it empty. True if deleted.
+    For crash recovery: a process that dies cannot delete the hosts files of its namespaces."""
+    directory = os.path.join(ETC_NETNS_DIR, name)
+    path = os.path.join(directory, "hosts")
+    if os.path.islink(path):
+        ours = os.path.dirname(os.readlink(path)) == HOSTS_RUN_DIR
+    else:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                ours = f.readline().startswith(HOSTS_HEADER)
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+    if not ours:
+        return False
+    os.unlink(path)
+    with contextlib.suppress(OSError):  # someone else's files are there: leave it
+        os.rmdir(directory)
+    return True
 
 
 def etc_netns_binds(name: str) -> list[tuple[bytes, bytes]]:

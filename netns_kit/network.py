@@ -61,8 +61,8 @@ __all__ = ["Connection", "Network", "NetworkConfig"]
 
 log = logging.getLogger("netns_kit")
 
-ETC_NETNS_DIR = "/etc/netns"
-HOSTS_RUN_DIR = "/run/netns_kit_hosts"  # the shared hosts file of each network with name resolution
+ETC_NETNS_DIR = _sys.ETC_NETNS_DIR
+HOSTS_RUN_DIR = _sys.HOSTS_RUN_DIR  # the shared hosts file of each network with name resolution
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 RESERVED_NETWORK_NAMES = frozenset({"bridge", "host", "none", "default"})
 DEFAULT_NETWORK_NAME = "bridge"
@@ -210,7 +210,7 @@ def _entries(conn: Connection, comment: str) -> list[str]:
 
 
 def _render_network_hosts(net: Network) -> str:
-    lines = [f"# written by netns_kit for network {net.name}: every endpoint on it", *_LOCALHOST]
+    lines = [f"{_sys.HOSTS_HEADER}network {net.name}: every endpoint on it", *_LOCALHOST]
     for conn in net._connections:
         lines += _entries(conn, net.name)
     return "\n".join(lines) + "\n"
@@ -218,7 +218,7 @@ def _render_network_hosts(net: Network) -> str:
 
 def _render_hosts(ns_name: str, conns: list[Connection]) -> str:
     """The union for a namespace on several networks (or on one without name resolution)."""
-    lines = [f"# written by netns_kit for namespace {ns_name}; rewritten when its networks change",
+    lines = [f"{_sys.HOSTS_HEADER}namespace {ns_name}; rewritten when its networks change",
              *_LOCALHOST]
     seen: set[str] = set()
     for conn in conns:

@@ -469,7 +469,8 @@ def _recover_netns(e: _Entry, f: _NsFinder) -> str | None:
             if lo is None or lo.alias != want:
                 raise _Skip(f"namespace {name!r} does not carry the mark {want!r}")
             _sys.remove_named_netns(path)
-            return f"removed namespace {name}"
+            hosts = " and its hosts file" if _sys.drop_stale_hosts(name) else ""
+            return f"removed namespace {name}{hosts}"
         # an empty placeholder left between O_EXCL create and the bind mount
         st = os.lstat(path)
         if not e.confirmed and st.st_size == 0 and os.path.isfile(path) and not os.path.ismount(path):

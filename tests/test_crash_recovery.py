@@ -16,7 +16,7 @@ import pytest
 from snapshots import snapshot
 
 import netns_kit as nk
-from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, state
+from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, _sys, state
 from netns_kit.network import Network
 
 N_ENDPOINTS = 50
@@ -333,3 +333,29 @@ print(c.address.ip)
         for ns in spaces:
             ns.remove()
         Namespace.open("rc-kept").adopt().remove()
+
+
+def test_recover_removes_the_hosts_files_of_a_dead_process_s_namespaces(host: Namespace) -> None:
+    child = subprocess.Popen([sys.executable, "-c", r"""
+import os, signal, netns_kit as nk
+with nk.Transaction(keep=False):
+    net = nk.Network("hostsnet", subnet="10.95.0.0/24").create()
+    for name in ("hf-one", "hf-two"):
+        net.connect(nk.Namespace(name).create(), name=name)
+    print("UP", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""], stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate(timeout=30)
+    assert out.strip() == "UP"
+    assert os.path.exists("/etc/netns/hf-one/hosts") and os.path.exists("/etc/netns/hf-two/hosts")
+    os.makedirs("/etc/netns/hf-foreign", exist_ok=True)
+    Path("/etc/netns/hf-foreign/hosts").write_text("127.0.0.1 somebody-else\n")  # not netns_kit's
+    try:
+        report = nk.recover()
+        assert any("hf-one and its hosts file" in line for line in report.undone), report
+        assert not os.path.lexists("/etc/netns/hf-one") and not os.path.lexists("/etc/netns/hf-two")
+        assert not _sys.drop_stale_hosts("hf-foreign")
+        assert Path("/etc/netns/hf-foreign/hosts").read_text() == "127.0.0.1 somebody-else\n"
+    finally:
+        os.unlink("/etc/netns/hf-foreign/hosts")
+        os.rmdir("/etc/netns/hf-foreign")

@@ -1142,25 +1142,31 @@ class Connection:
         with st.lock:
             self._gone = True
             if self.published:
-                fw = _firewall(net.host)
-                for port in reversed(self.published):
-                    try:
-                        fw.unpublish(port)
-                    except Exception as exc:
-                        failures.append(exc)
+                try:
+                    _firewall(net.host).unpublish(*reversed(self.published))  # one nft batch
+                except Exception as exc:
+                    failures.append(exc)
             if self._veth is not None:
                 try:
                     self._veth.remove()
                 except Exception as exc:
                     failures.append(exc)
-            try:
-                with net._shared_ipam():
+
+            def give_back() -> None:
+                with st.lock, net._shared_ipam():
                     if net._alloc is not None:
                         net._alloc.release(self.address.ip)
                     if net._alloc6 is not None and self.address6 is not None:
                         net._alloc6.release(self.address6.ip)
-            except Exception as exc:
-                failures.append(exc)
+
+            pending = batch.current()
+            if pending is not None:  # only once the veth is really gone: never one address twice
+                pending.after(f"giving {self.address.ip} back to network {net.name}", give_back)
+            else:
+                try:
+                    give_back()
+                except Exception as exc:
+                    failures.append(exc)
             if self in net._connections:
                 net._connections.remove(self)
             st.drop_connection(self)

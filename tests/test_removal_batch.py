@@ -164,3 +164,23 @@ with nk.removal_batch():
     report = nk.recover()
     assert report.undone, report
     assert snapshot(host) == before
+
+
+def test_an_address_comes_back_only_once_its_veth_is_gone(host: Namespace) -> None:
+    net = nk.Network("rbaddr", subnet="10.96.0.0/29").create()  # five addresses to hand out
+    spaces = [nk.Namespace(f"rba{i}").create() for i in range(6)]
+    try:
+        conns = [net.connect(ns) for ns in spaces[:5]]
+        with nk.removal_batch():
+            conns[0].disconnect()
+            assert host.has_link(conns[0].host_ifname)  # not deleted yet: its address is still in use
+            with pytest.raises(nk.ExhaustedError):
+                net.connect(spaces[5])
+        late = net.connect(spaces[5])
+        assert late.address == conns[0].address
+        assert not host.has_link(conns[0].host_ifname)
+        assert spaces[5].run(["ping", "-c1", "-W2", str(net.gateway)]).returncode == 0
+    finally:
+        net.remove(force=True)
+        for ns in spaces:
+            ns.remove()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Print the state of the machine's own network namespace that the tests must never change.
+# Print the state of the machine's own network namespace (and the files next to it) that the tests
+# must never change.
 set -u
 echo "== links";    ip -o link show | sed -E 's/^[0-9]+: //; s/ qlen [0-9]+//' | sort
 echo "== addresses"; ip -o addr show | sed -E 's/^[0-9]+: //; s/valid_lft.*//' | sort
@@ -11,3 +12,6 @@ for k in net.ipv4.ip_forward net.ipv6.conf.all.forwarding net.ipv4.conf.all.forw
          net.ipv4.conf.all.route_localnet; do
   echo "$k=$(sysctl -n "$k" 2>&1)"
 done
+# files the suite could leave on the disk: /etc/netns entries, a container engine's storage
+echo "== /etc/netns"; ls -A /etc/netns 2>&1
+echo "== container storage"; ls -d /var/lib/containers /run/containers /run/libpod 2>&1

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Run a command inside a throwaway network + mount namespace that plays "the host".
-# /run is a fresh tmpfs (so /run/netns lives in memory) and /etc is overlaid by a tmpfs
-# layer (so /etc/netns/NAME files never reach the disk). Nothing here touches the
+# /run is a fresh tmpfs (so /run/netns lives in memory) and /etc and /var/lib are overlaid
+# by tmpfs layers (so /etc/netns/NAME files, and the storage a container engine creates when
+# netns_kit asks it about a container, never reach the disk). Nothing here touches the
 # machine's own interfaces, routes, nft ruleset, sysctls or /run/netns.
 set -euo pipefail
 if [ "${NETNS_KIT_SANDBOXED:-}" = 1 ]; then exec "$@"; fi
 exec unshare --net --mount --propagation private -- bash -c '
   set -euo pipefail
   mount -t tmpfs -o mode=0755 netns-kit-run /run
-  mkdir -p /run/netns /run/.nk-etc/upper /run/.nk-etc/work /run/lock
+  mkdir -p /run/netns /run/.nk-etc/upper /run/.nk-etc/work /run/.nk-varlib/upper /run/.nk-varlib/work /run/lock
   mount -t overlay netns-kit-etc -o lowerdir=/etc,upperdir=/run/.nk-etc/upper,workdir=/run/.nk-etc/work /etc
+  mount -t overlay netns-kit-varlib     -o lowerdir=/var/lib,upperdir=/run/.nk-varlib/upper,workdir=/run/.nk-varlib/work /var/lib
   ip link set lo up
   export NETNS_KIT_SANDBOXED=1
   exec "$@"' netns-kit-sandbox "$@"

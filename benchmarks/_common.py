@@ -50,3 +50,27 @@ class Approach(Protocol):
 
     def cleanup(self) -> None:
         """Untimed: remove the bridge and the NAT table."""
+
+
+def tenth_means(durations: list[float]) -> tuple[float, float]:
+    """Mean of the first and of the last tenth of ``durations`` (seconds; at least one value each).
+
+    Used for flatness: in a run that builds endpoints one after the other, the first tenth were
+    built while there were few, the last tenth while there were almost N.
+    """
+    if not durations:
+        return 0.0, 0.0
+    k = max(1, len(durations) // 10)
+    return sum(durations[:k]) / k, sum(durations[-k:]) / k
+
+
+def flatness_extra(setup: list[float], teardown: list[float], how: str) -> dict[str, float | str]:
+    """The per-endpoint first/last-tenth figures an approach reports through its ``extra``.
+
+    ``setup`` and ``teardown`` are per-endpoint durations in the order the endpoints were built
+    and removed; ``how`` says what a teardown duration covers.
+    """
+    s_first, s_last = tenth_means(setup)
+    t_first, t_last = tenth_means(teardown)
+    return {"setup_first_tenth_s": s_first, "setup_last_tenth_s": s_last,
+            "teardown_first_tenth_s": t_first, "teardown_last_tenth_s": t_last, "teardown_tenths_how": how}

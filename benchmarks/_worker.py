@@ -1,6 +1,8 @@
 """Run one approach once, in the calling process's (fresh) network namespace; print one JSON line.
 
-Usage (run.py starts it under ``unshare --net``): ``python -m benchmarks._worker APPROACH N``.
+Usage (run.py starts it under ``unshare --net``): ``python -m benchmarks._worker APPROACH N``;
+``--teardown-tenths`` passes ``teardown_in_tenths=True`` to the approach's ``make`` (only approaches
+that take it: the flatness run of a removal-batch teardown).
 Standard library only: it also runs under Debian's /usr/bin/python3 for Mininet.
 """
 
@@ -63,9 +65,9 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) - 1  # minus the descriptor listdir itself holds
 
 
-def run(name: str, n: int) -> dict[str, Any]:
+def run(name: str, n: int, *, teardown_tenths: bool = False) -> dict[str, Any]:
     mod = importlib.import_module(f"benchmarks.approach_{name}")
-    approach = mod.make(n)
+    approach = mod.make(n, teardown_in_tenths=True) if teardown_tenths else mod.make(n)
     approach.prepare()
     t0 = time.perf_counter()
     approach.setup()
@@ -90,10 +92,12 @@ def run(name: str, n: int) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    tenths = "--teardown-tenths" in argv
+    argv = [a for a in argv if a != "--teardown-tenths"]
     if len(argv) != 2:
-        print("usage: python -m benchmarks._worker APPROACH N", file=sys.stderr)
+        print("usage: python -m benchmarks._worker APPROACH N [--teardown-tenths]", file=sys.stderr)
         return 2
-    result = run(argv[0], int(argv[1]))
+    result = run(argv[0], int(argv[1]), teardown_tenths=tenths)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

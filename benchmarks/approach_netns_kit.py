@@ -11,9 +11,14 @@ the veth pair with the namespace, in the background), then one ``Firewall.unpubl
 with every port (one nft batch, as the other approaches empty their map or chain in one call).
 Detaching the network (which deletes the firewall table) and removing the bridge are cleanup,
 as the floor's table and bridge deletion are.
+Flatness: each endpoint's build and each ``Namespace.remove`` are timed on their own (the first
+and last tenth are reported); the one ``unpublish`` batch is in the teardown total only.
 """
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 import netns_kit as nk
 from benchmarks._common import (
@@ -23,6 +28,7 @@ from benchmarks._common import (
     PREFIXLEN,
     SUBNET,
     endpoint_ip,
+    flatness_extra,
     host_port,
 )
 
@@ -48,6 +54,8 @@ class NetnsKit:
         self.bridge = nk.Bridge(BRIDGE, namespace=self.host, addresses=[f"{BRIDGE_IP}/{PREFIXLEN}"])
         self.route = nk.Route(gateway=BRIDGE_IP)
         self.firewall = nk.Firewall.for_namespace(self.host)
+        self.extra: dict[str, Any] = {}
+        self._setup_times: list[float] = []
 
     def prepare(self) -> None:
         self.bridge.create()
@@ -66,13 +74,21 @@ class NetnsKit:
         return Endpoint(ns, veth, port)
 
     def setup(self) -> None:
+        clock = time.perf_counter
         for i in range(1, self.n + 1):
+            t = clock()
             self.endpoints.append(self.build_one(i))
+            self._setup_times.append(clock() - t)
 
     def teardown(self) -> None:
+        clock = time.perf_counter
+        times: list[float] = []
         for ep in self.endpoints:
+            t = clock()
             ep.ns.remove(wait=False)  # as the floor: the kernel reclaims the veths in the background
+            times.append(clock() - t)
         self.firewall.unpublish(*(ep.port for ep in self.endpoints))
+        self.extra.update(flatness_extra(self._setup_times, times, "one Namespace.remove(wait=False)"))
         self.endpoints.clear()
 
     def cleanup(self) -> None:

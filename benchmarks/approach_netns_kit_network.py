@@ -73,10 +73,12 @@ class NetnsKitNetwork:
     def teardown(self) -> None:
         if not self.tenths:
             self._remove(self.eps)
-            first, last = tenth_means(self._setup_times)
-            self.extra.update(setup_first_tenth_s=first, setup_last_tenth_s=last)
+            s_first, s_last = tenth_means(self._setup_times)
+            self.extra.update(setup_first_tenth_s=s_first, setup_last_tenth_s=s_last)
         else:
-            k = max(1, self.n // 10)
+            k = max(1, self.n // 10) if self.n >= 2 else 0
+            if not k:
+                raise ValueError("a teardown in tenths needs at least 2 endpoints")
             first, middle, last = self.eps[:k], self.eps[k:-k], self.eps[-k:]
             t_first = self._remove(first) / len(first)
             t_middle = self._remove(middle) if middle else 0.0

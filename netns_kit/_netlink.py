@@ -53,14 +53,7 @@ from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from . import _sys
-from .errors import (
-    AlreadyExistsError,
-    KernelError,
-    NetnsKitError,
-    NotFoundError,
-    PermissionDeniedError,
-    UnsupportedError,
-)
+from .errors import KernelError, NotFoundError, UnsupportedError, error_for_errno
 from .model import AddressInfo, IPInterface, LinkInfo, Route, RouteInfo
 
 _log = logging.getLogger("netns_kit.netlink")  # one debug line per kernel change
@@ -80,20 +73,6 @@ RTN_UNICAST = 1
 
 _DECODERS: dict[int, Any] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
                              RTM_NEWQDISC: tcmsg}
-
-
-def _map_error(err: int, message: str, *, obj: str | None, namespace: str | None, step: str) -> NetnsKitError:
-    text = f"{message}: {os.strerror(err)}" if message else os.strerror(err)
-    kw: dict[str, Any] = {"obj": obj, "namespace": namespace, "step": step, "errno": err}
-    if err == _errno.EEXIST:
-        return AlreadyExistsError(text, **kw)
-    if err in (_errno.ENODEV, _errno.ENOENT, _errno.ESRCH, _errno.EADDRNOTAVAIL):
-        return NotFoundError(text, **kw)
-    if err in (_errno.EPERM, _errno.EACCES):
-        return PermissionDeniedError(text, **kw)
-    if err == _errno.EOPNOTSUPP:
-        return UnsupportedError(text, **kw)
-    return KernelError(text, **kw)
 
 
 class RtnlSocket:
@@ -164,7 +143,7 @@ class RtnlSocket:
                         err = -struct.unpack_from("=i", data, off + 16)[0]
                         if err:
                             text = self._ext_ack_text(data[off:off + length], mflags)
-                            raise _map_error(err, text, obj=obj, namespace=self.label, step=step) from OSError(
+                            raise error_for_errno(err, text, obj=obj, namespace=self.label, step=step) from OSError(
                                 err, os.strerror(err))
                         done = True
                     elif mtype == NLMSG_DONE:

@@ -22,15 +22,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    AlreadyExistsError,
-    KernelError,
-    NetnsKitError,
-    NotFoundError,
-    PermissionDeniedError,
-    UnsupportedError,
-    ValidationError,
-)
+from .errors import NetnsKitError, NotFoundError, UnsupportedError, ValidationError, error_class, error_for_errno
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -56,27 +48,17 @@ def _errno_of(text: str) -> int | None:
 
 
 def map_error(text: str, *, obj: str | None, namespace: str | None, step: str) -> NetnsKitError:
-    """Turn a libnftables error buffer into the most specific netns_kit error."""
+    """Turn a libnftables error buffer into the most specific netns_kit error (see
+    :func:`netns_kit.errors.error_for_errno`; a parse error without an errno is a ValidationError)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     summary = "; ".join(dict.fromkeys(ln.split("Error: ", 1)[-1] for ln in lines))[:500] or "nft batch failed"
     err = _errno_of(text)
-    kw: dict[str, Any] = {"obj": obj, "namespace": namespace, "step": step, "errno": err}
     message = f"nftables: {summary}"
-    exc: NetnsKitError
-    if err == _errno.EEXIST:
-        exc = AlreadyExistsError(message, **kw)
-    elif err == _errno.ENOENT:
-        exc = NotFoundError(message, **kw)
-    elif err in (_errno.EPERM, _errno.EACCES):
-        exc = PermissionDeniedError(message, **kw)
-    elif err in (_errno.EOPNOTSUPP, _errno.EPROTONOSUPPORT, _errno.EAFNOSUPPORT):
-        exc = UnsupportedError(message + " (the kernel lacks an nftables feature netns_kit needs)", **kw)
-    elif err is None and ("syntax error" in text or "Invalid" in text or "Parsing command" in text):
-        exc = ValidationError(message, **kw)
-    else:
-        exc = KernelError(message, **kw)
-    exc.errno = err  # OSError-derived classes reset errno in their constructor
-    return exc
+    if err is None and ("syntax error" in text or "Invalid" in text or "Parsing command" in text):
+        return ValidationError(message, obj=obj, namespace=namespace, step=step)
+    if error_class(err) is UnsupportedError:
+        message += " (the kernel lacks an nftables feature netns_kit needs)"
+    return error_for_errno(err, message, obj=obj, namespace=namespace, step=step, strerror=False)
 
 
 def _new_ctx(label: str) -> Any:

@@ -14,11 +14,12 @@ import ctypes.util
 import errno as _errno
 import fcntl
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import KernelError, NotFoundError, PermissionDeniedError
+from .errors import AlreadyExistsError, NotFoundError, PermissionDeniedError, ValidationError, error_for_errno
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
@@ -91,11 +92,9 @@ def setns(fd: int, *, label: str) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         exc = OSError(err, os.strerror(err))
-        if err == _errno.EPERM:
-            raise PermissionDeniedError("setns refused", obj=label, step="enter namespace") from exc
-        if err == _errno.EINVAL:
-            raise NotFoundError("not a network namespace", obj=label, step="enter namespace") from exc
-        raise KernelError(f"setns failed: {os.strerror(err)}", obj=label, step="enter namespace", errno=err) from exc
+        if err == _errno.EINVAL:  # setns's own meaning of EINVAL: fd is not a network namespace
+            raise NotFoundError("not a network namespace", obj=label, step="enter namespace", errno=err) from exc
+        raise error_for_errno(err, "setns failed", obj=label, step="enter namespace") from exc
 
 
 @contextmanager
@@ -116,9 +115,7 @@ def unshare_netns() -> int:
     """Move the calling thread into a brand-new anonymous network namespace; return an fd of it."""
     if _libc.unshare(CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
-        if err == _errno.EPERM:
-            raise PermissionDeniedError("cannot create a network namespace", step="unshare")
-        raise KernelError(f"unshare failed: {os.strerror(err)}", step="unshare", errno=err)
+        raise error_for_errno(err, "cannot create a network namespace", step="unshare")
     return os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
 
 
@@ -134,11 +131,11 @@ def ensure_run_dir() -> None:
     if _libc.mount(b"none", d, None, MS_SHARED | MS_REC, None) == 0:
         return
     if ctypes.get_errno() != _errno.EINVAL:
-        raise KernelError("cannot make /run/netns shared", step="prepare /run/netns", errno=ctypes.get_errno())
+        raise error_for_errno(ctypes.get_errno(), "cannot make /run/netns shared", step="prepare /run/netns")
     if _libc.mount(d, d, b"none", MS_BIND | MS_REC, None) != 0:
-        raise KernelError("cannot bind /run/netns", step="prepare /run/netns", errno=ctypes.get_errno())
+        raise error_for_errno(ctypes.get_errno(), "cannot bind /run/netns", step="prepare /run/netns")
     if _libc.mount(b"none", d, None, MS_SHARED | MS_REC, None) != 0:
-        raise KernelError("cannot make /run/netns shared", step="prepare /run/netns", errno=ctypes.get_errno())
+        raise error_for_errno(ctypes.get_errno(), "cannot make /run/netns shared", step="prepare /run/netns")
 
 
 def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] | None = None) -> int:
@@ -155,8 +152,6 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
     try:
         fd0 = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     except FileExistsError as exc:
-        from .errors import AlreadyExistsError
-
         raise AlreadyExistsError(f"namespace file {path} already exists", obj=label, step="create namespace") from exc
     os.close(fd0)
     saved = os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
@@ -180,10 +175,8 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
                 setns(saved, label="previous namespace")
         except OSError as exc:
             os.unlink(path)
-            if exc.errno == _errno.EPERM:
-                raise PermissionDeniedError("cannot create a network namespace", obj=label,
-                                            step="create namespace") from exc
-            raise KernelError(str(exc), obj=label, step="create namespace", errno=exc.errno) from exc
+            raise error_for_errno(exc.errno, f"cannot create a network namespace ({exc.strerror})", obj=label,
+                                  step="create namespace", strerror=False) from exc
     finally:
         os.close(saved)
     return new_fd
@@ -192,8 +185,7 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
 def remove_named_netns(path: str) -> bool:
     """Unmount and delete a pinned namespace file. Returns False if it was already gone."""
     if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (_errno.EINVAL, _errno.ENOENT):
-        err = ctypes.get_errno()
-        raise KernelError(f"cannot unmount {path}: {os.strerror(err)}", step="remove namespace", errno=err)
+        raise error_for_errno(ctypes.get_errno(), f"cannot unmount {path}", step="remove namespace")
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -231,6 +223,78 @@ def netns_fd(path: str, *, label: str) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+# -- sysctls: the one reader and writer ---------------------------------------------------------------
+
+PROC_SYS = "/proc/sys/"
+_SYSCTL_TOKEN = re.compile(r"[A-Za-z0-9_.:+-]+(?:[ \t][A-Za-z0-9_.:+-]+)*")
+_SYSCTL_NUMBERS = re.compile(r"-?[0-9]+(?:[ \t]+-?[0-9]+)*")
+
+
+def sysctl_path(key: str) -> str:
+    """The /proc/sys file of a ``net.*`` sysctl: a dotted key (``net.ipv4.ip_forward``) or a path
+    under /proc/sys/net (``/proc/sys/net/ipv4/conf/br.1/route_localnet``, for names with dots).
+    ValidationError for anything else (other subtrees, ``..``, empty parts)."""
+    if not isinstance(key, str):
+        raise ValidationError(f"sysctl key must be a str, got {type(key).__name__}", obj=repr(key))
+    parts = key[len(PROC_SYS):].split("/") if key.startswith(PROC_SYS) else key.split(".")
+    if len(parts) < 3 or parts[0] != "net" or any(
+            not p or p in (".", "..") or "/" in p or "\0" in p or "\n" in p for p in parts):
+        raise ValidationError(f"sysctl key {key!r} must be a net.* key like net.ipv4.ip_forward", obj=key)
+    return PROC_SYS + "/".join(parts)
+
+
+def read_sysctl(key: str) -> str | None:
+    """The value of sysctl ``key`` (see :func:`sysctl_path`) in the calling thread's network
+    namespace, stripped; None if the kernel has no such key."""
+    path = sysctl_path(key)
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error_for_errno(exc.errno, f"cannot read sysctl {key}", obj=key, step="read sysctl") from exc
+
+
+def check_sysctl_value(key: str, value: str, old: str | None = None) -> None:
+    """ValidationError (naming ``key``) unless ``value`` is simple tokens (digits, letters, ``._:+-``,
+    single spaces; no newline), and numbers if ``old`` (the current value) is numbers."""
+    if not isinstance(value, str) or not _SYSCTL_TOKEN.fullmatch(value):
+        raise ValidationError(f"sysctl value {value!r} for {key} must be plain digits or words (no newline)",
+                              obj=key, step="write sysctl")
+    if old is not None and _SYSCTL_NUMBERS.fullmatch(old) and not _SYSCTL_NUMBERS.fullmatch(value):
+        raise ValidationError(f"sysctl {key} holds numbers ({old!r}); {value!r} is not one",
+                              obj=key, step="write sysctl")
+
+
+def write_sysctl(key: str, value: str, *, expect: str | None = None) -> str | None:
+    """Set sysctl ``key`` to ``value`` in the calling thread's network namespace; return the old
+    value (None, and nothing written, if the kernel has no such key).
+
+    Nothing is written when the value is already ``value``, nor, with ``expect``, when the
+    current value is not ``expect`` (crash recovery puts a value back only if nobody changed it
+    since). ``value`` must be simple tokens (digits, letters, ``._:+-``, single spaces): a newline
+    or other character is refused, and so is a non-numeric value where the key holds numbers
+    (ValidationError naming the key). A refusal by the kernel is a KernelError naming the key.
+    """
+    path = sysctl_path(key)
+    check_sysctl_value(key, value)
+    old = read_sysctl(path)
+    if old is None:
+        return None
+    check_sysctl_value(key, value, old)
+    if old == value or (expect is not None and old != expect):
+        return old
+    try:
+        with open(path, "w", encoding="ascii") as f:
+            f.write(value)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error_for_errno(exc.errno, f"the kernel refused {key}={value}", obj=key, step="write sysctl") from exc
+    return old
 
 
 # -- /etc/netns/NAME (the iproute2 convention) ------------------------------------------------------

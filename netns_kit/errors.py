@@ -23,6 +23,8 @@ Failures met while rolling back are attached to the original exception (see
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
+import os
 
 __all__ = [
     "AlreadyExistsError",
@@ -34,6 +36,7 @@ __all__ = [
     "StateError",
     "UnsupportedError",
     "ValidationError",
+    "error_for_errno",
     "rollback_failures",
 ]
 
@@ -103,6 +106,42 @@ class StateError(NetnsKitError):
 
 class KernelError(NetnsKitError):
     """The kernel refused a change; ``errno`` holds its reason."""
+
+
+_ERRNO_CLASSES: dict[int, type[NetnsKitError]] = {
+    _errno.EEXIST: AlreadyExistsError,
+    _errno.ENOENT: NotFoundError,
+    _errno.ENODEV: NotFoundError,
+    _errno.ESRCH: NotFoundError,
+    _errno.EADDRNOTAVAIL: NotFoundError,
+    _errno.EPERM: PermissionDeniedError,
+    _errno.EACCES: PermissionDeniedError,
+    _errno.EOPNOTSUPP: UnsupportedError,
+    _errno.EPROTONOSUPPORT: UnsupportedError,
+    _errno.EAFNOSUPPORT: UnsupportedError,
+}
+"""The one errno -> error table of the three seams (netlink, libnftables, libc): anything else
+is a :class:`KernelError`."""
+
+
+def error_class(errno: int | None) -> type[NetnsKitError]:
+    """The netns_kit error class for a kernel's ``errno`` (:class:`KernelError` when none fits)."""
+    return _ERRNO_CLASSES.get(errno, KernelError) if errno is not None else KernelError
+
+
+def error_for_errno(errno: int | None, message: str, *, obj: str | None = None, namespace: str | None = None,
+                    step: str | None = None, strerror: bool = True) -> NetnsKitError:
+    """The most specific netns_kit error for ``errno``, naming ``obj``, ``namespace`` and ``step``.
+
+    ``strerror`` appends the errno's text to ``message`` (``"MESSAGE: File exists"``). The error
+    carries ``errno``; raise it ``from`` the original exception.
+    """
+    text = message
+    if strerror and errno is not None:
+        text = f"{message}: {os.strerror(errno)}" if message else os.strerror(errno)
+    exc = error_class(errno)(text, obj=obj, namespace=namespace, step=step, errno=errno)
+    exc.errno = errno  # OSError-derived classes reset errno in their constructor
+    return exc
 
 
 _ROLLBACK_ATTR = "_netns_kit_rollback_failures"

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import _nft, state
+from . import _nft, _sys, state
 from . import nftables_render as render
 from .errors import AlreadyExistsError, NotFoundError, OwnershipError, ValidationError
 from .journal import record
@@ -306,17 +306,9 @@ class Firewall:
 
     def _sysctl(self, rel: str, value: str | None = None) -> str | None:
         """Read (and with ``value`` write) /proc/sys/REL in the host namespace; None if absent."""
-        path = os.path.join("/proc/sys", rel)
+        key = _sys.PROC_SYS + rel
         with self.namespace.enter():
-            try:
-                with open(path, encoding="ascii") as f:
-                    old = f.read().strip()
-                if value is not None and value != old:
-                    with open(path, "w", encoding="ascii") as f:
-                        f.write(value)
-            except FileNotFoundError:
-                return None
-        return old
+            return _sys.read_sysctl(key) if value is None else _sys.write_sysctl(key, value)
 
     def _sync_forwarding(self) -> list[dict[str, str]]:
         """Turn forwarding on/off per family as needed; returns the changes made ({path, old, new})."""

@@ -570,36 +570,36 @@ class Namespace(EphemeralScope):
 
     def read_sysctl(self, key: str) -> str:
         """Read ``net.*`` sysctl ``key`` (e.g. ``net.ipv4.ip_forward``) as seen in this namespace."""
-        path = _sysctl_path(key)
-        with self.enter(), open(path, encoding="ascii") as f:
-            return f.read().strip()
+        path = _sys.sysctl_path(key)
+        with self.enter():
+            value = _sys.read_sysctl(path)
+        if value is None:
+            raise NotFoundError(f"there is no sysctl {key} in this namespace", obj=key, namespace=self.label,
+                                step="read sysctl")
+        return value
 
     def write_sysctl(self, key: str, value: str) -> str:
-        """Set a ``net.*`` sysctl in this namespace; returns the old value. Undo: the old value comes back."""
-        path = _sysctl_path(key)
-        with self.enter():
-            with open(path, encoding="ascii") as f:
-                old = f.read().strip()
-            if old == value:
-                return old
+        """Set a ``net.*`` sysctl in this namespace; returns the old value. Undo: the old value comes back.
+
+        ``value`` must be plain digits or words (numbers where the key holds numbers): anything else
+        is refused with ValidationError before the kernel is asked.
+        """
+        path = _sys.sysctl_path(key)
+        _sys.check_sysctl_value(key, value)
+        old = self.read_sysctl(key)
+        _sys.check_sysctl_value(key, value, old)
+        if old == value:
+            return old
 
         def undo() -> None:
-            with self.enter(), open(path, "w", encoding="ascii") as f:
-                f.write(old)
+            with self.enter():
+                _sys.write_sysctl(path, old)
 
         with intent(f"restore {key}={old} in {self.label}", undo,
                     durable=("sysctl", {"ns": self._ref(), "path": path, "old": old, "new": value})), \
-                self.enter(), \
-                open(path, "w", encoding="ascii") as f:
-            f.write(value)
+                self.enter():
+            _sys.write_sysctl(path, value)
         return old
-
-
-def _sysctl_path(key: str) -> str:
-    parts = key.split(".")
-    if len(parts) < 3 or parts[0] != "net" or any(not p or p in (".", "..") or "/" in p for p in parts):
-        raise ValidationError(f"sysctl key {key!r} must be a net.* key like net.ipv4.ip_forward", obj=key)
-    return "/proc/sys/" + "/".join(parts)
 
 
 def _check_argv(argv: Sequence[str]) -> Sequence[str]:

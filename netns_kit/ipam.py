@@ -193,6 +193,7 @@ class AddressAllocator:
         self._rlo, self._rhi = rlo, rhi
         self._gateway = int(plan.gateway_ip)
         self._taken: set[int] = set()
+        self._taken_in_range = 0  # how many of _taken automatic allocation could hand out
         self._cursor = rlo  # the next automatic candidate
 
     @property
@@ -217,8 +218,10 @@ class AddressAllocator:
     @property
     def available(self) -> int:
         """How many addresses automatic allocation can still hand out."""
-        taken_in_range = sum(1 for i in self._taken if self._rlo <= i <= self._rhi)
-        return self.capacity - taken_in_range
+        return self.capacity - self._taken_in_range
+
+    def _counts(self, value: int) -> bool:
+        return self._rlo <= value <= self._rhi and value != self._gateway
 
     def check(self, address: IPAddr | str) -> IPAddr:
         """Validate a fixed address without taking it (ValidationError / AlreadyExistsError)."""
@@ -242,6 +245,7 @@ class AddressAllocator:
         if address is not None:
             ip = self.check(address)
             self._taken.add(int(ip))
+            self._taken_in_range += self._counts(int(ip))
             return ip
         if self.available <= 0:
             raise ExhaustedError(f"no free address left in {self.plan.range} (subnet {self.plan.network})",
@@ -254,6 +258,7 @@ class AddressAllocator:
                 break
             value += 1
         self._taken.add(value)
+        self._taken_in_range += 1
         self._cursor = value + 1
         return ipaddress.ip_address(value)
 
@@ -263,6 +268,7 @@ class AddressAllocator:
         value = int(ip)
         if value in self._taken:
             self._taken.remove(value)
+            self._taken_in_range -= self._counts(value)
             return True
         return False
 
@@ -275,6 +281,7 @@ class AddressAllocator:
         """Replace what is taken (and the cursor) with a view shared by several processes
         (see :meth:`netns_kit.network.Network.open`)."""
         self._taken = {int(parse_ip(a, what="taken address")) for a in taken}
+        self._taken_in_range = sum(1 for i in self._taken if self._counts(i))
         if cursor is not None and self._rlo <= cursor <= self._rhi + 1:
             self._cursor = cursor
 

@@ -38,23 +38,13 @@ from types import TracebackType
 from typing import ClassVar
 
 from . import _procs, _sys
+from ._hostsfile import drop_namespace_file
+from ._registry import current_host, forget_host_if_empty, host_state, peek_host_state
 from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
 from .journal import EphemeralScope, atomic_step, record
 from .model import IPAddr, IPInterface, parse_ip, parse_mac, validate_netns_name
 from .namespace import Namespace
-from .network import (
-    DEFAULT_BRIDGE,
-    DEFAULT_NETWORK_NAME,
-    Connection,
-    Network,
-    current_host,
-    drop_hosts_file,
-    forget_host_if_empty,
-    host_state,
-    parse_ports,
-    peek_host_state,
-    validate_name,
-)
+from .network import DEFAULT_BRIDGE, DEFAULT_NETWORK_NAME, Connection, Network, parse_ports, validate_name
 
 __all__ = [
     "BridgeMode",
@@ -242,7 +232,7 @@ class _Sandbox:
             except Exception as exc:
                 failures.append(exc)
             if self.namespace.name is not None:
-                drop_hosts_file(self.namespace.name)
+                drop_namespace_file(self.namespace.name)
         if self.uses_default:
             try:
                 _release_default(self.host)
@@ -310,7 +300,7 @@ class Endpoint(EphemeralScope):
         if self.ip6 is not None and self.ip6.version != 6:
             raise ValidationError(f"ip6 {self.ip6} must be IPv6", obj=name)
         # the port specs themselves, with a placeholder address (bound to the real one at create)
-        parse_ports(self.publish, container_ip="192.0.2.2", bridge=DEFAULT_BRIDGE)
+        parse_ports(self.publish, bridge=DEFAULT_BRIDGE)
         self.host = host if host is not None else current_host()
         self._sandbox: _Sandbox | None = None
         self._removed = False
@@ -428,10 +418,8 @@ class Endpoint(EphemeralScope):
                                   obj=self.name, step="create endpoint")
         if self.ip6 is not None and net.subnet6 is None:
             raise ValidationError(f"network {net.name!r} has no IPv6 subnet for ip6 {self.ip6}", obj=self.name)
-        if net._alloc is not None and self.ip is not None:
-            net._alloc.check(self.ip)
-        if net._alloc6 is not None and self.ip6 is not None:
-            net._alloc6.check(self.ip6)
+        if self.ip is not None or self.ip6 is not None:
+            net.check_addresses(self.ip, self.ip6)
         return net
 
     def create(self) -> Endpoint:
@@ -478,8 +466,9 @@ class Endpoint(EphemeralScope):
         ns.create()
         sb = _Sandbox(ns, owned=True, host=host, uses_default=uses_default)
         if network is not None:
-            network.connect(ns, ip=self.ip, ip6=self.ip6, name=self.name, aliases=self.aliases, mac=self.mac,
-                            publish=self.publish)
+            # the namespace was just made: its first interface is eth0 and it has no route yet
+            network.connect(ns, ip=self.ip, ip6=self.ip6, ifname="eth0", name=self.name, aliases=self.aliases,
+                            mac=self.mac, publish=self.publish, default_route=None if network.internal else True)
         return sb
 
     def remove(self) -> None:

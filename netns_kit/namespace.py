@@ -97,6 +97,15 @@ class _Opener:
 
 _pool = _SocketPool()
 
+# Called with a named namespace's (dev, inode) identity once netns_kit removed it: the network
+# registry forgets the namespace's connections at its next change (see netns_kit._registry).
+_removal_listeners: list[Callable[[tuple[int, int]], None]] = []
+
+
+def on_removal(listener: Callable[[tuple[int, int]], None]) -> None:
+    """Call ``listener(identity)`` whenever netns_kit removes a named namespace (in this process)."""
+    _removal_listeners.append(listener)
+
 
 class Namespace(EphemeralScope):
     """A network namespace.
@@ -286,6 +295,14 @@ class Namespace(EphemeralScope):
             self._remove_locked(wait)
 
     def _remove_locked(self, wait: bool = True) -> None:
+        try:
+            self._unmount(wait)
+        finally:
+            if self._removed and self._identity is not None:
+                for listener in list(_removal_listeners):
+                    listener(self._identity)
+
+    def _unmount(self, wait: bool) -> None:
         if self._identity is not None:
             _procs.stop_all(self._identity)  # processes started here through netns_kit
             try:

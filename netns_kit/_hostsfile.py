@@ -1,0 +1,208 @@
+"""Name resolution through hosts files (internal).
+
+For every named namespace attached to a network, netns_kit writes ``/etc/netns/NAME/hosts`` (the
+iproute2 convention: ``ip netns exec NAME`` and :meth:`Namespace.run` bind it over /etc/hosts).
+
+- A network with name resolution keeps one shared file listing all its endpoints
+  (:class:`SharedHostsFile`). A connect appends its lines (O(1)); a disconnect rewrites the file
+  in place, once per removal batch. Files are rewritten in place, never replaced, so a bind mount
+  made by ``ip netns exec`` keeps seeing the same inode.
+- A namespace on exactly one network has a symlink to that file as its hosts file; a namespace on
+  several networks gets a file of its own with the union, re-rendered when one of its networks
+  changes (only those namespaces are visited: the registry keeps them apart).
+- A hosts file netns_kit did not write is left alone. Files are opened with ``O_NOFOLLOW``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from . import _sys
+
+if TYPE_CHECKING:
+    from ._registry import HostRegistry, Identity
+    from .network import Connection, Network
+
+__all__ = ["SharedHostsFile", "drop_namespace_file", "hosts_path", "on_connect", "on_disconnect"]
+
+log = logging.getLogger("netns_kit")
+
+ETC_NETNS_DIR = _sys.ETC_NETNS_DIR
+HOSTS_RUN_DIR = _sys.HOSTS_RUN_DIR
+_LOCALHOST = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+
+_owned_files: set[str] = set()
+_owned_dirs: set[str] = set()
+_files_lock = threading.Lock()
+
+
+def hosts_path(ns_name: str) -> str:
+    return os.path.join(ETC_NETNS_DIR, ns_name, "hosts")
+
+
+def _write(path: str, text: str, *, append: bool = False) -> None:
+    """Write ``text`` into ``path`` in place (same inode), refusing a symlink or a non-regular file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def entries(conn: Connection, comment: str) -> list[str]:
+    """The hosts lines of one connection (none if it has no names)."""
+    if not conn.names:
+        return []
+    names = " ".join(conn.names)
+    out = [f"{conn.address.ip}\t{names}\t# {comment}"]
+    if conn.address6 is not None:
+        out.append(f"{conn.address6.ip}\t{names}\t# {comment}")
+    return out
+
+
+class SharedHostsFile:
+    """The hosts file of one network with name resolution: every endpoint on it."""
+
+    def __init__(self, network: Network, tag: str) -> None:
+        self.network = network
+        self.path = os.path.join(HOSTS_RUN_DIR, tag)
+        self.exists = False
+        self.rewrite_pending = False
+
+    def _render(self, conns: Iterable[Connection]) -> str:
+        lines = [f"{_sys.HOSTS_HEADER}network {self.network.name}: every endpoint on it", *_LOCALHOST]
+        for conn in conns:
+            lines += entries(conn, self.network.name)
+        return "\n".join(lines) + "\n"
+
+    def rewrite(self) -> None:
+        self.rewrite_pending = False
+        os.makedirs(HOSTS_RUN_DIR, mode=0o755, exist_ok=True)
+        _write(self.path, self._render(self.network.connections))
+        self.exists = True
+
+    def add(self, conn: Connection) -> None:
+        if not self.exists:
+            self.rewrite()
+            return
+        lines = entries(conn, self.network.name)
+        if lines:
+            _write(self.path, "\n".join(lines) + "\n", append=True)
+
+    def drop(self) -> None:
+        self.exists = False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        with contextlib.suppress(OSError):  # only if no other network's file is there
+            os.rmdir(HOSTS_RUN_DIR)
+
+
+def _render_union(ns_name: str, conns: list[Connection]) -> str:
+    """The hosts file of a namespace on several networks (or on one without name resolution)."""
+    lines = [f"{_sys.HOSTS_HEADER}namespace {ns_name}; rewritten when its networks change", *_LOCALHOST]
+    seen: set[str] = set()
+
+    def add(candidates: list[str]) -> None:
+        for line in candidates:
+            key = line.split("\t#")[0]
+            if key not in seen:
+                seen.add(key)
+                lines.append(line)
+
+    for conn in conns:
+        add(entries(conn, f"self on {conn.network.name}"))
+    for conn in conns:
+        if conn.network.config.resolve_names:
+            for peer in conn.network.connections:
+                if peer.identity != conn.identity:
+                    add(entries(peer, peer.network.name))
+    return "\n".join(lines) + "\n"
+
+
+def write_namespace_file(conns: list[Connection]) -> None:
+    """(Re)write the hosts file of the namespace of ``conns`` (its connections, oldest first)."""
+    ns = conns[0].namespace
+    if ns.name is None:
+        return
+    path = hosts_path(ns.name)
+    directory = os.path.dirname(path)
+    shared = conns[0].network.hosts_file if len(conns) == 1 else None
+    with _files_lock:
+        if path not in _owned_files:
+            if os.path.lexists(path):
+                log.warning("%s exists and was not written by netns_kit: left alone (no name resolution "
+                            "for namespace %s)", path, ns.name)
+                return
+            if not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o755)
+                _owned_dirs.add(directory)
+            _owned_files.add(path)
+        if shared is not None and shared.exists:
+            if os.path.islink(path) and os.readlink(path) == shared.path:
+                return
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.symlink(shared.path, path)
+            return
+        if os.path.islink(path):
+            os.unlink(path)
+        _write(path, _render_union(ns.name, conns))
+
+
+def drop_namespace_file(ns_name: str) -> None:
+    """Delete the hosts file netns_kit wrote for ``ns_name`` (and its directory, if netns_kit made it)."""
+    path = hosts_path(ns_name)
+    directory = os.path.dirname(path)
+    with _files_lock:
+        if path not in _owned_files:
+            return
+        _owned_files.discard(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if directory in _owned_dirs:
+            _owned_dirs.discard(directory)
+            with contextlib.suppress(OSError):  # someone else put files there: leave it
+                os.rmdir(directory)
+
+
+def _refresh_multihomed(st: HostRegistry, net: Network, changed: Identity) -> None:
+    for ident in list(st.multihomed):
+        if ident == changed:
+            continue
+        conns = st.connections_of(ident)
+        if any(c.network is net for c in conns):
+            write_namespace_file(conns)
+
+
+def on_connect(st: HostRegistry, conn: Connection) -> None:
+    """Bring the hosts files up to date after ``conn`` joined its network: O(1) for a namespace on
+    one network (append to the shared file), plus one rewrite per namespace on several networks."""
+    net = conn.network
+    shared = net.hosts_file
+    if shared is not None:
+        shared.add(conn)
+        _refresh_multihomed(st, net, conn.identity)
+    write_namespace_file(st.connections_of(conn.identity))
+
+
+def on_disconnect(st: HostRegistry, conn: Connection, *, defer: bool) -> None:
+    """After ``conn`` left its network: the shared file is rewritten (``defer``: the caller runs
+    :meth:`SharedHostsFile.rewrite` later, once for many disconnects), the namespace's own file
+    follows its remaining connections, or goes."""
+    net = conn.network
+    shared = net.hosts_file
+    if shared is not None and shared.exists and not defer:
+        shared.rewrite()
+    if shared is not None:
+        _refresh_multihomed(st, net, conn.identity)
+    conns = st.connections_of(conn.identity)
+    if conns:
+        write_namespace_file(conns)
+    elif conn.namespace.name is not None:
+        drop_namespace_file(conn.namespace.name)

@@ -1,0 +1,96 @@
+"""One way to put a namespace on a bridge (internal): the bridge driver.
+
+:class:`Network` connections, pipework-style :class:`~netns_kit.Attachment` (bridge case) and
+:class:`~netns_kit.topology.Topology` endpoints all wire a namespace the same way, through
+:func:`plug`: a :class:`BridgePort` says what the namespace gets (interface names, addresses,
+routes, MAC, MTU, IPv6 link-local, hairpin), :func:`check` validates it without the kernel, and
+:func:`plug` makes it:
+
+1. one veth pair (:class:`~netns_kit.VethPair`): the host end enslaved to the bridge and up, the
+   other end born inside the namespace under its final name (journaled: a rollback or
+   ``recover()`` deletes it);
+2. the addresses and routes on the namespace end, by its index (no lookups). They live and die
+   with that interface, so the veth's undo covers them;
+3. hairpin mode on the host end when asked (a container reaching itself through a published port).
+
+Undo: :func:`unplug` deletes the veth pair by the identity recorded at creation.
+Host-side names come from :func:`new_host_ifname` unless the caller names the interface.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from .errors import ValidationError
+from .links import Bridge, VethPair
+from .model import IPInterface, Route, validate_ifname
+from .namespace import Namespace
+
+__all__ = ["BridgePort", "check", "new_host_ifname", "plug", "unplug"]
+
+HOST_IFNAME_PREFIX = "vnk"
+
+
+def new_host_ifname() -> str:
+    """A fresh name for the host end of a veth pair: ``vnk`` and 8 random hex digits."""
+    return HOST_IFNAME_PREFIX + secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class BridgePort:
+    """What one namespace gets on one bridge (a value: nothing is made until :func:`plug`)."""
+
+    bridge: Bridge | str
+    ifname: str
+    host_ifname: str
+    addresses: tuple[IPInterface, ...] = ()
+    routes: tuple[Route, ...] = ()
+    mac: str | None = None
+    mtu: int | None = None
+    ipv6_link_local: bool = True
+    hairpin: bool = False
+
+
+def check(port: BridgePort, *, namespace: str) -> None:
+    """Refuse a port whose routes' gateways are not inside one of its addresses' subnets."""
+    validate_ifname(port.ifname, what="interface name")
+    validate_ifname(port.host_ifname, what="host-side veth name")
+    for route in port.routes:
+        gw = route.gateway_ip
+        if gw is not None and not any(gw in a.network for a in port.addresses if a.version == gw.version):
+            nets = ", ".join(sorted({str(a.network) for a in port.addresses})) or "none"
+            raise ValidationError(f"gateway {gw} is not inside any subnet of {port.ifname} (subnets: {nets})",
+                                  obj=f"route {route.dst}", namespace=namespace, step="check route")
+
+
+def plug(host: Namespace, target: Namespace, port: BridgePort) -> VethPair:
+    """Make ``port`` (see the module docstring). Journaled in the active transaction; on a failure
+    halfway the veth pair is deleted again before the error propagates."""
+    pair = VethPair(port.host_ifname, port.ifname, namespace=host, peer_namespace=target, master=port.bridge,
+                    mtu=port.mtu, peer_mac=port.mac, ipv6_link_local=port.ipv6_link_local)
+    pair.create()
+    try:
+        sock = target.rtnl()
+        peer = pair.peer_index
+        for a in port.addresses:
+            sock.add_address(peer, a, obj=f"{a} on {port.ifname}")
+        for route in port.routes:
+            sock.add_route(route, peer)
+        if port.hairpin:
+            host.rtnl().set_bridge_port(pair.index, hairpin=True, obj=port.host_ifname)
+    except BaseException:
+        pair.remove()
+        raise
+    return pair
+
+
+def add_route(target: Namespace, pair: VethPair, route: Route) -> None:
+    """One more route through the namespace end of ``pair`` (it goes with the interface)."""
+    target.rtnl().add_route(route, pair.peer_index)
+
+
+def unplug(pair: VethPair) -> None:
+    """Delete the veth pair (its addresses and routes go with it). Idempotent; in a
+    :func:`~netns_kit.removal_batch` the deletion is collected."""
+    pair.remove()

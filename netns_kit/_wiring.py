@@ -19,6 +19,7 @@ Host-side names come from :func:`new_host_ifname` unless the caller names the in
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from .links import Bridge, VethPair
 from .model import IPInterface, Route, validate_ifname
 from .namespace import Namespace
 
-__all__ = ["BridgePort", "check", "new_host_ifname", "plug", "unplug"]
+__all__ = ["BridgePort", "check", "host_ifname_for", "new_host_ifname", "plug", "unplug"]
 
 HOST_IFNAME_PREFIX = "vnk"
 
@@ -35,6 +36,12 @@ HOST_IFNAME_PREFIX = "vnk"
 def new_host_ifname() -> str:
     """A fresh name for the host end of a veth pair: ``vnk`` and 8 random hex digits."""
     return HOST_IFNAME_PREFIX + secrets.token_hex(4)
+
+
+def host_ifname_for(seed: str) -> str:
+    """The host end's name for a caller that must know it ahead (the same seed, the same name):
+    ``vnk`` and 8 hex digits of a hash of ``seed``."""
+    return HOST_IFNAME_PREFIX + hashlib.sha1(seed.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

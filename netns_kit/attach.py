@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TypeAlias
 
+from . import _wiring
 from .engines import Container, container_pid
 from .errors import (
     AlreadyExistsError,
@@ -371,7 +372,7 @@ class Attachment(EphemeralScope):
 
     def _default_host_ifname(self, target: Namespace) -> str:
         dev, ino = target.identity
-        return "veth" + hashlib.sha1(f"{dev}:{ino}:{self.ifname}".encode()).hexdigest()[:8]
+        return _wiring.host_ifname_for(f"{dev}:{ino}:{self.ifname}")
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -400,8 +401,9 @@ class Attachment(EphemeralScope):
                     br = self._made_bridge
                 else:
                     br = bridge_info.name
-                self._link = VethPair(veth_name, self.ifname, namespace=host, peer_namespace=target, master=br,
-                                      mtu=mtu, peer_mac=self.requested_mac).create()
+                port = _wiring.BridgePort(br, self.ifname, veth_name, addresses=tuple(self.addresses),
+                                          routes=tuple(self._all_routes()), mac=self.requested_mac, mtu=mtu)
+                self._link = _wiring.plug(host, target, port)
                 self.host_ifname = veth_name
             else:
                 assert parent is not None
@@ -415,10 +417,10 @@ class Attachment(EphemeralScope):
                                      mac=self.requested_mac, info_data=[("IFLA_MACVLAN_MODE",
                                                                MACVLAN_MODES[self.macvlan_mode])])
                 self._macvlan_index = target.link(self.ifname).index
-            for a in self.addresses:
-                target.add_address(self.ifname, a)
-            for r in self._all_routes():
-                target.add_route(r)
+                for a in self.addresses:
+                    target.add_address(self.ifname, a)
+                for r in self._all_routes():
+                    target.add_route(r)
             info = target.link(self.ifname)
             self.mac = info.mac
             if self.announce and self.addresses and info.mac:

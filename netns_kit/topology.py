@@ -21,15 +21,18 @@ library's objects (namespaces, bridges, veth pairs, addresses, routes, NAT rules
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from . import batch
+from . import _wiring, batch
 from .errors import StateError, ValidationError, attach_rollback_failures
+from .firewall import Firewall, NetworkPolicy
 from .journal import Transaction
+from .links import Bridge
 from .model import (
     IPInterface,
     Route,
@@ -39,6 +42,8 @@ from .model import (
     validate_ifname,
     validate_netns_name,
 )
+from .namespace import Namespace
+from .nat import PublishedPort
 from .views import InterfaceView, NamespaceView, PortView, TopologyView, VethLink
 
 __all__ = ["Plan", "Step", "Topology"]
@@ -200,8 +205,6 @@ class Topology:
             raise ValidationError(f"bridge {name!r} is already in the topology", obj=name)
         addrs = tuple(parse_interface(a) for a in addresses)
         if nat:
-            from .firewall import NetworkPolicy
-
             NetworkPolicy(name, tuple(a.network for a in addrs), masquerade=masquerade, icc=icc)  # validates
         self._bridges.append(_Bridge(name, addrs, mtu, nat, masquerade, icc))
         return self
@@ -255,8 +258,6 @@ class Topology:
                                       obj=f"route default via {gw}")
         if mac is not None:
             mac = parse_mac(mac)
-        from .nat import PublishedPort
-
         ip = next((a.ip for a in addrs if a.version == 4), addrs[0].ip)
         ports = tuple(PublishedPort.parse(spec, container_ip=str(ip), bridge=bridge, bridge_port=host_if)
                       for spec in publish)
@@ -325,10 +326,6 @@ class Topology:
         All published ports go in one nft batch, after the endpoints (a failure there, as anywhere,
         undoes everything).
         """
-        from .firewall import Firewall, NetworkPolicy
-        from .links import Bridge, VethPair
-        from .namespace import Namespace
-
         if self._made is not None:
             raise StateError("topology is already built", obj=self.title, step="create topology")
         self.plan()  # validates everything before the first change
@@ -346,15 +343,15 @@ class Topology:
                     fw.attach_network(NetworkPolicy(b.name, tuple(a.network for a in b.addresses),
                                                     masquerade=b.masquerade, icc=b.icc))
                     made.append(_Attached(fw, b.name))
+            host = Namespace.current()
             for e in self._endpoints:
-                ns = objs[f"ns:{e.namespace}"]
-                made.append(VethPair(e.host_ifname, e.ifname, peer_namespace=ns, master=objs[f"br:{e.bridge}"],
-                                     peer_mac=e.mac, ipv6_link_local=e.link_local).create())
-                for a in e.addresses:
-                    ns.add_address(e.ifname, a)
-                if e.gateway is not None:
-                    ns.add_route(Route("default", gateway=e.gateway, dev=e.ifname))
-            ports = [port for e in self._endpoints for port in e.publish]
+                routes = (Route("default", gateway=e.gateway),) if e.gateway is not None else ()
+                port = _wiring.BridgePort(objs[f"br:{e.bridge}"], e.ifname, e.host_ifname, addresses=e.addresses,
+                                          routes=routes, mac=e.mac, ipv6_link_local=e.link_local,
+                                          hairpin=bool(e.publish))
+                made.append(_wiring.plug(host, objs[f"ns:{e.namespace}"], port))
+            # hairpin mode was set on each publishing endpoint's bridge port by the wiring
+            ports = [dataclasses.replace(port, bridge_port=None) for e in self._endpoints for port in e.publish]
             if ports:
                 fw = Firewall.for_namespace()
                 fw.publish(*ports)

@@ -3,6 +3,12 @@
     bash scripts/sandbox.sh .venv/bin/python -m benchmarks.run            # N = 50, 200, 1000
     bash scripts/sandbox.sh .venv/bin/python -m benchmarks.run --quick    # N = 20, one run, smoke test
 
+netavark and the CNI plugins start processes for every endpoint (~0.1-0.3 s each), so they run
+fewer times (``--slow-runs``, default 3) and only up to ``--slow-max-n`` endpoints (default 200);
+the table says where they were skipped. For netns_kit, its Docker-shaped path and the raw floors
+the first and last tenth of endpoints are also timed on their own (flatness), and the raw
+floors report the time of each kind of step.
+
 Each run of each approach happens in a fresh network namespace of its own (a worker process
 started under ``unshare --net``), which is checked for leftovers at the end. Runs of the
 approaches are interleaved (the order rotates) so that drift on the machine hits all of them.
@@ -30,15 +36,27 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 
 LABELS = {
     "netns_kit": "netns_kit",
-    "floor": "tuned floor",
-    "floor_nolinklocal": "tuned floor, no link-local",
+    "netns_kit_network": "netns_kit Network + Endpoint",
+    "raw_floor": "raw floor",
+    "raw_floor_nolinklocal": "raw floor, no link-local",
+    "floor": "tuned floor (pyroute2)",
+    "floor_nolinklocal": "tuned floor (pyroute2), no link-local",
     "pyroute2": "pyroute2 idiomatic",
     "shell": "shell recipe",
     "mininet": "Mininet (no ports)",
     "netns_kit_bulk": "netns_kit bulk (one call)",
+    "netavark": "netavark 1.4 (podman)",
+    "cni": "CNI plugins (containerd-style)",
 }
-MAIN = ["netns_kit", "floor", "floor_nolinklocal", "pyroute2", "shell", "mininet"]
+MAIN = ["netns_kit", "netns_kit_network", "raw_floor", "raw_floor_nolinklocal", "floor", "floor_nolinklocal",
+        "pyroute2", "shell", "mininet", "netavark", "cni"]
 EXTRAS = ["netns_kit_bulk", "netns_kit_rollback"]
+#: one process (or several) per endpoint: fewer runs, and not at large N
+SLOW = {"netavark", "cni"}
+#: approaches that report per-endpoint times of their first and last tenth
+FLAT = ["netns_kit", "netns_kit_network", "raw_floor", "raw_floor_nolinklocal"]
+#: approaches whose teardown is one removal batch: one more run per N removes them in tenths
+TENTHS_RUN = ["netns_kit_network"]
 
 
 def interpreter(name: str) -> str | None:
@@ -73,8 +91,21 @@ def settle_down(minimum: float, *, limit: float = 30.0, idle: float = 0.85) -> f
     return time.monotonic() - start
 
 
-def run_worker(name: str, n: int, python: str, timeout: float) -> dict[str, Any]:
+def unavailable(name: str) -> str | None:
+    """Why an approach that needs outside programs cannot run here (None: it can)."""
+    if name == "netavark":
+        from benchmarks.approach_netavark import available
+        return available()
+    if name == "cni":
+        from benchmarks.approach_cni import available as cni_available
+        return cni_available()
+    return None
+
+
+def run_worker(name: str, n: int, python: str, timeout: float, *, tenths: bool = False) -> dict[str, Any]:
     cmd = ["unshare", "--net", "--", python, "-m", "benchmarks._worker", name, str(n)]
+    if tenths:
+        cmd.append("--teardown-tenths")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -94,6 +125,11 @@ class Cell:
     def per_ep(self, key: str) -> float:
         """Median over runs of ``key`` (seconds) per endpoint, in milliseconds."""
         return float(statistics.median(float(r[key]) for r in self.runs)) * 1000 / self.n
+
+    def med(self, key: str) -> float | None:
+        """Median over the runs that report ``key`` (None if none does)."""
+        vals = [float(r[key]) for r in self.runs if r.get(key) is not None]
+        return float(statistics.median(vals)) if vals else None
 
     @property
     def rss_mib(self) -> float:
@@ -116,7 +152,8 @@ def fmt_ratio(ours: float, other: float) -> str:
     return f"{ours / other:.2f}" if other > 0 else "-"
 
 
-def table(cells: dict[tuple[str, int], Cell], ns: list[int], names: list[str]) -> list[str]:
+def table(cells: dict[tuple[str, int], Cell], ns: list[int], names: list[str],
+          skipped: dict[tuple[str, int], str] | None = None) -> list[str]:
     out = ["| N | approach | setup ms/ep | teardown ms/ep | peak RSS MiB | fds after setup | "
            "netns_kit/it setup | netns_kit/it teardown | left behind |",
            "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -124,6 +161,9 @@ def table(cells: dict[tuple[str, int], Cell], ns: list[int], names: list[str]) -
         nk = cells.get(("netns_kit", n))
         for name in names:
             c = cells.get((name, n))
+            why = (skipped or {}).get((name, n))
+            if why:
+                out.append(f"| {n} | {LABELS.get(name, name)} | - | - | - | - | - | - | skipped: {why} |")
             if c is None or not c.runs:
                 continue
             s, t = c.per_ep("setup_s"), c.per_ep("teardown_s")
@@ -137,39 +177,66 @@ def table(cells: dict[tuple[str, int], Cell], ns: list[int], names: list[str]) -
 
 def targets(cells: dict[tuple[str, int], Cell], ns: list[int]) -> list[str]:
     ref = 200 if 200 in ns else ns[-1]
+    lo, hi = ns[0], ns[-1]
     rows = ["| target | measured | met |", "|---|---:|---|"]
 
     def get(name: str, n: int, key: str) -> float | None:
         c = cells.get((name, n))
         return c.per_ep(key) if c and c.runs else None
 
-    def row(label: str, value: float | None, ok: bool | None, unit: str = "x") -> None:
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    def row(label: str, value: float | None, bound: tuple[str, float] | None, unit: str = "x") -> None:
         shown = f"{value:.2f}{unit}" if value is not None else "n/a"
-        rows.append(f"| {label} | {shown} | {'n/a' if ok is None else ('yes' if ok else 'NO')} |")
+        if bound is None or value is None:
+            met = "n/a"
+        else:
+            ok = value <= bound[1] if bound[0] == "<=" else value >= bound[1]
+            met = "yes" if ok else "NO"
+        rows.append(f"| {label} | {shown} | {met} |")
 
     nk_s, nk_t = get("netns_kit", ref, "setup_s"), get("netns_kit", ref, "teardown_s")
-    fl_s, fl_t = get("floor", ref, "setup_s"), get("floor", ref, "teardown_s")
-    mn_s, sh_s = get("mininet", ref, "setup_s"), get("shell", ref, "setup_s")
-    v = nk_s / fl_s if nk_s and fl_s else None
-    row(f"setup, netns_kit / tuned floor at N={ref} (<= 1.25)", v, None if v is None else v <= 1.25)
-    fn_s = get("floor_nolinklocal", ref, "setup_s")
-    v = nk_s / fn_s if nk_s and fn_s else None
-    row(f"(context) setup, netns_kit / tuned floor without link-local at N={ref}", v, None)
-    v = mn_s / nk_s if mn_s and nk_s else None
-    row(f"setup, Mininet / netns_kit at N={ref} (>= 5)", v, None if v is None else v >= 5)
-    v = sh_s / nk_s if sh_s and nk_s else None
-    row(f"setup, shell recipe / netns_kit at N={ref} (>= 6)", v, None if v is None else v >= 6)
-    v = nk_t / fl_t if nk_t and fl_t else None
-    row(f"teardown, netns_kit / tuned floor at N={ref} (<= 1.5)", v, None if v is None else v <= 1.5)
-    lo, hi = ns[0], ns[-1]
+    nw_s = get("netns_kit_network", ref, "setup_s")
+    rn_s, rn_t = get("raw_floor_nolinklocal", ref, "setup_s"), get("raw_floor_nolinklocal", ref, "teardown_s")
+    row(f"setup, netns_kit (primitives) / raw floor without link-local at N={ref} (<= 1.5)",
+        ratio(nk_s, rn_s), ("<=", 1.5))
+    row(f"(context) setup, netns_kit / raw floor with link-local at N={ref}",
+        ratio(nk_s, get("raw_floor", ref, "setup_s")), None)
+    row(f"(context) teardown, netns_kit / raw floor without link-local at N={ref}", ratio(nk_t, rn_t), None)
+    row(f"setup, netns_kit Network + Endpoint / netns_kit primitives at N={ref} (<= 1.2)",
+        ratio(nw_s, nk_s), ("<=", 1.2))
+    for other in ("netavark", "cni"):
+        row(f"setup, {LABELS[other]} / netns_kit Network + Endpoint at N={ref} (>= 20)",
+            ratio(get(other, ref, "setup_s"), nw_s), (">=", 20))
+    for other in ("netavark", "cni"):
+        row(f"(context) teardown, {LABELS[other]} / netns_kit Network + Endpoint at N={ref}",
+            ratio(get(other, ref, "teardown_s"), get("netns_kit_network", ref, "teardown_s")), None)
+    row(f"setup, Mininet / netns_kit at N={ref} (>= 5)", ratio(get("mininet", ref, "setup_s"), nk_s), (">=", 5))
+    row(f"setup, shell recipe / netns_kit at N={ref} (>= 6)", ratio(get("shell", ref, "setup_s"), nk_s), (">=", 6))
+    row(f"(context; was the floor target <= 1.25) setup, netns_kit / tuned floor (pyroute2) at N={ref}",
+        ratio(nk_s, get("floor", ref, "setup_s")), None)
+    row(f"(context) setup, netns_kit / tuned floor (pyroute2) without link-local at N={ref}",
+        ratio(nk_s, get("floor_nolinklocal", ref, "setup_s")), None)
+    row(f"(context; was the floor target <= 1.5) teardown, netns_kit / tuned floor (pyroute2) at N={ref}",
+        ratio(nk_t, get("floor", ref, "teardown_s")), None)
     a, b = get("netns_kit", lo, "setup_s"), get("netns_kit", hi, "setup_s")
-    v = b / a if a and b and hi != lo else None
-    row(f"linear: netns_kit setup per endpoint, N={hi} / N={lo} (<= 1.5)", v, None if v is None else v <= 1.5)
-    for other in ("floor", "floor_nolinklocal"):
+    row(f"linear: netns_kit setup per endpoint, N={hi} / N={lo} (<= 1.5)", ratio(b, a) if hi != lo else None,
+        ("<=", 1.5))
+    for other in ("netns_kit_network", "raw_floor", "raw_floor_nolinklocal", "floor", "floor_nolinklocal"):
         a, b = get(other, lo, "setup_s"), get(other, hi, "setup_s")
-        v = b / a if a and b and hi != lo else None
-        if v is not None:
-            row(f"(context) linear: {LABELS[other]} setup per endpoint, N={hi} / N={lo}", v, None)
+        if a and b and hi != lo:
+            row(f"(context) linear: {LABELS[other]} setup per endpoint, N={hi} / N={lo}", b / a, None)
+    nw = cells.get(("netns_kit_network", hi))
+    tn = cells.get(("netns_kit_network_tenths", hi))
+    if nw and nw.runs:
+        first, last = nw.med("setup_first_tenth_s"), nw.med("setup_last_tenth_s")
+        row(f"flat: netns_kit Network + Endpoint setup at N={hi}, last tenth / first tenth built (<= 1.3)",
+            ratio(last, first), ("<=", 1.3))
+    if tn and tn.runs:
+        first, last = tn.med("teardown_first_tenth_s"), tn.med("teardown_last_tenth_s")
+        row(f"flat: netns_kit Network + Endpoint removal batch at N={hi}, per endpoint, first tenth removed "
+            "(network full) / last tenth removed (network nearly empty) (<= 1.3)", ratio(first, last), ("<=", 1.3))
     c_lo, c_hi = cells.get(("netns_kit", lo)), cells.get(("netns_kit", hi))
     if c_lo and c_hi and c_lo.runs and c_hi.runs:
         rows.append(f"| fds: netns_kit at N={lo} and N={hi} (bounded) | {c_lo.fds} / {c_hi.fds} | "
@@ -178,6 +245,52 @@ def targets(cells: dict[tuple[str, int], Cell], ns: list[int]) -> list[str]:
             per = (c_hi.rss_mib - c_lo.rss_mib) * 1024 / (hi - lo)
             rows.append(f"| memory per endpoint, netns_kit (peak RSS slope N={lo}..{hi}) | {per:.1f} KiB | - |")
     return rows
+
+
+def flatness(cells: dict[tuple[str, int], Cell], ns: list[int]) -> list[str]:
+    """First and last tenth of endpoints, per endpoint (medians over runs)."""
+    out = ["| N | approach | setup first tenth ms/ep | setup last tenth ms/ep | last/first | "
+           "teardown first tenth ms/ep | teardown last tenth ms/ep | first/last | teardown timed as |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+
+    def ms(v: float | None) -> str:
+        return f"{v * 1000:.3f}" if v is not None else "-"
+
+    def q(a: float | None, b: float | None) -> str:
+        return f"{a / b:.2f}" if a and b else "-"
+
+    for n in ns:
+        for name in FLAT:
+            c = cells.get((name, n))
+            if c is None or not c.runs:
+                continue
+            sf, sl = c.med("setup_first_tenth_s"), c.med("setup_last_tenth_s")
+            src = cells.get((f"{name}_tenths", n)) if name in TENTHS_RUN else c
+            tf = src.med("teardown_first_tenth_s") if src and src.runs else None
+            tl = src.med("teardown_last_tenth_s") if src and src.runs else None
+            how = str(src.runs[-1].get("teardown_tenths_how", "")) if src and src.runs else ""
+            if name in TENTHS_RUN and src and src.runs:
+                how += f" (a separate run: {len(src.runs)} at this N)"
+            out.append(f"| {n} | {LABELS.get(name, name)} | {ms(sf)} | {ms(sl)} | {q(sl, sf)} | {ms(tf)} | {ms(tl)} | "
+                       f"{q(tf, tl)} | {how or '-'} |")
+    return out
+
+
+def raw_steps(cells: dict[tuple[str, int], Cell], ns: list[int]) -> list[str]:
+    """The raw floors' time per kind of step (µs per endpoint, medians over runs)."""
+    out = ["| N | variant | step | all µs/ep | first tenth µs/ep | last tenth µs/ep | last/first |",
+           "|---:|---|---|---:|---:|---:|---:|"]
+    for n in ns:
+        for name in ("raw_floor", "raw_floor_nolinklocal"):
+            c = cells.get((name, n))
+            if c is None or not c.runs or "steps_us" not in c.runs[0]:
+                continue
+            for step in c.runs[0]["steps_us"]:
+                vals = [r["steps_us"][step] for r in c.runs]
+                a, f, la = (float(statistics.median(v[j] for v in vals)) for j in range(3))
+                out.append(f"| {n} | {LABELS[name]} | {step} | {a:.1f} | {f:.1f} | {la:.1f} | "
+                           f"{la / f if f else 0:.2f} |")
+    return out
 
 
 def plot(cells: dict[tuple[str, int], Cell], ns: list[int], names: list[str], path: str) -> bool:
@@ -234,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--sizes", type=int, nargs="+", help="endpoint counts (default 50 200 1000)")
     ap.add_argument("--runs", type=int, help="runs per approach and N (default 5; 3 at N>=1000)")
     ap.add_argument("--approaches", nargs="+", choices=MAIN, help="default: all (Mininet if installed)")
+    ap.add_argument("--slow-runs", type=int, default=3,
+                    help="at most this many runs of netavark and cni per N (default 3)")
+    ap.add_argument("--slow-max-n", type=int, default=200,
+                    help="run netavark and cni only up to this N (default 200; they take ~0.3 s per endpoint)")
     ap.add_argument("--no-extras", action="store_true", help="skip the rollback and bulk measurements")
     ap.add_argument("--extras-n", type=int, default=200, help="N for rollback and bulk (default 200)")
     ap.add_argument("--markdown", default=None, help="markdown output (default docs/benchmark-results.md)")
@@ -264,20 +381,37 @@ def main(argv: list[str] | None = None) -> int:
         else:
             pythons[name] = py
     names = [n for n in names if n in pythons]
+    missing = [f"{name}: {why}" for name in names if (why := unavailable(name))]
+    if missing:  # never skipped quietly: setup.sh installs them
+        print("cannot run:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
 
     cells: dict[tuple[str, int], Cell] = {}
+    skipped: dict[tuple[str, int], str] = {}
     started = time.monotonic()
     for n in sizes:
         runs = args.runs or (1 if args.quick else (3 if n >= 1000 else 5))
+        for name in names:
+            if name in SLOW and n > args.slow_max_n:
+                skipped[(name, n)] = f"one process per endpoint, run only up to N={args.slow_max_n} (--slow-max-n)"
         for rep in range(runs):
             order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
+                if (name, n) in skipped or (name in SLOW and rep >= args.slow_runs):
+                    continue
                 res = run_worker(name, n, pythons[name], timeout=600 + 0.5 * n)
                 cells.setdefault((name, n), Cell(name, n)).runs.append(res)
                 print(f"  {name:>10} N={n:<5} run {rep + 1}/{runs}: setup {res['setup_s'] * 1000 / n:7.2f} ms/ep, "
                       f"teardown {res['teardown_s'] * 1000 / n:6.2f} ms/ep", file=sys.stderr, flush=True)
                 # let the kernel finish destroying this run's namespaces (it does so asynchronously)
                 # before the next approach starts
+                settle_down(settle * max(1.0, n / 200) if settle else 0.0, limit=30.0 if settle else 0.0)
+        for name in TENTHS_RUN:  # the removal batch once more, in three batches: first tenth, middle, last tenth
+            if name in names and n >= 2:
+                res = run_worker(name, n, pythons[name], timeout=600 + 0.5 * n, tenths=True)
+                cells.setdefault((f"{name}_tenths", n), Cell(f"{name}_tenths", n)).runs.append(res)
+                print(f"  {name:>10} N={n:<5} teardown in tenths: first {res['teardown_first_tenth_s'] * 1000:6.2f}, "
+                      f"last {res['teardown_last_tenth_s'] * 1000:6.2f} ms/ep", file=sys.stderr, flush=True)
                 settle_down(settle * max(1.0, n / 200) if settle else 0.0, limit=30.0 if settle else 0.0)
     extra: dict[str, dict[str, Any]] = {}
     if not args.no_extras:
@@ -296,10 +430,22 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Command: `{cmdline}`",
              f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, kernel {os.uname().release}, "
              f"{os.cpu_count()} CPUs, {elapsed:.0f} s in all. Medians over "
-             f"{', '.join(f'N={n}: {len(cells[(names[0], n)].runs)} runs' for n in sizes)}.", ""]
-    lines += table(cells, sizes, names)
+             f"{', '.join(f'N={n}: {len(cells[(names[0], n)].runs)} runs' for n in sizes)}"
+             + (f"; {' and '.join(LABELS[k] for k in names if k in SLOW)}: at most {args.slow_runs} runs, "
+                f"N <= {args.slow_max_n}" if any(k in SLOW for k in names) else "") + ".", ""]
+    lines += table(cells, sizes, names, skipped)
     lines += ["", "Targets (ratios from this run):", "", *targets(cells, sizes)]
-    notes = [f"- {LABELS.get(k, k)}: {cells[(k, sizes[0])].note}" for k in names]
+    lines += ["", "Flatness: per endpoint, the first and the last tenth of the endpoints (medians over runs). "
+              "Setup: the first tenth is built while there are few endpoints, the last while there are almost N. "
+              "Teardown: the first tenth is removed while there are almost N, the last while there are few, so "
+              "the two ratio columns (setup last/first, teardown first/last) both read as the cost with ~N "
+              "endpoints over the cost with few.", "", *flatness(cells, sizes)]
+    steps = raw_steps(cells, sizes)
+    if len(steps) > 2:
+        lines += ["", "Raw floor, time per kind of step (medians over runs of the per-endpoint means): "
+                  "where the kernel itself gets slower as N grows.", "", *steps]
+    notes = [f"- {LABELS.get(k, k)}: {next(c.note for (m, _), c in cells.items() if m == k and c.runs)}"
+             for k in names if any(m == k and c.runs for (m, _), c in cells.items())]
     lines += ["", "Notes:", "", *notes]
     ex = extras_lines(extra)
     if ex:
@@ -315,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plot: {plot_path}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"runs": [r for c in cells.values() for r in c.runs], "extras": extra}, f, indent=1)
+            json.dump({"runs": [r for (m, _), c in cells.items() if not m.endswith("_tenths") for r in c.runs],
+                       "teardown_tenths": [r for (m, _), c in cells.items() if m.endswith("_tenths") for r in c.runs],
+                       "extras": extra}, f, indent=1)
     bad = [c for c in cells.values() if c.leftovers] + [e for e in extra.values() if e["leftovers"]]
     return 1 if bad else 0
 

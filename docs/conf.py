@@ -6,15 +6,29 @@ Build: ``.venv/bin/sphinx-build -W --keep-going -b html docs docs/_build/html``
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
+
+def _version() -> str:
+    """``__version__`` from netns_kit/__init__.py (the one place it is written), read without importing."""
+    init = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netns_kit", "__init__.py")
+    with open(init, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "__version__" and isinstance(node.value, ast.Constant)):
+            return str(node.value.value)
+    raise RuntimeError(f"no __version__ = '...' line in {init}")
+
+
 project = "netns_kit"
 author = "netns_kit developers"
 copyright = "netns_kit developers"
-release = "0.1.0"
+release = _version()
 
 extensions = [
     "myst_parser",

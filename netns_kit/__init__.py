@@ -5,6 +5,7 @@ through netlink (pyroute2's message classes) and libnftables. Every change can b
 explicitly (``remove()``), by a ``with`` block, or by a :class:`Transaction` that rolls back.
 """
 
+from . import inspection as _inspection  # noqa: F401 - loads observe() behind netns_kit.views.observe
 from .attach import Attachment, attach, mac_from_seed
 from .batch import RemovalBatch, removal_batch
 from .engines import Container, Engine
@@ -38,7 +39,7 @@ from .modes import (
 from .namespace import Namespace
 from .nat import NatRule, PublishedPort
 from .network import Connection, Network, NetworkConfig
-from .state import RecoveryReport, recover
+from .recovery import RecoveryReport, recover
 
 __version__ = "0.1.0"
 

@@ -20,16 +20,29 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from .errors import NetnsKitError, NotFoundError, UnsupportedError, ValidationError, error_class, error_for_errno
 
-if TYPE_CHECKING:
-    from .namespace import Namespace
-
-__all__ = ["NftContext", "context_for", "drop_context"]
+__all__ = ["NamespaceLike", "NftContext", "context_for", "drop_context"]
 
 Identity = tuple[int, int]
+
+
+class NamespaceLike(Protocol):
+    """What the seam needs of a namespace (a :class:`~netns_kit.Namespace` is one)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def identity(self) -> Identity: ...
+
+    @property
+    def exists(self) -> bool: ...
+
+    def enter(self) -> AbstractContextManager[Any]: ...
 
 _log = logging.getLogger("netns_kit.nft")  # one debug line per kernel batch
 
@@ -77,7 +90,7 @@ def _new_ctx(label: str) -> Any:
 class NftContext:
     """One libnftables context bound to one network namespace. Thread-safe (one call at a time)."""
 
-    def __init__(self, ns: Namespace | None, *, label: str | None = None) -> None:
+    def __init__(self, ns: NamespaceLike | None, *, label: str | None = None) -> None:
         """A context for ``ns`` (created inside it); ``ns=None``: for the calling thread's namespace now."""
         self.label = ns.label if ns is not None else (label or "current")
         self.namespace = ns
@@ -140,7 +153,7 @@ _cache_lock = threading.Lock()
 CACHE_SIZE = 16
 
 
-def context_for(ns: Namespace) -> NftContext:
+def context_for(ns: NamespaceLike) -> NftContext:
     """The cached libnftables context of ``ns`` (created inside ``ns`` on first use).
 
     A context's socket keeps its namespace alive (and with it the interfaces inside), so
@@ -179,73 +192,6 @@ def drop_context(identity: Identity) -> None:
         box = [ctx]
         del ctx
         threading.Thread(target=box.clear, name="netns-kit-nft-free", daemon=True).start()
-
-
-def delete_marked(ctx: NftContext, family: str, table: str, mark: str | None,
-                  keys: dict[str, list[Any]] | None, *, step: str) -> int:
-    """Delete the elements of ``table`` whose comment is ``mark`` (any netns_kit mark if None) and, with
-    ``keys`` (set name -> element keys), only those keys. One batch; returns how many were deleted."""
-    from .nftables_render import element_key
-
-    objs = ctx.list_table(family, table, step=step)
-    if objs is None:
-        return 0
-    wanted = None if keys is None else {
-        name: {json.dumps(k, sort_keys=True) for k in ks} for name, ks in keys.items()}
-    doomed: dict[str, list[Any]] = {}
-    for o in objs:
-        for kind in ("set", "map"):
-            body = o.get(kind)
-            if not body or (wanted is not None and body["name"] not in wanted):
-                continue
-            for elem in body.get("elem", []):
-                key, comment = element_key(kind, elem)
-                if comment is None or (comment != mark if mark is not None else not comment.startswith(
-                        "netns-kit:")):
-                    continue
-                if wanted is not None and json.dumps(key, sort_keys=True) not in wanted[body["name"]]:
-                    continue
-                doomed.setdefault(body["name"], []).append(key)
-    if not doomed:
-        return 0
-    cmds = [{"delete": {"element": {"family": family, "table": table, "name": name, "elem": elems}}}
-            for name, elems in doomed.items()]
-    ctx.run_json(cmds, obj=f"table {family} {table}", step=step)
-    return sum(len(v) for v in doomed.values())
-
-
-def recover_here(label: str, mark: str, args: dict[str, Any]) -> str | None:
-    """Crash recovery of one firewall change, in the calling thread's namespace.
-
-    Deletes the elements the change added (``args["keys"]``) that still carry ``mark``, and puts
-    back each sysctl it changed (``args["sysctls"]``) whose value is still the one it wrote.
-    """
-    ctx = NftContext(None, label=label)
-    n = delete_marked(ctx, str(args["family"]), str(args["table"]), mark, dict(args.get("keys") or {}),
-                      step="recover firewall change")
-    restored = []
-    for sc in args.get("sysctls") or []:
-        try:
-            with open(sc["path"], encoding="ascii") as fh:
-                now = fh.read().strip()
-            if now == sc["new"]:
-                with open(sc["path"], "w", encoding="ascii") as fh:
-                    fh.write(str(sc["old"]))
-                restored.append(f"{sc['path']}={sc['old']}")
-        except FileNotFoundError:
-            continue
-    if not n and not restored:
-        return None
-    return f"deleted {n} nft element(s) of table {args['family']} {args['table']}" + (
-        f", restored {', '.join(restored)}" if restored else "")
-
-
-def recover_marked(ns_path: str, mark: str, args: dict[str, Any]) -> str | None:
-    """:func:`recover_here` inside the namespace at ``ns_path`` (called by :func:`netns_kit.state.recover`)."""
-    from . import _sys
-
-    with _sys.netns_fd(ns_path, label=ns_path) as fd, _sys.entered(fd, label=ns_path):
-        return recover_here(ns_path, mark, args)
 
 
 def dumps(commands: list[dict[str, Any]]) -> str:

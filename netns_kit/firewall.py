@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +41,7 @@ from .errors import AlreadyExistsError, NotFoundError, OwnershipError, Validatio
 from .journal import record
 from .model import IPNet, parse_network, validate_ifname
 from .namespace import Namespace
-from .nat import PublishedPort
+from .ports import PublishedPort
 
 __all__ = ["ACCEPT_MARK", "Firewall", "NetworkPolicy"]
 
@@ -189,7 +189,7 @@ class Firewall:
         before it is confirmed, and settled when it is undone or kept. Changes still unsettled in the
         journal of a process that is no longer running are undone here: their elements (only those
         still carrying that process's owner mark) are deleted and the sysctls they changed are put
-        back. Networks and ports a dead process *kept* on purpose stay. :func:`netns_kit.state.recover`
+        back. Networks and ports a dead process *kept* on purpose stay. :func:`netns_kit.recovery.recover`
         does the same (and more); this runs by itself when a firewall finds an existing table.
 
         ``everything=True`` also deletes every other element whose owner mark names a dead process
@@ -206,26 +206,18 @@ class Firewall:
             return n
 
     def _recover_journaled(self) -> int:
-        jdir = state.journal_dir()
-        try:
-            names = sorted(os.listdir(jdir))
-        except OSError:
-            return 0
         ident = list(self.namespace.identity)
         total = 0
-        for fname in names:
-            owner = fname[: -len(".jsonl")] if fname.endswith(".jsonl") else None
-            if owner is None or owner == state.owner_id() or state.owner_alive(owner):
-                continue
+        for owner, path in state.dead_journals():
             try:
-                entries = state._read_journal(os.path.join(jdir, fname), owner)
+                entries = state.read_journal(path, owner)
             except OSError:
                 continue
             for e in reversed(entries):
                 if e.op != "nft" or not e.confirmed or list(e.args.get("ns", {}).get("id", [])) != ident:
                     continue
                 with self.namespace.enter():
-                    what = _nft.recover_here(self.namespace.label, state.MARK_PREFIX + owner, e.args)
+                    what = recover_change(self.namespace.label, state.MARK_PREFIX + owner, e.args)
                 if what:
                     log.warning("recovered %s (left by dead process %s)", what, owner)
                     total += sum(len(v) for v in (e.args.get("keys") or {}).values())
@@ -243,8 +235,7 @@ class Firewall:
         n = 0
         for mark in sorted(marks):
             if not state.owner_alive(mark[len(state.MARK_PREFIX):]):
-                n += _nft.delete_marked(self._ctx(), render.FAMILY, render.TABLE, mark, None,
-                                        step="recover leftovers")
+                n += delete_marked(self._ctx(), mark, None, step="recover leftovers")
         return n
 
     def _warn_foreign_drop(self) -> None:
@@ -744,6 +735,55 @@ class Firewall:
             text = ctx.table_text(render.FAMILY, render.TABLE, step="describe firewall") or ""
             lines += ["", text.rstrip()]
         return "\n".join(lines)
+
+
+def delete_marked(ctx: _nft.NftContext, mark: str | None, keys: dict[str, list[Any]] | None, *,
+                  step: str) -> int:
+    """Delete the elements of netns_kit's table whose comment is ``mark`` (any netns_kit owner mark
+    if None) and, with ``keys`` (set name -> element keys), only those keys. One batch; returns how
+    many were deleted."""
+    objs = ctx.list_table(render.FAMILY, render.TABLE, step=step)
+    if objs is None:
+        return 0
+    wanted = None if keys is None else {
+        name: {json.dumps(k, sort_keys=True) for k in ks} for name, ks in keys.items()}
+    doomed: render.Elements = {}
+    for o in objs:
+        for kind in ("set", "map"):
+            body = o.get(kind)
+            if not body or (wanted is not None and body["name"] not in wanted):
+                continue
+            for elem in body.get("elem", []):
+                key, comment = render.element_key(kind, elem)
+                if comment is None or (comment != mark if mark is not None else not comment.startswith(
+                        state.MARK_PREFIX)):
+                    continue
+                if wanted is not None and json.dumps(key, sort_keys=True) not in wanted[body["name"]]:
+                    continue
+                doomed.setdefault(body["name"], []).append(key)
+    if not doomed:
+        return 0
+    ctx.run_json(render.element_cmds("delete", doomed), obj=f"table {render.FAMILY} {render.TABLE}", step=step)
+    return sum(len(v) for v in doomed.values())
+
+
+def recover_change(label: str, mark: str, args: dict[str, Any]) -> str | None:
+    """Crash recovery of one firewall change (a journal entry ``nft``), in the calling thread's namespace.
+
+    Deletes the elements the change added (``args["keys"]``) that still carry ``mark``, and puts
+    back each sysctl it changed (``args["sysctls"]``) whose value is still the one it wrote.
+    """
+    ctx = _nft.NftContext(None, label=label)
+    n = delete_marked(ctx, mark, dict(args.get("keys") or {}), step="recover firewall change")
+    restored = []
+    for sc in args.get("sysctls") or []:
+        now = _sys.write_sysctl(str(sc["path"]), str(sc["old"]), expect=str(sc["new"]))
+        if now is not None and now == str(sc["new"]):
+            restored.append(f"{sc['path']}={sc['old']}")
+    if not n and not restored:
+        return None
+    return f"deleted {n} nft element(s) of table {args['family']} {args['table']}" + (
+        f", restored {', '.join(restored)}" if restored else "")
 
 
 def _fmt(x: Any) -> str:

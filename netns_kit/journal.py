@@ -111,7 +111,7 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
     """Record ``undo`` in the active journal, if any. Called right after a change succeeded.
 
     ``durable=(op, args)`` also writes the change to the on-disk journal (already made, so
-    confirmed at once): :func:`netns_kit.state.recover` undoes it if this process dies first.
+    confirmed at once): :func:`netns_kit.recovery.recover` undoes it if this process dies first.
     Prefer :func:`intent`, which writes before the change.
     """
     log.debug("change: %s", description)
@@ -180,7 +180,7 @@ class EphemeralScope:
     """Mixin for objects whose ``with`` block is ephemeral on disk too.
 
     ``_enter_ephemeral(create)`` runs ``create`` with a journal of its own (see :func:`detached`),
-    so that :func:`netns_kit.state.recover` undoes it if the process dies inside the block;
+    so that :func:`netns_kit.recovery.recover` undoes it if the process dies inside the block;
     ``_settle_ephemeral()`` forgets that journal once ``__exit__`` has undone everything itself.
     """
 

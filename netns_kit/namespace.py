@@ -40,6 +40,7 @@ from .model import (
     validate_mtu,
     validate_netns_name,
 )
+from .views import InterfaceView, NamespaceView, namespace_html, route_text
 
 __all__ = ["Namespace"]
 
@@ -347,9 +348,25 @@ class Namespace(EphemeralScope):
 
     def _repr_html_(self) -> str:
         """Jupyter's view: interfaces, addresses and routes as a table (read from the kernel now)."""
-        from .views import namespace_html
-
         return namespace_html(self)
+
+    def view(self, *, is_host: bool = False) -> NamespaceView:
+        """What the namespace holds now (interfaces, addresses but link-local ones, main-table routes),
+        read from the kernel, as a :class:`~netns_kit.views.NamespaceView`. Changes nothing."""
+        links = self.links()
+        names = {link.index: link.name for link in links}
+        addrs: dict[int, list[str]] = {}
+        for a in self.addresses():
+            if a.interface.ip.is_link_local:
+                continue
+            addrs.setdefault(a.index, []).append(str(a.interface))
+        ifaces = tuple(
+            InterfaceView(name=link.name, kind=link.kind, addresses=tuple(addrs.get(link.index, ())),
+                          master=names.get(link.master) if link.master else None, up=link.up, mtu=link.mtu,
+                          mac=link.mac)
+            for link in links)
+        routes = tuple(route_text(r) for r in self.routes() if not r.dst.is_link_local)
+        return NamespaceView(label=self.label, interfaces=ifaces, routes=routes, is_host=is_host, kind=self.kind)
 
     # -- access ------------------------------------------------------------------------------------
 
@@ -587,9 +604,9 @@ class Namespace(EphemeralScope):
 
     def read_sysctl(self, key: str) -> str:
         """Read ``net.*`` sysctl ``key`` (e.g. ``net.ipv4.ip_forward``) as seen in this namespace."""
-        path = _sys.sysctl_path(key)
+        _sys.sysctl_path(key)  # ValidationError before entering the namespace
         with self.enter():
-            value = _sys.read_sysctl(path)
+            value = _sys.read_sysctl(key)
         if value is None:
             raise NotFoundError(f"there is no sysctl {key} in this namespace", obj=key, namespace=self.label,
                                 step="read sysctl")
@@ -610,12 +627,12 @@ class Namespace(EphemeralScope):
 
         def undo() -> None:
             with self.enter():
-                _sys.write_sysctl(path, old)
+                _sys.write_sysctl(key, old)
 
         with intent(f"restore {key}={old} in {self.label}", undo,
                     durable=("sysctl", {"ns": self._ref(), "path": path, "old": old, "new": value})), \
                 self.enter():
-            _sys.write_sysctl(path, value)
+            _sys.write_sysctl(key, value)
         return old
 
 

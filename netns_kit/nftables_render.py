@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .model import IPNet
-
-if TYPE_CHECKING:
-    from .nat import PublishedPort
+from .ports import PublishedPort
 
 __all__ = [
     "ACCEPT_MARK",

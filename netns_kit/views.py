@@ -1,9 +1,10 @@
-"""Teaching views: a topology as typed data, an HTML table and a Graphviz diagram.
+"""Teaching views: a topology as typed data, an HTML table and a Graphviz diagram. Pure: no kernel.
 
-:func:`observe` reads what is really there (namespaces, their interfaces, addresses and routes,
-which veth end is paired with which, bridge ports, published ports) into a :class:`TopologyView`.
-A planned :class:`~netns_kit.topology.Topology` produces the same view before anything exists.
-Rendering is pure (no root): :meth:`TopologyView.to_html` (what Jupyter shows through
+:func:`netns_kit.inspection.observe` reads what is really there (namespaces, their interfaces,
+addresses and routes, which veth end is paired with which, bridge ports, published ports) into a
+:class:`TopologyView`; :meth:`netns_kit.Namespace.view` reads one namespace into a
+:class:`NamespaceView`. A planned :class:`~netns_kit.topology.Topology` produces the same view
+before anything exists. Rendering is pure (no root): :meth:`TopologyView.to_html` (what Jupyter shows through
 ``_repr_html_``), :meth:`TopologyView.to_dot` (Graphviz source) and :meth:`TopologyView.diagram`
 (a ``graphviz.Graph`` that Jupyter draws as SVG; needs the ``graphviz`` Python package, and
 Graphviz's ``dot`` program to render).
@@ -13,14 +14,12 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .errors import NetnsKitError, UnsupportedError
-
-if TYPE_CHECKING:
-    from .namespace import Namespace
+from .errors import NetnsKitError, StateError, UnsupportedError
+from .model import LinkInfo
 
 __all__ = [
     "InterfaceView",
@@ -30,6 +29,9 @@ __all__ = [
     "VethLink",
     "namespace_html",
     "observe",
+    "pair_veths",
+    "port_target",
+    "route_text",
 ]
 
 
@@ -54,6 +56,7 @@ class NamespaceView:
     interfaces: tuple[InterfaceView, ...] = ()
     routes: tuple[str, ...] = ()
     is_host: bool = False
+    kind: str | None = None  # a Namespace's kind (named, pid, path, current), if known
 
 
 @dataclass(frozen=True)
@@ -204,53 +207,45 @@ def _node_id(ns: str, ifname: str) -> str:
 # -- reading the kernel ---------------------------------------------------------------------------
 
 
-def _route_text(r: Any) -> str:
+def route_text(r: Any) -> str:
+    """A route as ``ip route`` prints it (``default via 10.0.0.1 dev eth0``)."""
     dst = "default" if r.dst.prefixlen == 0 else str(r.dst)
     via = f" via {r.gateway}" if r.gateway is not None else ""
     dev = f" dev {r.ifname}" if r.ifname else ""
     return f"{dst}{via}{dev}"
 
 
-def namespace_view(ns: Namespace, *, is_host: bool = False) -> NamespaceView:
-    """What one namespace holds now (interfaces, addresses, main-table routes)."""
-    links = ns.links()
-    names = {link.index: link.name for link in links}
-    addrs: dict[int, list[str]] = {}
-    for a in ns.addresses():
-        if a.interface.ip.is_link_local:
-            continue
-        addrs.setdefault(a.index, []).append(str(a.interface))
-    ifaces = tuple(
-        InterfaceView(name=link.name, kind=link.kind, addresses=tuple(addrs.get(link.index, ())),
-                      master=names.get(link.master) if link.master else None, up=link.up, mtu=link.mtu,
-                      mac=link.mac)
-        for link in links)
-    routes = tuple(_route_text(r) for r in ns.routes() if not r.dst.is_link_local)
-    return NamespaceView(label=ns.label, interfaces=ifaces, routes=routes, is_host=is_host)
+class _Viewable(Protocol):
+    label: str
+
+    def view(self) -> NamespaceView: ...
 
 
-def namespace_html(ns: Namespace) -> str:
-    """The HTML table Jupyter shows for a :class:`~netns_kit.Namespace`."""
-    try:
-        view = namespace_view(ns)
-    except NetnsKitError as exc:
-        return f"<div><b>{_e(ns.label)}</b>: {_e(exc)}</div>"
+def namespace_html(ns: NamespaceView | _Viewable) -> str:
+    """The HTML table Jupyter shows for a :class:`~netns_kit.Namespace` (or its :class:`NamespaceView`)."""
+    if isinstance(ns, NamespaceView):
+        view = ns
+    else:
+        try:
+            view = ns.view()
+        except NetnsKitError as exc:
+            return f"<div><b>{_e(ns.label)}</b>: {_e(exc)}</div>"
     rows = "".join(
         f"<tr><td><code>{_e(i.name)}</code></td><td>{_e(i.kind or '')}</td><td>{'up' if i.up else 'down'}</td>"
         f"<td>{i.mtu}</td><td>{_e(i.mac or '')}</td><td>{'<br>'.join(_e(a) for a in i.addresses)}</td>"
         f"<td>{_e(i.master or '')}</td></tr>" for i in view.interfaces)
     routes = "".join(f"<li><code>{_e(r)}</code></li>" for r in view.routes)
     head = "".join(f"<th>{h}</th>" for h in ("interface", "kind", "state", "mtu", "mac", "addresses", "bridge"))
-    return (f"<div><b>Namespace {_e(ns.label)}</b> ({_e(ns.kind)})"
+    return (f"<div><b>Namespace {_e(view.label)}</b> ({_e(view.kind or '')})"
             f'<table class="netns-kit"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
             + (f"<div>routes:<ul>{routes}</ul></div>" if routes else "") + "</div>")
 
 
-def _pair_veths(spaces: Sequence[tuple[Namespace, Any]]) -> list[VethLink]:
-    """Match veth ends across namespaces: each end's IFLA_LINK is its peer's ifindex."""
-    ends: list[tuple[str, Any]] = []
-    for ns, links in spaces:
-        ends.extend((ns.label, link) for link in links if link.kind == "veth")
+def pair_veths(spaces: Sequence[tuple[str, Sequence[LinkInfo]]]) -> list[VethLink]:
+    """Match veth ends across namespaces (label, links): each end's IFLA_LINK is its peer's ifindex."""
+    ends: list[tuple[str, LinkInfo]] = []
+    for label, links in spaces:
+        ends.extend((label, link) for link in links if link.kind == "veth")
     out: list[VethLink] = []
     used: set[int] = set()
     for i, (la, a) in enumerate(ends):
@@ -266,34 +261,8 @@ def _pair_veths(spaces: Sequence[tuple[Namespace, Any]]) -> list[VethLink]:
     return out
 
 
-def observe(namespaces: Iterable[Namespace] = (), *, host: Namespace | None = None,
-            title: str = "topology") -> TopologyView:
-    """Read the topology as it is now: ``host`` (default: the current namespace) and ``namespaces``.
-
-    Veth pairs are matched by their peer ifindex (an end whose peer is in a namespace not listed
-    shows no peer). Published ports come from netns_kit's own firewall table, if there is one.
-    Nothing is changed.
-    """
-    from .namespace import Namespace
-
-    host = host if host is not None else Namespace.current()
-    spaces = [host] + [ns for ns in namespaces if not ns.same_as(host)]
-    views = [namespace_view(ns, is_host=(ns is host)) for ns in spaces]
-    veths = _pair_veths([(ns, ns.links()) for ns in spaces])
-    ports: list[PortView] = []
-    notes: list[str] = []
-    try:
-        from .firewall import Firewall
-
-        for p in Firewall.for_namespace(host).published:
-            ports.append(PortView(spec=str(getattr(p, "spec", p)), target=_port_target(p, views)))
-    except NetnsKitError as exc:
-        notes.append(f"published ports not shown: {exc}")
-    return TopologyView(title=title, namespaces=tuple(views), veths=tuple(veths), ports=tuple(ports),
-                        notes=tuple(notes))
-
-
-def _port_target(port: Any, views: Sequence[NamespaceView]) -> str:
+def port_target(port: Any, views: Sequence[NamespaceView]) -> str:
+    """Where a published port leads: ``"<namespace> <ip>:<port>"`` if a namespace shown has the address."""
     ip = str(getattr(port, "container_ip", ""))
     cport = getattr(port, "container_port", "")
     for v in views:
@@ -301,6 +270,21 @@ def _port_target(port: Any, views: Sequence[NamespaceView]) -> str:
             if any(a.split("/")[0] == ip for a in i.addresses):
                 return f"{v.label} {ip}:{cport}"
     return f"{ip}:{cport}"
+
+
+_observer: Callable[..., TopologyView] | None = None  # set by netns_kit.inspection when it is imported
+
+
+def observe(namespaces: Iterable[Any] = (), *, host: Any = None, title: str = "topology") -> TopologyView:
+    """Moved to :func:`netns_kit.inspection.observe` (it reads the kernel; this module only renders).
+
+    Kept here for callers that still import it from ``netns_kit.views``; it calls the one in
+    :mod:`netns_kit.inspection`, which ``import netns_kit`` loads.
+    """
+    if _observer is None:
+        raise StateError("netns_kit.inspection is not loaded: import observe from netns_kit.inspection",
+                         step="observe")
+    return _observer(namespaces, host=host, title=title)
 
 
 # -- networks and endpoints ---------------------------------------------------------------------------

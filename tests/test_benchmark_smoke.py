@@ -1,6 +1,8 @@
-"""The benchmark must keep running: a tiny quick run of netns_kit and the tuned floor.
+"""The benchmark must keep running: a tiny quick run of every approach but the shell recipe and Mininet.
 
-No timing is asserted; only that every run completed and left nothing behind.
+No timing is asserted; only that every run completed and left nothing behind. netavark and the
+CNI plugins are installed by scripts/setup.sh: if they are missing, benchmarks.run refuses to run
+and this test fails (it is not skipped).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark builds namespaces (needs root)")
 
+APPROACHES = ["netns_kit", "netns_kit_network", "raw_floor", "raw_floor_nolinklocal", "floor", "floor_nolinklocal",
+              "netavark", "cni"]
+
 
 def test_quick_benchmark_completes_and_cleans_up(tmp_path: Path) -> None:
     before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
@@ -24,18 +29,28 @@ def test_quick_benchmark_completes_and_cleans_up(tmp_path: Path) -> None:
     md = tmp_path / "results.md"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick", "-n", "3", "--extras-n", "3",
-         "--approaches", "netns_kit", "floor", "floor_nolinklocal", "--markdown", str(md), "--json", str(raw),
+         "--approaches", *APPROACHES, "--markdown", str(md), "--json", str(raw),
          "--settle", "0"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(raw.read_text())
     runs = data["runs"]
-    assert {r["approach"] for r in runs} == {"netns_kit", "floor", "floor_nolinklocal"}
-    for r in [*runs, *data["extras"].values()]:
+    assert {r["approach"] for r in runs} == set(APPROACHES)
+    assert [r["approach"] for r in data["teardown_tenths"]] == ["netns_kit_network"]
+    for r in [*runs, *data["teardown_tenths"], *data["extras"].values()]:
         assert r["n"] == 3
         assert r["leftovers"] == [], r
+    for r in runs:
+        if r["approach"] in ("netns_kit", "netns_kit_network", "raw_floor", "raw_floor_nolinklocal"):
+            assert r["setup_first_tenth_s"] > 0 and r["setup_last_tenth_s"] > 0, r
+        if r["approach"].startswith("raw_floor"):
+            assert {"netns", "veth", "link up", "addr", "route", "nft"} <= set(r["steps_us"]), r
+    assert data["teardown_tenths"][0]["teardown_first_tenth_s"] > 0
     assert {"netns_kit_rollback", "netns_kit_bulk"} <= set(data["extras"])
-    assert "| 3 | netns_kit |" in md.read_text()
+    text = md.read_text()
+    assert "| 3 | netns_kit |" in text
+    assert "| 3 | netavark 1.4 (podman) |" in text and "| 3 | CNI plugins (containerd-style) |" in text
+    assert "skipped" not in text
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert after == before

@@ -1,0 +1,301 @@
+"""Crash recovery: undo what dead netns_kit processes left behind, and nothing else.
+
+The top of the package: recovery knows every kind of object netns_kit makes (namespaces,
+links, addresses, routes, sysctls, firewall changes), so it sits above them all and reads the
+on-disk journals through :mod:`netns_kit.state` (the durable base, which knows none of them).
+See :mod:`netns_kit.state` for what the journal records and how ownership marks work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import _sys, state
+from ._netlink import RtnlSocket
+from .errors import NetnsKitError, NotFoundError
+from .firewall import Firewall, recover_change
+from .model import Route
+from .namespace import Namespace
+from .state import MARK_PREFIX, JournalEntry, JsonDict
+
+__all__ = ["RecoveryReport", "recover", "register_recoverer"]
+
+log = logging.getLogger("netns_kit")
+
+
+@dataclass
+class RecoveryReport:
+    """What :func:`recover` did: the undone changes, those it left alone, and the failures."""
+
+    undone: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+    journals: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.undone)
+
+
+class _NsFinder:
+    """Reach a namespace named in a journal: current thread's, /run/netns/*, or any process's."""
+
+    def __init__(self) -> None:
+        self._socks: dict[tuple[int, int], RtnlSocket] = {}
+        self._cache: dict[tuple[int, int], str | None] = {}
+
+    def path_of(self, ref: JsonDict) -> str | None:
+        ident = (int(ref["id"][0]), int(ref["id"][1]))
+        if ident in self._cache:
+            return self._cache[ident]
+        found: str | None = None
+        candidates: list[str] = [_sys.current_netns_path()]
+        if ref.get("path"):
+            candidates.append(str(ref["path"]))
+        with contextlib.suppress(OSError):
+            candidates += [os.path.join(_sys.NETNS_RUN_DIR, n) for n in sorted(os.listdir(_sys.NETNS_RUN_DIR))]
+        for c in candidates:
+            with contextlib.suppress(OSError):
+                if _sys.stat_identity(c) == ident:
+                    found = c
+                    break
+        if found is None:
+            with contextlib.suppress(OSError):
+                for pid in os.listdir("/proc"):
+                    if pid.isdigit():
+                        with contextlib.suppress(OSError):
+                            if _sys.stat_identity(f"/proc/{pid}/ns/net") == ident:
+                                found = f"/proc/{pid}/ns/net"
+                                break
+        self._cache[ident] = found
+        return found
+
+    def sock(self, ref: JsonDict) -> RtnlSocket | None:
+        """A socket in the namespace, or None if the namespace is gone (so is everything in it)."""
+        ident = (int(ref["id"][0]), int(ref["id"][1]))
+        if ident in self._socks:
+            return self._socks[ident]
+        path = self.path_of(ref)
+        if path is None:
+            return None
+        try:
+            with _sys.netns_fd(path, label=path) as fd:
+                if _sys.stat_identity(fd) != ident:
+                    return None
+                s = RtnlSocket.open(fd, label=path)
+        except NotFoundError:
+            return None
+        self._socks[ident] = s
+        return s
+
+    def close(self) -> None:
+        for s in self._socks.values():
+            s.close()
+        self._socks.clear()
+
+
+Recoverer = Callable[[JournalEntry, _NsFinder], str | None]
+
+
+def _recover_netns(e: JournalEntry, f: _NsFinder) -> str | None:
+    path = str(e.args["path"])
+    name = str(e.args["name"])
+    want = MARK_PREFIX + e.owner
+    with state.name_lock(name):
+        if not os.path.lexists(path):
+            return None
+        if _sys.is_netns_file(path):
+            fd = _sys.open_netns(path, label=name)
+            try:
+                if "id" in e.extra and list(_sys.stat_identity(fd)) != list(e.extra["id"]):
+                    raise _Skip(f"namespace {name!r} was replaced by another")
+                sock = RtnlSocket.open(fd, label=name)
+            finally:
+                os.close(fd)
+            try:
+                lo = sock.get_link(index=1)
+            finally:
+                sock.close()
+            if lo is None or lo.alias != want:
+                raise _Skip(f"namespace {name!r} does not carry the mark {want!r}")
+            _sys.remove_named_netns(path)
+            hosts = " and its hosts file" if _sys.drop_stale_hosts(name) else ""
+            return f"removed namespace {name}{hosts}"
+        # an empty placeholder left between O_EXCL create and the bind mount
+        st = os.lstat(path)
+        if not e.confirmed and st.st_size == 0 and os.path.isfile(path) and not os.path.ismount(path):
+            os.unlink(path)
+            return f"removed placeholder {path}"
+        raise _Skip(f"{path} is neither our namespace nor our placeholder")
+
+
+def _delete_marked(sock: RtnlSocket, name: str, owner: str) -> bool:
+    info = sock.get_link(name=name)
+    if info is None:
+        return False
+    want = MARK_PREFIX + owner
+    if info.alias != want and not (not info.alias and info.group == state.tag(owner)):
+        raise _Skip(f"interface {name!r} does not carry the mark {want!r}")
+    return sock.delete_link(info.index, obj=name)
+
+
+def _recover_link(e: JournalEntry, f: _NsFinder) -> str | None:
+    name = str(e.args["name"])
+    sock = f.sock(e.args["ns"])
+    if sock is not None and _delete_marked(sock, name, e.owner):
+        return f"deleted {e.args.get('kind', 'link')} {name}"
+    peer = e.args.get("peer")
+    if peer:
+        psock = f.sock(e.args["peer_ns"])
+        if psock is not None and _delete_marked(psock, str(peer), e.owner):
+            return f"deleted {e.args.get('kind', 'link')} {name} (by its peer {peer})"
+    return None
+
+
+def _recover_address(e: JournalEntry, f: _NsFinder) -> str | None:
+    if not e.confirmed:
+        raise _Skip("unconfirmed address (cannot tell it from someone else's)")
+    sock = f.sock(e.args["ns"])
+    if sock is None:
+        return None
+    info = sock.get_link(index=int(e.args["index"]))
+    if info is None or info.name != e.args["ifname"]:
+        return None
+    iface = ipaddress.ip_interface(str(e.args["address"]))
+    if sock.delete_address(info.index, iface, obj=str(iface)):
+        return f"deleted address {iface} from {info.name}"
+    return None
+
+
+def _recover_route(e: JournalEntry, f: _NsFinder) -> str | None:
+    if not e.confirmed:
+        raise _Skip("unconfirmed route (cannot tell it from someone else's)")
+    sock = f.sock(e.args["ns"])
+    if sock is None:
+        return None
+    a = e.args
+    oif = a.get("oif")
+    if oif is not None:
+        info = sock.get_link(index=int(oif))
+        if info is None or info.name != a.get("oif_name"):
+            return None
+    route = Route(dst=a["dst"], gateway=a.get("gateway"), metric=a.get("metric"), table=int(a.get("table", 254)),
+                  dev=a.get("oif_name"))
+    if sock.delete_route(route, oif):
+        return f"deleted route {a['dst']}"
+    return None
+
+
+def _recover_sysctl(e: JournalEntry, f: _NsFinder) -> str | None:
+    if not e.confirmed:
+        raise _Skip("unconfirmed sysctl change")
+    path = f.path_of(e.args["ns"])
+    if path is None:
+        return None
+    key_path = str(e.args["path"])
+    with _sys.netns_fd(path, label=path) as fd, _sys.entered(fd, label=path):
+        now = _sys.write_sysctl(key_path, str(e.args["old"]), expect=str(e.args["new"]))
+    if now is None:
+        return None  # the key went with its interface
+    if now != e.args["new"]:
+        raise _Skip(f"{key_path} was changed again since (now {now!r})")
+    return f"restored {key_path}={e.args['old']}"
+
+
+def _recover_nft(e: JournalEntry, f: _NsFinder) -> str | None:
+    """A firewall change (nft elements, sysctls): undone by the firewall's :func:`recover_change`."""
+    path = f.path_of(e.args["ns"])
+    if path is None:
+        return None
+    # elements carry their owner's mark from the batch that adds them, so even an unconfirmed
+    # change (crash between the batch and the "ok") is undone safely; its sysctls are not
+    args = e.args if e.confirmed else {**e.args, "sysctls": []}
+    with _sys.netns_fd(path, label=path) as fd, _sys.entered(fd, label=path):
+        return recover_change(path, MARK_PREFIX + e.owner, args)
+
+
+class _Skip(Exception):
+    """Recovery leaves this entry alone (not provably ours)."""
+
+
+_RECOVERERS: dict[str, Recoverer] = {
+    "netns": _recover_netns,
+    "link": _recover_link,
+    "address": _recover_address,
+    "route": _recover_route,
+    "sysctl": _recover_sysctl,
+    "nft": _recover_nft,
+}
+
+
+def register_recoverer(op: str, fn: Recoverer) -> None:
+    """Let another module teach recovery how to undo its own ``op`` (and the journal to accept it)."""
+    _RECOVERERS[op] = fn
+    state.register_op(op)
+
+
+def recover(*, firewall: bool = True) -> RecoveryReport:
+    """Undo what dead netns_kit processes left behind, and nothing else.
+
+    For each journal in /run/netns-kit/journal/ whose owner process is gone (PID and start
+    time), the changes neither undone nor kept are undone newest first, each only if the
+    object still carries that owner's mark. Journals of live processes are left alone.
+    A journal fully handled is deleted; one with failures stays for a later try.
+    Safe to call at any time, from any number of processes (one recovery runs at a time).
+    With ``firewall``, the calling thread's namespace's nft table is cleaned too (elements
+    whose owner mark names a dead process).
+    """
+    _sys.check_privileges()
+    report = RecoveryReport()
+    if not os.path.isdir(state.journal_dir()):
+        return report
+    finder = _NsFinder()
+    try:
+        with state.lock("recover"):
+            for owner, path in state.dead_journals():
+                report.journals += 1
+                failed = False
+                for e in reversed(state.read_journal(path, owner)):
+                    desc = f"{e.op} {json.dumps(e.args, sort_keys=True)} of {owner}"
+                    try:
+                        what = _RECOVERERS[e.op](e, finder) if e.op in _RECOVERERS else None
+                        if e.op not in _RECOVERERS:
+                            raise _Skip(f"unknown op {e.op!r}")
+                    except _Skip as skip:
+                        report.skipped.append(f"{desc}: {skip}")
+                        log.info("recover: left alone %s: %s", desc, skip)
+                        continue
+                    except NotFoundError:
+                        continue
+                    except (NetnsKitError, OSError) as exc:
+                        exc.add_note(f"while recovering: {desc}")
+                        report.failures.append(exc)
+                        failed = True
+                        continue
+                    if what:
+                        report.undone.append(f"{what} (left by {owner})")
+                        log.info("recover: %s (left by %s)", what, owner)
+                if not failed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            if firewall:
+                _recover_firewall(report)
+    finally:
+        finder.close()
+    return report
+
+
+def _recover_firewall(report: RecoveryReport) -> None:
+    """nft elements carry their owner's mark as a comment; the firewall deletes those of dead owners."""
+    try:
+        n = Firewall.for_namespace(Namespace.current()).recover_leftovers()
+    except NetnsKitError as exc:
+        report.failures.append(exc)
+        return
+    if n:
+        report.undone.append(f"deleted {n} nft element(s) left by dead processes")

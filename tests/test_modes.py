@@ -207,7 +207,7 @@ def test_transaction_rolls_back_every_mode(host: Namespace) -> None:
     assert snapshot(host) == before
     assert default_network() is None
     assert not os.path.exists("/etc/netns/web") and not os.path.exists("/etc/netns/db")
-    assert nk.network.peek_host_state(host) is None  # the registry forgot this host
+    assert nk._registry.peek_host_state(host) is None  # the registry forgot this host
 
 
 def test_endpoints_share_one_host_descriptor(host: Namespace) -> None:
@@ -219,7 +219,7 @@ def test_endpoints_share_one_host_descriptor(host: Namespace) -> None:
     finally:
         for ep in eps:
             ep.remove()
-    assert nk.network.peek_host_state(host) is None
+    assert nk._registry.peek_host_state(host) is None
 
 
 def test_failed_create_leaves_nothing(host: Namespace) -> None:

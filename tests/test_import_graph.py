@@ -14,8 +14,6 @@ import textwrap
 from collections import deque
 from pathlib import Path
 
-import pytest
-
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "netns_kit"
 
 # module -> imported module -> "file.py:line" of each import that makes the edge
@@ -168,7 +166,6 @@ def describe_cycles(graph: Graph, root: str) -> list[str]:
     return lines
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11: cycle being removed")
 def test_netns_kit_has_no_import_cycles() -> None:
     graph = build_import_graph(PACKAGE_DIR)
     cycles = describe_cycles(graph, PACKAGE_DIR.name)

@@ -75,6 +75,14 @@ _DECODERS: dict[int, Any] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_
                              RTM_NEWQDISC: tcmsg}
 
 
+
+def _brport_linkinfo(hairpin: bool) -> tuple[str, dict[str, Any]]:
+    """IFLA_LINKINFO carrying a bridge port's hairpin mode (slave data of kind "bridge")."""
+    return ("IFLA_LINKINFO", {"attrs": [
+        ("IFLA_INFO_SLAVE_KIND", "bridge"),
+        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1 if hairpin else 0)]}),
+    ]})
+
 class RtnlSocket:
     """One rtnetlink socket, bound to the namespace it was opened in. Thread-safe."""
 
@@ -284,11 +292,14 @@ class RtnlSocket:
         alias: str | None = None,
         group: int | None = None,
         addr_gen_mode: int | None = None,
+        hairpin: bool | None = None,
     ) -> None:
         """Change link settings in one RTM_NEWLINK request. ``master=0`` detaches from a bridge.
 
         ``addr_gen_mode`` is the link's IPv6 address generation mode (``IN6_ADDR_GEN_MODE_NONE``:
         no link-local address, so no DAD, MLD reports or router solicitations from it).
+        ``hairpin``: the bridge-port hairpin mode of an enslaved link, in the same request (see
+        :meth:`set_bridge_port`).
         """
         msg = ifinfmsg()
         msg["index"] = index
@@ -299,6 +310,8 @@ class RtnlSocket:
                                  addr_gen_mode=addr_gen_mode)
         if name is not None:
             attrs.append(("IFLA_IFNAME", name))
+        if hairpin is not None:
+            attrs.append(_brport_linkinfo(hairpin))
         msg["attrs"] = attrs
         self._ack(msg, RTM_NEWLINK, 0, obj=obj or f"ifindex {index}", step="set link")
 
@@ -306,10 +319,7 @@ class RtnlSocket:
         """Set bridge-port options of an enslaved link (``ip link set X type bridge_slave hairpin on``)."""
         msg = ifinfmsg()
         msg["index"] = index
-        msg["attrs"] = [("IFLA_LINKINFO", {"attrs": [
-            ("IFLA_INFO_SLAVE_KIND", "bridge"),
-            ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1 if hairpin else 0)]}),
-        ]})]
+        msg["attrs"] = [_brport_linkinfo(hairpin)]
         self._ack(msg, RTM_NEWLINK, 0, obj=obj or f"ifindex {index}", step="set bridge port")
 
     def delete_link(self, index: int, *, obj: str | None = None) -> bool:
@@ -693,7 +703,8 @@ _IFLA: dict[str, tuple[int, str]] = {
     "IFLA_MASTER": (10, "u32"), "IFLA_LINKINFO": (18, "linkinfo"), "IFLA_IFALIAS": (20, "z"),
     "IFLA_GROUP": (27, "u32"), "IFLA_NET_NS_FD": (28, "u32"), "IFLA_AF_SPEC": (26, "afspec"),
 }
-_LINKINFO: dict[str, tuple[int, str]] = {"IFLA_INFO_KIND": (1, "z"), "IFLA_INFO_DATA": (2, "data")}
+_LINKINFO: dict[str, tuple[int, str]] = {"IFLA_INFO_KIND": (1, "z"), "IFLA_INFO_DATA": (2, "data"),
+                                         "IFLA_INFO_SLAVE_KIND": (4, "z"), "IFLA_INFO_SLAVE_DATA": (5, "slave")}
 _IFA: dict[str, tuple[int, str]] = {"IFA_ADDRESS": (1, "ip"), "IFA_LOCAL": (2, "ip"), "IFA_BROADCAST": (4, "ip"),
                                     "IFA_FLAGS": (8, "u32")}
 _RTA: dict[str, tuple[int, str]] = {"RTA_DST": (1, "ip"), "RTA_OIF": (4, "u32"), "RTA_GATEWAY": (5, "ip"),
@@ -746,6 +757,12 @@ def _linkinfo(attrs: list[Any]) -> bytes:
                     raise _Unsupported(dname)
                 data += _nla(1, bytes(16) + _ifla_attrs(_attr_list(dvalue)))
             out += _nla(atype, data)
+        elif kind == "slave":  # a bridge port's hairpin mode (IFLA_BRPORT_MODE, a u8): what set_link sends
+            inner = _attr_list(value)
+            if [v for n, v in attrs if n == "IFLA_INFO_SLAVE_KIND"] != ["bridge"] or \
+                    [n for n, _ in inner] != ["IFLA_BRPORT_MODE"]:
+                raise _Unsupported("IFLA_INFO_SLAVE_DATA")
+            out += _nla(atype, _nla(4, struct.pack("=B", inner[0][1])))
         elif kind:
             out += _nla(atype, _enc_value(kind, value, 0))
         else:

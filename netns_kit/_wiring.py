@@ -11,7 +11,8 @@ routes, MAC, MTU, IPv6 link-local, hairpin), :func:`check` validates it without 
    ``recover()`` deletes it);
 2. the addresses and routes on the namespace end, by its index (no lookups). They live and die
    with that interface, so the veth's undo covers them;
-3. hairpin mode on the host end when asked (a container reaching itself through a published port).
+3. hairpin mode on the host end when asked (a container reaching itself through a published
+   port), in the request that names and marks that end.
 
 Undo: :func:`unplug` deletes the veth pair by the identity recorded at creation.
 Host-side names come from :func:`new_host_ifname` unless the caller names the interface.
@@ -75,7 +76,7 @@ def plug(host: Namespace, target: Namespace, port: BridgePort) -> VethPair:
     """Make ``port`` (see the module docstring). Journaled in the active transaction; on a failure
     halfway the veth pair is deleted again before the error propagates."""
     pair = VethPair(port.host_ifname, port.ifname, namespace=host, peer_namespace=target, master=port.bridge,
-                    mtu=port.mtu, peer_mac=port.mac, ipv6_link_local=port.ipv6_link_local)
+                    mtu=port.mtu, peer_mac=port.mac, ipv6_link_local=port.ipv6_link_local, hairpin=port.hairpin)
     pair.create()
     try:
         sock = target.rtnl()
@@ -84,8 +85,6 @@ def plug(host: Namespace, target: Namespace, port: BridgePort) -> VethPair:
             sock.add_address(peer, a, obj=f"{a} on {port.ifname}")
         for route in port.routes:
             sock.add_route(route, peer)
-        if port.hairpin:
-            host.rtnl().set_bridge_port(pair.index, hairpin=True, obj=port.host_ifname)
     except BaseException:
         pair.remove()
         raise

@@ -193,6 +193,10 @@ class VethPair(_OwnedLink):
     MLD reports or router solicitations. For IPv4-only endpoints on a shared bridge this matters:
     the bridge floods each such packet to every port, so with link-local addresses the cost of a
     new endpoint grows with the number already there. IPv6 addresses added explicitly still work.
+
+    ``hairpin=True`` (needs ``master``): the bridge sends frames back out of the port they came in
+    on, so a container can reach itself through its own published port. Set in the same request
+    that names the host end; it goes with the pair.
     """
 
     def __init__(
@@ -209,6 +213,7 @@ class VethPair(_OwnedLink):
         up: bool = True,
         peer_up: bool = True,
         ipv6_link_local: bool = True,
+        hairpin: bool = False,
     ) -> None:
         self.name = validate_ifname(name, what="veth name")
         self.peer = validate_ifname(peer, what="veth peer name")
@@ -223,6 +228,11 @@ class VethPair(_OwnedLink):
         self.up = up
         self.peer_up = peer_up
         self.ipv6_link_local = ipv6_link_local
+        if not isinstance(hairpin, bool):
+            raise ValidationError("hairpin must be True or False", obj=name)
+        if hairpin and master is None:
+            raise ValidationError(f"hairpin mode needs a bridge: {name!r} has no master", obj=name)
+        self.hairpin = hairpin
         self._init_state()
         self._peer_index: int | None = None
 
@@ -292,7 +302,8 @@ class VethPair(_OwnedLink):
             # peer gets its mode in a request of its own before it comes up.
             gen_mode = None if self.ipv6_link_local else IN6_ADDR_GEN_MODE_NONE
             sock.set_link(echoed[0], alias=state.mark(), group=0, addr_gen_mode=gen_mode,
-                          up=True if self.up and gen_mode is not None else None, obj=self.name)
+                          up=True if self.up and gen_mode is not None else None,
+                          hairpin=True if self.hairpin else None, obj=self.name)
             self._owned = True
             self._removed = False
             peer_index = echoed[1]

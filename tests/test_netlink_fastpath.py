@@ -84,6 +84,9 @@ def test_fast_writer_matches_pyroute2() -> None:
             ("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]})]),
         link(attrs=[("IFLA_IFNAME", "mv0"), ("IFLA_LINK", 2),
                     ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "macvlan")]})]),
+        link(index=8, flags=1, change=1, attrs=[("IFLA_IFALIAS", "a"), ("IFLA_GROUP", 0), ("IFLA_LINKINFO", {
+            "attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"),
+                      ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]})]})]),
     ]
     sock = RtnlSocket.__new__(RtnlSocket)
     for iface in ("10.1.2.3/24", "10.1.2.3/31", "10.1.2.3/32", "fd00::5/64"):

@@ -5,7 +5,6 @@ through netlink (pyroute2's message classes) and libnftables. Every change can b
 explicitly (``remove()``), by a ``with`` block, or by a :class:`Transaction` that rolls back.
 """
 
-from . import inspection as _inspection  # noqa: F401 - loads observe() behind netns_kit.views.observe
 from .attach import Attachment, attach, mac_from_seed
 from .batch import RemovalBatch, removal_batch
 from .engines import Container, Engine

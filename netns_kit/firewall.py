@@ -30,7 +30,7 @@ import ipaddress
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +39,7 @@ from . import _nft, _sys, state
 from . import nftables_render as render
 from .errors import AlreadyExistsError, NotFoundError, OwnershipError, ValidationError
 from .journal import record
-from .model import IPNet, parse_network, validate_ifname
+from .model import IPNet, overlap, parse_network, validate_ifname
 from .namespace import Namespace
 from .ports import PublishedPort
 
@@ -75,10 +75,9 @@ class NetworkPolicy:
         if isinstance(self.subnets, str | ipaddress.IPv4Network | ipaddress.IPv6Network):
             raise ValidationError("subnets must be a sequence of networks, not a single one", obj=self.bridge)
         nets: list[IPNet] = [parse_network(s) for s in self.subnets]
-        for i, a in enumerate(nets):
-            for b in nets[i + 1:]:
-                if a.version == b.version and a.overlaps(b):
-                    raise ValidationError(f"subnets {a} and {b} overlap", obj=self.bridge)
+        clash = overlap(nets)
+        if clash is not None:
+            raise ValidationError(f"subnets {clash[0]} and {clash[1]} overlap", obj=self.bridge)
         for flag in ("internal", "icc", "masquerade"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValidationError(f"{flag} must be a bool", obj=self.bridge)
@@ -91,6 +90,11 @@ class NetworkPolicy:
 
     def families(self) -> set[int]:
         return {n.version for n in self.subnets}
+
+    def elements(self) -> render.Elements:
+        """The nft elements that attach this network (see :func:`netns_kit.nftables_render.network_elements`)."""
+        return render.network_elements(self.bridge, self.subnets, internal=self.internal, icc=self.icc,
+                                       masquerade=self.masquerades)
 
 
 class Firewall:
@@ -332,8 +336,7 @@ class Firewall:
         """The on-disk journal record of a change: what crash recovery must delete and put back."""
         ns = self.namespace
         ref = state.ns_ref(ns.path if ns.kind == "named" else None, ns.identity)
-        only_keys = {name: [e[0] if isinstance(e, list) else e for e in elems] for name, elems in keys.items()}
-        return ("nft", {"ns": ref, "family": render.FAMILY, "table": render.TABLE, "keys": only_keys,
+        return ("nft", {"ns": ref, "family": render.FAMILY, "table": render.TABLE, "keys": render.element_keys(keys),
                         "sysctls": sysctls})
 
     def _localnet_rel(self, bridge: str) -> str:
@@ -355,12 +358,11 @@ class Firewall:
                 raise AlreadyExistsError(f"bridge {policy.bridge!r} is already attached", obj=policy.bridge,
                                          namespace=ns.label, step="attach network")
             for other in self._networks.values():
-                for a in policy.subnets:
-                    for b in other.subnets:
-                        if a.version == b.version and a.overlaps(b):
-                            raise AlreadyExistsError(
-                                f"subnet {a} overlaps {b} of bridge {other.bridge!r}", obj=policy.bridge,
-                                namespace=ns.label, step="attach network")
+                clash = overlap(policy.subnets, other.subnets)
+                if clash is not None:
+                    raise AlreadyExistsError(
+                        f"subnet {clash[0]} overlaps {clash[1]} of bridge {other.bridge!r}", obj=policy.bridge,
+                        namespace=ns.label, step="attach network")
             if policy.masquerades:
                 for a in policy.subnets:
                     if a in self._masq:
@@ -369,8 +371,7 @@ class Firewall:
             if not ns.has_link(policy.bridge):
                 raise NotFoundError(f"bridge {policy.bridge!r} does not exist", obj=policy.bridge,
                                     namespace=ns.label, step="attach network")
-            elements = render.network_elements(policy.bridge, policy.subnets, internal=policy.internal,
-                                               icc=policy.icc, masquerade=policy.masquerade)
+            elements = policy.elements()
             created_table = not self._table
             self._ensure_table()
             self._networks[policy.bridge] = policy
@@ -430,8 +431,7 @@ class Firewall:
         if policy is None:
             return
         ports = [p for p in self._ports if p.bridge == bridge]
-        elements = render.network_elements(policy.bridge, policy.subnets, internal=policy.internal,
-                                           icc=policy.icc, masquerade=policy.masquerade)
+        elements = policy.elements()
         parts = [elements, *(render.port_elements(p) for p in ports)]
         gone = {p.container_ip: 0 for p in ports}
         for p in ports:
@@ -520,17 +520,13 @@ class Firewall:
 
     # -- published ports ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _port_keys(port: PublishedPort) -> list[tuple[int, str, int]]:
-        return [(port.family, port.proto, hp) for hp, _ in port.pairs()]
-
     def _conflict(self, port: PublishedPort,
                   keys: dict[tuple[int, str, int], dict[str | None, PublishedPort]]) -> PublishedPort | None:
         """A publication in ``keys`` that would take a host port of ``port`` (same family and protocol).
 
         Every-address and one-address publications of the same port conflict, as sockets would.
         """
-        for key in self._port_keys(port):
+        for key in render.port_slots(port):
             taken = keys.get(key)
             if not taken:
                 continue
@@ -549,7 +545,7 @@ class Firewall:
                 self._per_ip[port.container_ip] = left
             else:
                 self._per_ip.pop(port.container_ip, None)
-        for key in self._port_keys(port):
+        for key in render.port_slots(port):
             taken = self._keys.get(key)
             if taken is not None and taken.get(port.host_ip) == port:
                 del taken[port.host_ip]
@@ -575,7 +571,7 @@ class Firewall:
             pending: dict[tuple[int, str, int], dict[str | None, PublishedPort]] = {}
             for port in ports:
                 self._check_publish(port, pending)
-                for key in self._port_keys(port):
+                for key in render.port_slots(port):
                     pending.setdefault(key, {})[port.host_ip] = port
             mark = state.mark()
             parts = [render.port_elements(port) for port in ports]
@@ -609,7 +605,7 @@ class Firewall:
                 self._ports[port] = None
                 self._per_family[port.family] += 1
                 self._per_ip[port.container_ip] = self._per_ip.get(port.container_ip, 0) + 1
-                for key in self._port_keys(port):
+                for key in render.port_slots(port):
                     self._keys.setdefault(key, {})[port.host_ip] = port
             sysctls = self._sync_forwarding()
         record(f"unpublish {', '.join(p.spec for p in ports)} in {ns.label}", lambda: self.unpublish(*ports),
@@ -683,18 +679,14 @@ class Firewall:
         head = f"netns_kit firewall in namespace {self.namespace.label!r}"
         if objs is None:
             return f"{head}: no table (nothing attached)"
-        sets: dict[str, list[Any]] = {}
-        for o in objs:
-            for kind in ("set", "map"):
-                if kind in o:
-                    sets[o[kind]["name"]] = list(o[kind].get("elem", []))
+        sets = render.listed_elements(objs)
         lines = [f"{head}: table {render.FAMILY} {render.TABLE}", "",
                  "Networks (chain forward, priority -10; accepted packets get mark "
                  f"{ACCEPT_MARK:#010x})",
                  f"  {'bridge':<16}{'icc':<6}{'internal':<10}subnets"]
-        icc = {_fmt(e).split(" . ")[0] for e in sets.get("icc", [])}
-        internal = {_fmt(e) for e in sets.get("internal", [])}
-        for br in sorted(_fmt(e) for e in sets.get("bridges", [])):
+        icc = {render.value_text(e).split(" . ")[0] for e in sets.get("icc", [])}
+        internal = {render.value_text(e) for e in sets.get("internal", [])}
+        for br in sorted(render.value_text(e) for e in sets.get("bridges", [])):
             pol = self._networks.get(br)
             subnets = ", ".join(map(str, pol.subnets)) if pol else "?"
             lines.append(f"  {br:<16}{'yes' if br in icc else 'no':<6}{'yes' if br in internal else 'no':<10}"
@@ -703,27 +695,28 @@ class Firewall:
         lines.append(f"  {'MASQUERADE':<12}{'all':<6}{'127.0.0.0/8':<28}out: any attached bridge")
         for v in (4, 6):
             for e in sets.get(f"hairpin{v}", []):
-                a = _fmt(e).split(" . ")[0]
+                a = render.value_text(e).split(" . ")[0]
                 lines.append(f"  {'MASQUERADE':<12}{'all':<6}{a:<28}{a} (to its own published port)")
             skip: dict[str, list[str]] = {}
             for e in sets.get(f"masq{v}_skip", []):
-                net, br = _fmt(e).split(" . ")
+                net, br = render.value_text(e).split(" . ")
                 skip.setdefault(net, []).append(br)
             for e in sets.get(f"masq{v}", []):
-                net = _fmt(e)
+                net = render.value_text(e)
                 out = "out: not " + ",".join(skip[net]) if net in skip else "out: any"
                 lines.append(f"  {'MASQUERADE':<12}{'all':<6}{net:<28}{out}")
         lines += ["", "Chain DNAT (nat prerouting + output)",
                   f"  {'target':<12}{'prot':<6}{'host address':<28}{'dport':<8}to"]
-        rows: list[tuple[str, str, int, list[str]]] = []
+        rows: list[tuple[str, str, int, str, int]] = []
         for v in (4, 6):
             anyaddr = "0.0.0.0/0" if v == 4 else "::/0"
-            for key, value in _map_items(sets.get(f"dnat{v}", [])):
-                rows.append((key[0], anyaddr, int(key[1]), value))
-            for key, value in _map_items(sets.get(f"dnat{v}_addr", [])):
-                rows.append((key[1], key[0], int(key[2]), value))
-        for proto, addr, hport, value in sorted(rows, key=lambda r: (r[1], r[0], r[2])):
-            ip, cport = value
+            for name in (f"dnat{v}", f"dnat{v}_addr"):
+                for e in sets.get(name, []):
+                    pe = render.parse_port_element(name, e)
+                    if pe is not None:
+                        rows.append((pe.proto, pe.host_ip or anyaddr, pe.host_port, pe.container_ip,
+                                     pe.container_port))
+        for proto, addr, hport, ip, cport in sorted(rows, key=lambda r: (r[1], r[0], r[2])):
             to = f"[{ip}]:{cport}" if ":" in ip else f"{ip}:{cport}"
             lines.append(f"  {'DNAT':<12}{proto:<6}{addr:<28}{hport:<8}{to}")
         foreign = self.foreign_drop_policies()
@@ -784,37 +777,3 @@ def recover_change(label: str, mark: str, args: dict[str, Any]) -> str | None:
         return None
     return f"deleted {n} nft element(s) of table {args['family']} {args['table']}" + (
         f", restored {', '.join(restored)}" if restored else "")
-
-
-def _fmt(x: Any) -> str:
-    """Render a libnftables JSON element value compactly (prefix, range, concat, plain)."""
-    if isinstance(x, dict):
-        if "elem" in x:
-            return _fmt(x["elem"].get("val"))
-        if "prefix" in x:
-            return f"{x['prefix']['addr']}/{x['prefix']['len']}"
-        if "range" in x:
-            lo, hi = x["range"]
-            return f"{_fmt(lo)}-{_fmt(hi)}"
-        if "concat" in x:
-            return " . ".join(_fmt(p) for p in x["concat"])
-        return str(x)
-    if isinstance(x, list):
-        return " : ".join(_fmt(p) for p in x)
-    return str(x)
-
-
-def _parts(x: Any) -> list[str]:
-    if isinstance(x, dict) and "elem" in x:
-        x = x["elem"].get("val")
-    if isinstance(x, dict) and "concat" in x:
-        return [_fmt(p) for p in x["concat"]]
-    return [_fmt(x)]
-
-
-def _map_items(elems: Sequence[Any]) -> list[tuple[list[str], list[str]]]:
-    out = []
-    for e in elems:
-        if isinstance(e, list) and len(e) == 2:
-            out.append((_parts(e[0]), _parts(e[1])))
-    return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import views as _views
 from .errors import NetnsKitError
 from .firewall import Firewall
 from .namespace import Namespace
@@ -40,4 +39,3 @@ def observe(namespaces: Iterable[Namespace] = (), *, host: Namespace | None = No
                         notes=tuple(notes))
 
 
-_views._observer = observe  # netns_kit.views.observe (kept for old imports) calls this one

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -20,6 +21,7 @@ __all__ = [
     "LinkInfo",
     "Route",
     "RouteInfo",
+    "overlap",
     "parse_interface",
     "parse_ip",
     "parse_mac",
@@ -108,6 +110,18 @@ def parse_network(value: object, *, what: str = "subnet") -> IPNet:
         return ipaddress.ip_network(value.strip(), strict=True)
     except ValueError as exc:
         raise ValidationError(f"{what} {value!r} is not a valid network in CIDR form: {exc}", obj=value) from exc
+
+
+def overlap(nets: Iterable[IPNet], others: Iterable[IPNet] | None = None) -> tuple[IPNet, IPNet] | None:
+    """The first pair of same-family subnets that overlap: one of ``nets`` and one of ``others``,
+    or (without ``others``) two different entries of ``nets``. None if there is none."""
+    mine = list(nets)
+    if others is None:
+        pairs = ((a, b) for i, a in enumerate(mine) for b in mine[i + 1:])
+    else:
+        theirs = list(others)
+        pairs = ((a, b) for a in mine for b in theirs)
+    return next(((a, b) for a, b in pairs if a.version == b.version and a.overlaps(b)), None)
 
 
 def parse_mac(value: object) -> str:

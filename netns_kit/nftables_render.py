@@ -23,14 +23,17 @@ packet's lookup and the cost of adding an entry do not grow with the number of e
     chain forward      filter forward -10      icc, isolation, internal, published ports;
                                                packets it accepts get ``meta mark | ACCEPT_MARK``
 
-Every command built here is a plain dict ready for ``{"nftables": [...]}``.
+Every command built here is a plain dict ready for ``{"nftables": [...]}``. The same elements
+can be written as ``nft`` command text for plans (:func:`element_text`, :func:`port_text`) and
+read back from a listing (:func:`listed_elements`, :func:`parse_port_element`, :func:`value_text`):
+one spelling of each element, here.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .model import IPNet
 from .ports import PublishedPort
@@ -41,14 +44,22 @@ __all__ = [
     "TABLE",
     "TABLE_COMMENT",
     "Cmd",
+    "PortElement",
     "delete_table",
     "element_cmds",
     "element_key",
+    "element_keys",
+    "element_text",
     "hairpin_elements",
+    "listed_elements",
     "masquerade_elements",
     "network_elements",
+    "parse_port_element",
     "port_elements",
+    "port_slots",
+    "port_text",
     "skeleton_text",
+    "value_text",
 ]
 
 Cmd = dict[str, Any]
@@ -195,6 +206,48 @@ def port_elements(port: PublishedPort) -> Elements:
     return {f"dnat{v}" + ("" if port.host_ip is None else "_addr"): out}
 
 
+def port_text(port: PublishedPort, op: Op = "add") -> list[str]:
+    """The nft commands that ``op`` the dnat elements of ``port`` (for plans: what ``nft`` would run)."""
+    return element_text(port_elements(port), op)
+
+
+def port_slots(port: PublishedPort) -> list[tuple[int, str, int]]:
+    """The host ports a publication takes, as ``(family, proto, host port)``: its dnat map keys
+    without the host address (an every-address and a one-address publication of the same port
+    clash, as sockets would)."""
+    return [(port.family, port.proto, hp) for hp, _ in port.pairs()]
+
+
+class PortElement(NamedTuple):
+    """A dnat map element read back from the kernel: ``host_ip`` None means every address."""
+
+    proto: str
+    host_ip: str | None
+    host_port: int
+    container_ip: str
+    container_port: int
+
+
+def parse_port_element(name: str, elem: Any) -> PortElement | None:
+    """Decode a listed element of map ``name`` (``dnat4``, ``dnat6_addr``, ...): the inverse of
+    :func:`port_elements`. None for anything that is not a dnat element."""
+    if not name.startswith("dnat") or not isinstance(elem, list) or len(elem) != 2:
+        return None
+    key, value = _parts(elem[0]), _parts(elem[1])
+    if len(value) != 2:
+        return None
+    if name.endswith("_addr"):
+        if len(key) != 3:
+            return None
+        host_ip: str | None = key[0]
+        proto, hport = key[1], key[2]
+    else:
+        if len(key) != 2:
+            return None
+        host_ip, (proto, hport) = None, key
+    return PortElement(proto, host_ip, int(hport), value[0], int(value[1]))
+
+
 def hairpin_elements(container_ip: str, version: int | None = None) -> Elements:
     """The hairpin set element of a container; ``version`` (4 or 6) spares parsing a normalized address."""
     if version is None:
@@ -232,6 +285,58 @@ def element_key(kind: str, elem: Any) -> tuple[Any, str | None]:
     if isinstance(elem, dict) and "elem" in elem:
         return elem["elem"].get("val"), elem["elem"].get("comment")
     return elem, None
+
+
+def element_keys(elements: Elements) -> Elements:
+    """The same elements by key alone (a map element's key, without its value): what deletes them."""
+    return {name: [e[0] if isinstance(e, list) else e for e in elems] for name, elems in elements.items()}
+
+
+def value_text(x: Any) -> str:
+    """An element (or part of one) as nft writes it: ``10.0.0.0/24``, ``tcp . 8080 : 10.0.0.2 . 80``.
+
+    Takes what this module renders and what libnftables lists (``{"elem": {"val": ...}}`` wrappers,
+    prefixes, ranges, concatenations, ``[key, value]`` map elements).
+    """
+    if isinstance(x, dict):
+        if "elem" in x:
+            return value_text(x["elem"].get("val"))
+        if "prefix" in x:
+            return f"{x['prefix']['addr']}/{x['prefix']['len']}"
+        if "range" in x:
+            lo, hi = x["range"]
+            return f"{value_text(lo)}-{value_text(hi)}"
+        if "concat" in x:
+            return " . ".join(value_text(p) for p in x["concat"])
+        return str(x)
+    if isinstance(x, list):
+        return " : ".join(value_text(p) for p in x)
+    return str(x)
+
+
+def _parts(x: Any) -> list[str]:
+    if isinstance(x, dict) and "elem" in x:
+        x = x["elem"].get("val")
+    if isinstance(x, dict) and "concat" in x:
+        return [value_text(p) for p in x["concat"]]
+    return [value_text(x)]
+
+
+def element_text(elements: Elements, op: Op = "add") -> list[str]:
+    """The ``nft`` command lines that ``op`` the elements, one per set/map (for plans and logs:
+    netns_kit itself sends them as JSON, :func:`element_cmds`)."""
+    return [f"nft {op} element {FAMILY} {TABLE} {name} '{{ {', '.join(value_text(e) for e in elems)} }}'"
+            for name, elems in elements.items() if elems]
+
+
+def listed_elements(objs: Iterable[Cmd]) -> Elements:
+    """From a listing of the table (libnftables JSON), each set's and map's elements by name."""
+    out: Elements = {}
+    for o in objs:
+        for kind in ("set", "map"):
+            if kind in o:
+                out[o[kind]["name"]] = list(o[kind].get("elem", []))
+    return out
 
 
 def merged(parts: Iterable[Elements]) -> Elements:

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _wiring, batch
+from . import nftables_render as render
 from .errors import StateError, ValidationError, attach_rollback_failures
 from .firewall import Firewall, NetworkPolicy
 from .journal import Transaction
@@ -396,7 +397,7 @@ class Topology:
     def view(self) -> TopologyView:
         """As planned (before create) or as it is in the kernel (after create), as a TopologyView."""
         if self._made is not None:
-            from .views import observe
+            from .inspection import observe
 
             return observe(self.namespaces().values(), title=self.title)
         host_ifaces = [InterfaceView(b.name, "bridge", tuple(map(str, b.addresses))) for b in self._bridges]
@@ -427,28 +428,15 @@ class Topology:
 
 
 def _dnat_command(port: Any) -> str:
-    """The nft element netns_kit's firewall adds for a published port (see nftables_render)."""
-    ports = f"{port.host_port}" if port.host_port_end is None else f"{port.host_port}-{port.host_port_end}"
-    cport = port.container_port
-    version = 6 if ":" in port.container_ip else 4
-    if port.host_ip is None:
-        return (f"nft add element inet netns_kit dnat{version} "
-                f"'{{ {port.proto} . {ports} : {port.container_ip} . {cport} }}'")
-    return (f"nft add element inet netns_kit dnat{version}_addr "
-            f"'{{ {port.host_ip} . {port.proto} . {ports} : {port.container_ip} . {cport} }}'")
+    """The nft element netns_kit's firewall adds for a published port (spelled by nftables_render)."""
+    return "\n".join(render.port_text(port))
 
 
 def _attach_commands(b: _Bridge) -> list[str]:
     """What attaching a bridge to netns_kit's firewall adds (elements of its fixed table, sysctls)."""
-    cmds = ["nft -f - <<< \"$(netns_kit's fixed table inet netns_kit)\"  # first use only",
-            f"nft add element inet netns_kit bridges '{{ {b.name} }}'"]
-    if b.icc:
-        cmds.append(f"nft add element inet netns_kit icc '{{ {b.name} . {b.name} }}'")
-    for a in b.addresses:
-        if b.masquerade:
-            v = a.version
-            cmds.append(f"nft add element inet netns_kit masq{v} '{{ {a.network} }}'")
-            cmds.append(f"nft add element inet netns_kit masq{v}_skip '{{ {a.network} . {b.name} }}'")
+    cmds = ["nft -f - <<< \"$(netns_kit's fixed table inet netns_kit)\"  # first use only"]
+    cmds += render.element_text(render.network_elements(
+        b.name, [a.network for a in b.addresses], internal=False, icc=b.icc, masquerade=b.masquerade))
     if any(a.version == 4 for a in b.addresses):
         cmds += [f"sysctl -w net.ipv4.conf.{b.name}.route_localnet=1", "sysctl -w net.ipv4.ip_forward=1"]
     if any(a.version == 6 for a in b.addresses):

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import NetnsKitError, StateError, UnsupportedError
+from .errors import NetnsKitError, UnsupportedError
 from .model import LinkInfo
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "TopologyView",
     "VethLink",
     "namespace_html",
-    "observe",
     "pair_veths",
     "port_target",
     "route_text",
@@ -270,21 +269,6 @@ def port_target(port: Any, views: Sequence[NamespaceView]) -> str:
             if any(a.split("/")[0] == ip for a in i.addresses):
                 return f"{v.label} {ip}:{cport}"
     return f"{ip}:{cport}"
-
-
-_observer: Callable[..., TopologyView] | None = None  # set by netns_kit.inspection when it is imported
-
-
-def observe(namespaces: Iterable[Any] = (), *, host: Any = None, title: str = "topology") -> TopologyView:
-    """Moved to :func:`netns_kit.inspection.observe` (it reads the kernel; this module only renders).
-
-    Kept here for callers that still import it from ``netns_kit.views``; it calls the one in
-    :mod:`netns_kit.inspection`, which ``import netns_kit`` loads.
-    """
-    if _observer is None:
-        raise StateError("netns_kit.inspection is not loaded: import observe from netns_kit.inspection",
-                         step="observe")
-    return _observer(namespaces, host=host, title=title)
 
 
 # -- networks and endpoints ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -174,3 +175,41 @@ def test_libnftables_errors_map_to_netns_kit_errors(text: str, cls: type[Excepti
     err = map_error(text, obj="published port 8080->10.0.0.2:80/tcp", namespace="host", step="publish port")
     assert type(err) is cls and err.errno == errno
     assert "publish port" in str(err) and "8080" in str(err) and "host" in str(err)
+
+
+def test_one_spelling_of_a_published_port_json_text_and_back() -> None:
+    for spec, ip in (("8080:80", "10.0.0.2"), ("127.0.0.1:8000-8001:90-91/udp", "10.0.0.2"),
+                     ("[2001:db8::1]:443:8443", "2001:db8:1::2")):
+        port = pp(spec, ip)
+        elements = render.port_elements(port)
+        (name, elems), = elements.items()
+        # as libnftables lists them: the key wrapped with its comment
+        listed = [[{"elem": {"val": k, "comment": "netns-kit:1.2"}}, v] for k, v in elems]
+        back = [render.parse_port_element(name, e) for e in listed]
+        assert [(b.host_ip, b.proto, b.host_port, b.container_ip, b.container_port) for b in back if b] == [
+            (port.host_ip, port.proto, hp, port.container_ip, cp) for hp, cp in port.pairs()]
+        assert render.element_keys(elements) == {name: [k for k, _ in elems]}
+        assert render.port_slots(port) == [(port.family, port.proto, hp) for hp, _ in port.pairs()]
+    assert render.port_text(pp("8080:80")) == [
+        "nft add element inet netns_kit dnat4 '{ tcp . 8080 : 10.0.0.2 . 80 }'"]
+    assert render.port_text(pp("127.0.0.1:8000-8001:90-91/udp")) == [
+        "nft add element inet netns_kit dnat4_addr "
+        "'{ 127.0.0.1 . udp . 8000 : 10.0.0.2 . 90, 127.0.0.1 . udp . 8001 : 10.0.0.2 . 91 }'"]
+    assert render.parse_port_element("bridges", "br0") is None
+    assert render.parse_port_element("dnat4", [{"concat": ["tcp"]}, {"concat": ["10.0.0.2", 80]}]) is None
+
+
+def test_listed_elements_and_their_text() -> None:
+    objs: list[dict[str, Any]] = [{"table": {"name": "netns_kit"}},
+            {"set": {"name": "masq4", "elem": [{"elem": {"val": {"prefix": {"addr": "10.0.0.0", "len": 24}},
+                                                          "comment": "netns-kit:1.2"}}]}},
+            {"set": {"name": "icc", "elem": [{"concat": ["br0", "br0"]}]}},
+            {"map": {"name": "dnat4"}}]
+    sets = render.listed_elements(objs)
+    assert sets == {"masq4": objs[1]["set"]["elem"], "icc": [{"concat": ["br0", "br0"]}], "dnat4": []}
+    assert render.value_text(sets["masq4"][0]) == "10.0.0.0/24"
+    assert render.value_text(sets["icc"][0]) == "br0 . br0"
+    assert render.value_text({"range": [1000, 2000]}) == "1000-2000"
+    assert render.element_text({"bridges": ["br0"], "icc": [], "masq4": [{"prefix": {"addr": "10.0.0.0", "len": 24}}]},
+                               "delete") == ["nft delete element inet netns_kit bridges '{ br0 }'",
+                                             "nft delete element inet netns_kit masq4 '{ 10.0.0.0/24 }'"]

@@ -49,7 +49,7 @@ from .firewall import Firewall, NetworkPolicy
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
 from .journal import EphemeralScope, atomic_step, record
 from .links import Bridge, VethPair
-from .model import IPAddr, IPInterface, IPNet, Route, parse_ip, parse_mac, validate_ifname, validate_mtu
+from .model import IPAddr, IPInterface, IPNet, Route, overlap, parse_ip, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
 from .nat import PublishedPort
 
@@ -182,6 +182,11 @@ class NetworkConfig:
         assert self.bridge is not None
         return self.bridge
 
+    @property
+    def masquerades(self) -> bool:
+        """True if the network's subnets are masqueraded on the way out (``masquerade`` and not ``internal``)."""
+        return self.masquerade and not self.internal
+
 
 class Network(EphemeralScope):
     """A user-defined bridge network in the host namespace (``docker network create``).
@@ -311,13 +316,13 @@ class Network(EphemeralScope):
         if self.subnet6 is not None:
             subnets.append(self.subnet6)
         return NetworkPolicy(bridge=self.bridge, subnets=tuple(subnets), internal=self.config.internal,
-                             icc=self.config.icc, masquerade=self.config.masquerade and not self.config.internal)
+                             icc=self.config.icc, masquerade=self.config.masquerades)
 
     def describe(self) -> str:
         """A few lines for humans: subnet, gateway, bridge, options and endpoints."""
         state = "created" if self.created else "not created"
         opts = [f"internal={self.config.internal}", f"icc={self.config.icc}",
-                f"masquerade={self.config.masquerade and not self.config.internal}"]
+                f"masquerade={self.config.masquerades}"]
         try:
             sub = f"{self.subnet} gw {self.gateway}"
         except StateError:
@@ -391,15 +396,14 @@ class Network(EphemeralScope):
         plan = self.config.plan
         if plan is None:
             plan = SubnetPlan(pick_subnet(self._in_use_networks(st), pools=self.config.pools))
+        mine = [p.network for p in (plan, self.config.plan6) if p is not None]
         for other in st.networks.values():
-            for mine in (plan, self.config.plan6):
-                if mine is None or other._addresses is None:
-                    continue
-                for theirs in other._addresses.allocators():
-                    if theirs.subnet.version == mine.version and mine.network.overlaps(theirs.subnet):
-                        raise AlreadyExistsError(
-                            f"subnet {mine.network} overlaps {theirs.subnet} of network {other.name!r}",
-                            obj=self.name, namespace=host.label, step=step)
+            if other._addresses is None:
+                continue
+            clash = overlap(mine, [a.subnet for a in other._addresses.allocators()])
+            if clash is not None:
+                raise AlreadyExistsError(f"subnet {clash[0]} overlaps {clash[1]} of network {other.name!r}",
+                                         obj=self.name, namespace=host.label, step=step)
         addrs: list[IPInterface] = [plan.gateway_interface()]
         if self.config.plan6 is not None:
             addrs.append(self.config.plan6.gateway_interface())

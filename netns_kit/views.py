@@ -285,7 +285,7 @@ def network_html(net: Any) -> str:
         sub = "chosen at create()"
     state = "created" if net.created else "not created"
     flags = ", ".join(f"{k}={v}" for k, v in (("internal", cfg.internal), ("icc", cfg.icc),
-                                              ("masquerade", cfg.masquerade and not cfg.internal)))
+                                              ("masquerade", cfg.masquerades)))
     rows = "".join(
         f"<tr><td>{_e(', '.join(c.names) or c.namespace.label)}</td><td>{_e(c.namespace.label)}</td>"
         f"<td><code>{_e(c.ifname)}</code></td><td>{_e(c.address)}</td>"

@@ -3,14 +3,42 @@
 Namespaces, bridges, veth pairs, NAT and Docker's five network modes on the real kernel,
 through netlink (pyroute2's message classes) and libnftables. Every change can be undone:
 explicitly (``remove()``), by a ``with`` block, or by a :class:`Transaction` that rolls back.
+
+The public surface, in the order a user meets it (everything is imported from ``netns_kit``):
+
+- Docker's vocabulary: :class:`Network` (``docker network create``), :class:`Endpoint` (a
+  container's network side, ``docker run --network``), its :class:`Connection` to each network
+  (Docker's endpoint settings), the modes :class:`BridgeMode`, :class:`HostMode`,
+  :class:`NoneMode`, :class:`ContainerMode`, :class:`CustomMode` (base :class:`NetworkMode`),
+  :func:`default_network`, :class:`PublishedPort` (``-p``).
+- Many endpoints at once: :class:`Topology` (plan, equivalent commands, build);
+  :func:`removal_batch`.
+- pipework: :func:`attach` / :class:`Attachment`, :class:`Container` / :class:`Engine`.
+- Undo and recovery: :class:`Transaction`, :func:`recover`.
+- Primitives the modes are built from: :class:`Namespace`, :class:`Bridge`, :class:`VethPair`,
+  :class:`Route`, :class:`Firewall`, :class:`NetworkPolicy`, :class:`NatRule`, :class:`Masquerade`,
+  and what inspection returns (:class:`LinkInfo`, :class:`AddressInfo`, :class:`RouteInfo`,
+  :func:`observe`).
+- Errors: :class:`NetnsKitError` and its subclasses (:mod:`netns_kit.errors`).
+
+Public modules beside the package itself: :mod:`netns_kit.errors`, :mod:`netns_kit.ipam` (pure
+IPAM), :mod:`netns_kit.views` (pure rendering), and the test-harness helpers
+:mod:`netns_kit.testing`, :mod:`netns_kit.harness`, :mod:`netns_kit.chaos` and the pytest plugin.
+Modules whose names start with ``_`` are internal; the other modules hold the public classes
+(documented under their module in the API reference), and their other names may change.
 """
 
+from ._batch import RemovalBatch, removal_batch
+from ._inspection import observe
+from ._journal import Transaction
+from ._recovery import RecoveryReport, recover
 from .attach import Attachment, attach, mac_from_seed
-from .batch import RemovalBatch, removal_batch
 from .engines import Container, Engine
 from .errors import (
     AlreadyExistsError,
+    ExhaustedError,
     KernelError,
+    LeakError,
     NetnsKitError,
     NotFoundError,
     OwnershipError,
@@ -21,8 +49,6 @@ from .errors import (
     rollback_failures,
 )
 from .firewall import Firewall, NetworkPolicy
-from .ipam import ExhaustedError
-from .journal import Transaction
 from .links import Bridge, VethPair
 from .model import AddressInfo, LinkInfo, Route, RouteInfo
 from .modes import (
@@ -36,9 +62,9 @@ from .modes import (
     default_network,
 )
 from .namespace import Namespace
-from .nat import NatRule, PublishedPort
+from .nat import Masquerade, NatRule, PublishedPort
 from .network import Connection, Network, NetworkConfig
-from .recovery import RecoveryReport, recover
+from .topology import Topology
 
 __version__ = "0.1.0"
 
@@ -58,7 +84,9 @@ __all__ = [
     "Firewall",
     "HostMode",
     "KernelError",
+    "LeakError",
     "LinkInfo",
+    "Masquerade",
     "Namespace",
     "NatRule",
     "NetnsKitError",
@@ -76,6 +104,7 @@ __all__ = [
     "Route",
     "RouteInfo",
     "StateError",
+    "Topology",
     "Transaction",
     "UnsupportedError",
     "ValidationError",
@@ -83,6 +112,7 @@ __all__ = [
     "attach",
     "default_network",
     "mac_from_seed",
+    "observe",
     "recover",
     "removal_batch",
     "rollback_failures",

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from . import state
+from . import _state
 from .errors import AlreadyExistsError, StateError
 from .ipam import AddressAllocator, ExhaustedError
 from .model import IPAddr, parse_ip
@@ -57,7 +57,7 @@ class LeaseBook:
 
     def claim(self, ip: IPAddr, link: str | None) -> bool:
         """Take ``ip`` for this process (False if some process holds it already)."""
-        data = json.dumps({"owner": state.owner_id(), "link": link}, separators=(",", ":")).encode()
+        data = json.dumps({"owner": _state.owner_id(), "link": link}, separators=(",", ":")).encode()
         try:
             fd = os.open(self._path(str(ip)), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600)
@@ -199,14 +199,14 @@ class NetworkAddresses:
         still there (an endpoint kept on purpose) stays taken, as does one without a recorded link."""
         if self.book is None:
             return False
-        me = state.owner_id()
+        me = _state.owner_id()
         alive: dict[str, bool] = {}
         reclaimed = False
         for lease in self.book.read():
             if lease.owner == me or not lease.owner or lease.link is None:
                 continue
             if lease.owner not in alive:
-                alive[lease.owner] = state.owner_alive(lease.owner)
+                alive[lease.owner] = _state.owner_alive(lease.owner)
             if alive[lease.owner] or has_link(lease.link):
                 continue
             log.info("address %s of dead process %s is free again", lease.ip, lease.owner)

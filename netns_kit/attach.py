@@ -16,7 +16,7 @@ that peers update their caches at once, as pipework does with ``arping -A``.
 Every input is checked before the first kernel change; a request that cannot be applied
 changes nothing. :meth:`Attachment.remove` deletes exactly what :meth:`Attachment.create`
 made (the link, which takes its addresses and routes with it, and the bridge only if the
-attachment created it). Inside a :class:`~netns_kit.journal.Transaction` the attachment is
+attachment created it). Inside a :class:`~netns_kit._journal.Transaction` the attachment is
 one undo entry; a failure halfway through undoes the steps already done.
 """
 
@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import TypeAlias
 
 from . import _wiring
+from ._journal import EphemeralScope, atomic_step, intent, record
 from .engines import Container, container_pid
 from .errors import (
     AlreadyExistsError,
@@ -45,7 +46,6 @@ from .errors import (
     UnsupportedError,
     ValidationError,
 )
-from .journal import EphemeralScope, atomic_step, intent, record
 from .links import Bridge, VethPair
 from .model import IPInterface, LinkInfo, Route, parse_interface, parse_ip, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace

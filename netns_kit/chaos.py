@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import Any
 
 from . import _nft
+from ._journal import intent
 from .errors import NotFoundError, StateError, ValidationError
-from .journal import intent
 from .model import IPAddr
 from .namespace import Namespace
 

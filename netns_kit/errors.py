@@ -12,7 +12,9 @@ Where a built-in meaning fits, the error also derives from that built-in, so
     ├── OwnershipError                            the object was not made by netns_kit (adopt it first)
     ├── UnsupportedError                          the kernel lacks a feature (e.g. netem)
     ├── StateError                                object used in the wrong state (e.g. after remove())
-    └── KernelError                               the kernel refused a change (carries ``errno``)
+    ├── KernelError                               the kernel refused a change (carries ``errno``)
+    ├── ExhaustedError                            no subnet or address left (nothing was changed)
+    └── LeakError                                 a test left named namespaces behind
 
 Errors name what they were about: ``obj`` (the object), ``namespace`` and
 ``step`` (what the library was doing) are attributes and appear in the message.
@@ -28,7 +30,9 @@ import os
 
 __all__ = [
     "AlreadyExistsError",
+    "ExhaustedError",
     "KernelError",
+    "LeakError",
     "NetnsKitError",
     "NotFoundError",
     "OwnershipError",
@@ -98,6 +102,14 @@ class OwnershipError(NetnsKitError):
 
 class UnsupportedError(NetnsKitError):
     """The running kernel lacks a feature the call needs."""
+
+
+class ExhaustedError(NetnsKitError):
+    """No subnet left in the pools, or no address left in a subnet (nothing was changed)."""
+
+
+class LeakError(NetnsKitError):
+    """A test left named namespaces behind in /run/netns (see :func:`netns_kit.testing.isolated_host`)."""
 
 
 class StateError(NetnsKitError):

@@ -1,7 +1,7 @@
 """The host's firewall and NAT for netns_kit networks: one owned nft table, data in sets and maps.
 
 :class:`Firewall` (one per host namespace: :meth:`Firewall.for_namespace`) keeps everything in
-``table inet netns_kit`` (see :mod:`netns_kit.nftables_render` for its sets, maps and fixed
+``table inet netns_kit`` (see :mod:`netns_kit._nft_render` for its sets, maps and fixed
 rules). It never flushes the ruleset and never reads or edits another table's rules (it only
 lists other tables' base chains to warn about a ``policy drop`` on the forward hook).
 
@@ -35,10 +35,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import _nft, _sys, state
-from . import nftables_render as render
+from . import _nft, _state, _sys
+from . import _nft_render as render
+from ._journal import record
 from .errors import AlreadyExistsError, NotFoundError, OwnershipError, ValidationError
-from .journal import record
 from .model import IPNet, overlap, parse_network, validate_ifname
 from .namespace import Namespace
 from .ports import PublishedPort
@@ -92,7 +92,7 @@ class NetworkPolicy:
         return {n.version for n in self.subnets}
 
     def elements(self) -> render.Elements:
-        """The nft elements that attach this network (see :func:`netns_kit.nftables_render.network_elements`)."""
+        """The nft elements that attach this network (see :func:`netns_kit._nft_render.network_elements`)."""
         return render.network_elements(self.bridge, self.subnets, internal=self.internal, icc=self.icc,
                                        masquerade=self.masquerades)
 
@@ -155,8 +155,8 @@ class Firewall:
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
-        """Serialize changes: across processes (the host's lock, see :mod:`netns_kit.state`), then threads."""
-        with state.host_lock(self.namespace.identity), self._lock:
+        """Serialize changes: across processes (the host's lock, see :mod:`netns_kit._state`), then threads."""
+        with _state.host_lock(self.namespace.identity), self._lock:
             yield
 
     # -- the table ------------------------------------------------------------------------------
@@ -189,11 +189,11 @@ class Firewall:
     def recover_leftovers(self, *, everything: bool = False) -> int:
         """Undo firewall changes of netns_kit processes that died; returns how many elements went.
 
-        Each change is written to the dead process's on-disk journal (see :mod:`netns_kit.state`)
+        Each change is written to the dead process's on-disk journal (see :mod:`netns_kit._state`)
         before it is confirmed, and settled when it is undone or kept. Changes still unsettled in the
         journal of a process that is no longer running are undone here: their elements (only those
         still carrying that process's owner mark) are deleted and the sysctls they changed are put
-        back. Networks and ports a dead process *kept* on purpose stay. :func:`netns_kit.recovery.recover`
+        back. Networks and ports a dead process *kept* on purpose stay. :func:`netns_kit._recovery.recover`
         does the same (and more); this runs by itself when a firewall finds an existing table.
 
         ``everything=True`` also deletes every other element whose owner mark names a dead process
@@ -212,16 +212,16 @@ class Firewall:
     def _recover_journaled(self) -> int:
         ident = list(self.namespace.identity)
         total = 0
-        for owner, path in state.dead_journals():
+        for owner, path in _state.dead_journals():
             try:
-                entries = state.read_journal(path, owner)
+                entries = _state.read_journal(path, owner)
             except OSError:
                 continue
             for e in reversed(entries):
                 if e.op != "nft" or not e.confirmed or list(e.args.get("ns", {}).get("id", [])) != ident:
                     continue
                 with self.namespace.enter():
-                    what = recover_change(self.namespace.label, state.MARK_PREFIX + owner, e.args)
+                    what = recover_change(self.namespace.label, _state.MARK_PREFIX + owner, e.args)
                 if what:
                     log.warning("recovered %s (left by dead process %s)", what, owner)
                     total += sum(len(v) for v in (e.args.get("keys") or {}).values())
@@ -234,11 +234,11 @@ class Firewall:
             for kind in ("set", "map"):
                 for elem in (o.get(kind) or {}).get("elem", []):
                     comment = render.element_key(kind, elem)[1]
-                    if comment and comment.startswith(state.MARK_PREFIX) and comment != state.mark():
+                    if comment and comment.startswith(_state.MARK_PREFIX) and comment != _state.mark():
                         marks.add(comment)
         n = 0
         for mark in sorted(marks):
-            if not state.owner_alive(mark[len(state.MARK_PREFIX):]):
+            if not _state.owner_alive(mark[len(_state.MARK_PREFIX):]):
                 n += delete_marked(self._ctx(), mark, None, step="recover leftovers")
         return n
 
@@ -330,12 +330,12 @@ class Firewall:
         must still find them (recovery deletes only those carrying this process's mark). Settled
         once the full record (with the sysctls changed) is written after the change."""
         op, args = self._durable(keys, [])
-        return state.intend(op, **args)
+        return _state.intend(op, **args)
 
     def _durable(self, keys: render.Elements, sysctls: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
         """The on-disk journal record of a change: what crash recovery must delete and put back."""
         ns = self.namespace
-        ref = state.ns_ref(ns.path if ns.kind == "named" else None, ns.identity)
+        ref = _state.ns_ref(ns.path if ns.kind == "named" else None, ns.identity)
         return ("nft", {"ns": ref, "family": render.FAMILY, "table": render.TABLE, "keys": render.element_keys(keys),
                         "sysctls": sysctls})
 
@@ -377,7 +377,7 @@ class Firewall:
             self._networks[policy.bridge] = policy
             pre = self._write_ahead(elements)
             try:
-                self._ctx().run_json(render.element_cmds("add", elements, comment=state.mark()),
+                self._ctx().run_json(render.element_cmds("add", elements, comment=_state.mark()),
                                      obj=f"network {policy.bridge}", step="attach network")
                 sysctls = []
                 if 4 in policy.families():
@@ -395,11 +395,11 @@ class Firewall:
                     log.warning("undo of failed attach of %s also failed: %s", policy.bridge, undo_exc)
                 if created_table:
                     self._maybe_drop_table()
-                state.done([pre])
+                _state.done([pre])
                 raise
         record(f"detach network {policy.bridge} from firewall in {ns.label}",
                lambda: self.detach_network(policy.bridge), durable=self._durable(elements, sysctls))
-        state.done([pre])
+        _state.done([pre])
 
     def join_network(self, policy: NetworkPolicy) -> None:
         """Know a network another process attached, so that ports can be published on it here.
@@ -466,18 +466,18 @@ class Firewall:
             elements = render.masquerade_elements(net, bridge)
             pre = self._write_ahead(elements)
             try:
-                self._ctx().run_json(render.element_cmds("add", elements, comment=state.mark()),
+                self._ctx().run_json(render.element_cmds("add", elements, comment=_state.mark()),
                                      obj=f"masquerade {net}", step="add masquerade")
             except BaseException:
                 if created_table:
                     self._maybe_drop_table()
-                state.done([pre])
+                _state.done([pre])
                 raise
             self._masq[net] = bridge
             sysctls = self._sync_forwarding()
         record(f"remove masquerade {net} in {self.namespace.label}", lambda: self.remove_masquerade(net),
                durable=self._durable(elements, sysctls))
-        state.done([pre])
+        _state.done([pre])
 
     def remove_masquerade(self, subnet: str | IPNet) -> None:
         """Undo :meth:`add_masquerade`. Idempotent."""
@@ -573,7 +573,7 @@ class Firewall:
                 self._check_publish(port, pending)
                 for key in render.port_slots(port):
                     pending.setdefault(key, {})[port.host_ip] = port
-            mark = state.mark()
+            mark = _state.mark()
             parts = [render.port_elements(port) for port in ports]
             cmds = [c for part in parts for c in render.element_cmds("create", part, comment=mark)]
             for ip, version in dict.fromkeys((port.container_ip, port.family) for port in ports):
@@ -588,7 +588,7 @@ class Firewall:
             try:
                 self._ctx().run_json(cmds, obj=what, step="publish port")
             except BaseException:
-                state.done([pre])
+                _state.done([pre])
                 raise
             hairpinned: list[PublishedPort] = []
             try:
@@ -599,7 +599,7 @@ class Firewall:
                 for port in hairpinned:
                     self._hairpin_ref(port.bridge_port, -1, port.bridge)
                 self._delete_elements(added, obj=what, step="undo publish port")
-                state.done([pre])
+                _state.done([pre])
                 raise
             for port in ports:
                 self._ports[port] = None
@@ -610,7 +610,7 @@ class Firewall:
             sysctls = self._sync_forwarding()
         record(f"unpublish {', '.join(p.spec for p in ports)} in {ns.label}", lambda: self.unpublish(*ports),
                durable=self._durable(added, sysctls))
-        state.done([pre])
+        _state.done([pre])
 
     def _check_publish(self, port: PublishedPort,
                        pending: dict[tuple[int, str, int], dict[str | None, PublishedPort]]) -> None:
@@ -749,7 +749,7 @@ def delete_marked(ctx: _nft.NftContext, mark: str | None, keys: dict[str, list[A
             for elem in body.get("elem", []):
                 key, comment = render.element_key(kind, elem)
                 if comment is None or (comment != mark if mark is not None else not comment.startswith(
-                        state.MARK_PREFIX)):
+                        _state.MARK_PREFIX)):
                     continue
                 if wanted is not None and json.dumps(key, sort_keys=True) not in wanted[body["name"]]:
                     continue

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any, Literal
 
+from ._journal import intent
 from .errors import StateError, ValidationError
-from .journal import intent
 from .model import validate_ifname
 from .namespace import Namespace
 

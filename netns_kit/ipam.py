@@ -23,7 +23,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .errors import AlreadyExistsError, NetnsKitError, ValidationError
+from .errors import AlreadyExistsError, ExhaustedError, ValidationError
 from .model import IPAddr, IPInterface, IPNet, parse_ip, parse_network
 
 __all__ = [
@@ -34,10 +34,6 @@ __all__ = [
     "SubnetPlan",
     "pick_subnet",
 ]
-
-
-class ExhaustedError(NetnsKitError):
-    """No subnet left in the pools, or no address left in a subnet (nothing was changed)."""
 
 
 @dataclass(frozen=True)

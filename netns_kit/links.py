@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 
-from . import batch, state
+from . import _batch, _state
+from ._journal import EphemeralScope, atomic_step, intent, record
 from ._netlink import IN6_ADDR_GEN_MODE_NONE
 from .errors import AlreadyExistsError, NetnsKitError, NotFoundError, OwnershipError, StateError, ValidationError
-from .journal import EphemeralScope, atomic_step, intent, record
 from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
 
@@ -101,7 +101,7 @@ class _OwnedLink(EphemeralScope):
 
 def _delete(ns: Namespace, index: int, name: str) -> None:
     """Delete a link now, or at the end of the active :func:`~netns_kit.removal_batch`."""
-    pending = batch.current()
+    pending = _batch.current()
     if pending is not None:
         pending.delete_link(ns, index, name)
     else:
@@ -158,13 +158,13 @@ class Bridge(_OwnedLink):
         with atomic_step():
             with intent(f"delete bridge {self.name} in {ns.label}", self._undo_create,
                         durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "bridge"})):
-                sock.create_link(self.name, "bridge", up=self.up, mac=self.mac, group=state.tag())
+                sock.create_link(self.name, "bridge", up=self.up, mac=self.mac, group=_state.tag())
             info = sock.get_link(name=self.name)
             assert info is not None
             self._index = info.index
             # The MTU is set as a change, not at creation: only then does the kernel keep it as set by
             # the user (one given at creation is reset to the default when the bridge's last port leaves).
-            sock.set_link(info.index, alias=state.mark(), group=0, mtu=self.mtu, obj=self.name)
+            sock.set_link(info.index, alias=_state.mark(), group=0, mtu=self.mtu, obj=self.name)
             self._owned = True
             self._removed = False
             for addr in self.addresses:
@@ -284,8 +284,8 @@ class VethPair(_OwnedLink):
                         self.name, "veth", up=self.up and self.ipv6_link_local, mtu=self.mtu, mac=self.mac,
                         master=master,
                         peer={"name": self.peer, "ns_fd": None if same else pfd, "mtu": self.mtu,
-                              "mac": self.peer_mac, "group": state.tag()},
-                        group=state.tag(), echo=True,
+                              "mac": self.peer_mac, "group": _state.tag()},
+                        group=_state.tag(), echo=True,
                     )
             except AlreadyExistsError:
                 self._raise_if_taken()
@@ -301,7 +301,7 @@ class VethPair(_OwnedLink):
             # host end comes up first, with its mode in the same request (no carrier yet), and the
             # peer gets its mode in a request of its own before it comes up.
             gen_mode = None if self.ipv6_link_local else IN6_ADDR_GEN_MODE_NONE
-            sock.set_link(echoed[0], alias=state.mark(), group=0, addr_gen_mode=gen_mode,
+            sock.set_link(echoed[0], alias=_state.mark(), group=0, addr_gen_mode=gen_mode,
                           up=True if self.up and gen_mode is not None else None,
                           hairpin=True if self.hairpin else None, obj=self.name)
             self._owned = True
@@ -316,10 +316,10 @@ class VethPair(_OwnedLink):
             self._peer_index = peer_index
             psock = pns.rtnl()
             if gen_mode is None:
-                psock.set_link(peer_index, up=True if self.peer_up else None, alias=state.mark(), group=0,
+                psock.set_link(peer_index, up=True if self.peer_up else None, alias=_state.mark(), group=0,
                                obj=self.peer)
             else:
-                psock.set_link(peer_index, alias=state.mark(), group=0, addr_gen_mode=gen_mode, obj=self.peer)
+                psock.set_link(peer_index, alias=_state.mark(), group=0, addr_gen_mode=gen_mode, obj=self.peer)
                 if self.peer_up:
                     psock.set_link(peer_index, up=True, obj=self.peer)
         record(f"delete veth {self.name} in {ns.label}", self.remove)

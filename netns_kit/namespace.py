@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
-from . import _procs, _sys, batch, state
+from . import _batch, _procs, _state, _sys
+from ._journal import EphemeralScope, atomic_step, intent, record
 from ._netlink import RtnlSocket
 from .errors import (
     AlreadyExistsError,
@@ -27,7 +28,6 @@ from .errors import (
     StateError,
     ValidationError,
 )
-from .journal import EphemeralScope, atomic_step, intent, record
 from .model import (
     AddressInfo,
     IPInterface,
@@ -222,14 +222,14 @@ class Namespace(EphemeralScope):
             raise StateError("namespace was already created by this object", obj=self.label,
                              step="create namespace")
         _sys.check_privileges()
-        state.ensure_run_dir()
+        _state.ensure_run_dir()
         made: list[RtnlSocket] = []
 
         def mark_inside() -> None:  # runs inside the new namespace, before it is pinned
             made.append(RtnlSocket.open(None, label=self.label))
-            made[0].set_link(1, up=True, alias=state.mark(), obj="lo")
+            made[0].set_link(1, up=True, alias=_state.mark(), obj="lo")
 
-        with state.name_lock(self.label):
+        with _state.name_lock(self.label):
             if os.path.lexists(self.path):
                 raise AlreadyExistsError(f"namespace {self.label!r} already exists ({self.path})",
                                          obj=self.label, namespace=self.label, step="create namespace")
@@ -252,7 +252,7 @@ class Namespace(EphemeralScope):
 
     def _ref(self) -> dict[str, object]:
         """How the on-disk journal names this namespace."""
-        return state.ns_ref(self.path if self.kind == "named" else None, self.identity)
+        return _state.ns_ref(self.path if self.kind == "named" else None, self.identity)
 
     def _undo_create(self) -> None:
         if self._identity is not None:
@@ -282,7 +282,7 @@ class Namespace(EphemeralScope):
                                  obj=self.label, step="remove namespace")
         if self._removed:
             return
-        pending = batch.current()
+        pending = _batch.current()
         if pending is not None:  # once the batch's interfaces are gone
             if not self._removal_pending:
                 self._removal_pending = True
@@ -292,7 +292,7 @@ class Namespace(EphemeralScope):
 
     def _remove_now(self, wait: bool) -> None:
         self._removal_pending = False
-        with state.name_lock(self.label):
+        with _state.name_lock(self.label):
             self._remove_locked(wait)
 
     def _remove_locked(self, wait: bool = True) -> None:

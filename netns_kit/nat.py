@@ -19,14 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import TracebackType
 
+from ._journal import EphemeralScope
 from .errors import StateError, ValidationError
 from .firewall import Firewall
-from .journal import EphemeralScope
 from .model import IPNet, parse_network, validate_ifname
 from .namespace import Namespace
 from .ports import PROTOCOLS, PublishedPort
 
-__all__ = ["PROTOCOLS", "NatRule", "PublishedPort"]  # PublishedPort and PROTOCOLS live in netns_kit.ports
+__all__ = ["PROTOCOLS", "Masquerade", "NatRule", "PublishedPort"]  # PublishedPort and PROTOCOLS live in netns_kit.ports
 
 @dataclass(frozen=True)
 class Masquerade:

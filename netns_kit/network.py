@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from . import _hostsfile, _wiring, batch
-from . import state as _state
+from . import _batch, _hostsfile, _state, _wiring
+from ._journal import EphemeralScope, atomic_step, record
 from ._leases import LeaseBook, NetworkAddresses
 from ._registry import HostRegistry, Identity, current_host, forget_host_if_empty, host_state, peek_host_state
 from .errors import (
@@ -47,7 +47,6 @@ from .errors import (
 )
 from .firewall import Firewall, NetworkPolicy
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
-from .journal import EphemeralScope, atomic_step, record
 from .links import Bridge, VethPair
 from .model import IPAddr, IPInterface, IPNet, Route, overlap, parse_ip, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
@@ -446,7 +445,7 @@ class Network(EphemeralScope):
                                  namespace=self.host.label, step="remove network")
         st = host_state(self.host)
         failures: list[BaseException] = []
-        outer = batch.current()
+        outer = _batch.current()
         if outer is not None:
             # endpoints removed earlier in the caller's removal batch: their veths go now and their
             # addresses come back, so they are not mistaken for other processes' endpoints
@@ -465,7 +464,7 @@ class Network(EphemeralScope):
                                      "remove(force=True) removes it anyway", obj=self.name,
                                      namespace=self.host.label, step="remove network")
             self._removing = True
-            with batch.collecting() as pending:  # every veth and the bridge in one kernel request
+            with _batch.collecting() as pending:  # every veth and the bridge in one kernel request
                 for conn in reversed(list(self._connections)):
                     try:
                         conn.disconnect()
@@ -808,7 +807,7 @@ class Network(EphemeralScope):
         """The hosts files after ``conn`` left: in a removal batch the shared file is rewritten once
         at the end of the batch, however many endpoints left."""
         shared = self.hosts_file
-        pending = batch.current()
+        pending = _batch.current()
         defer = self._removing or pending is not None
         if pending is not None and shared is not None and shared.exists and not self._removing \
                 and not shared.rewrite_pending:
@@ -941,7 +940,7 @@ class Connection:
                     with st.lock:
                         addresses.give_back(self.address.ip, addr6)
 
-            pending = batch.current()
+            pending = _batch.current()
             if pending is not None:  # only once the veth is really gone: never one address twice
                 pending.after(f"giving {self.address.ip} back to network {net.name}", give_back)
             else:

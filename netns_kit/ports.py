@@ -2,7 +2,7 @@
 
 ``PublishedPort.parse("127.0.0.1:8080:80/tcp", container_ip=..., bridge=...)`` reads Docker's
 ``-p`` syntax and validates everything before anything is changed. The firewall turns it into
-nft map elements (see :mod:`netns_kit.nftables_render`); :class:`~netns_kit.nat.NatRule` and
+nft map elements (see :mod:`netns_kit._nft_render`); :class:`~netns_kit.nat.NatRule` and
 :meth:`~netns_kit.firewall.Firewall.publish` install it.
 """
 

@@ -14,14 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import _sys
-from .errors import NetnsKitError
+from .errors import LeakError
 from .namespace import Namespace, _pool
 
 __all__ = ["LeakError", "isolated_host", "named_namespaces"]
-
-
-class LeakError(NetnsKitError):
-    """A test left named namespaces behind in /run/netns."""
 
 
 def named_namespaces() -> set[str]:

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from . import _wiring, batch
-from . import nftables_render as render
+from . import _batch, _wiring
+from . import _nft_render as render
+from ._journal import Transaction
 from .errors import StateError, ValidationError, attach_rollback_failures
 from .firewall import Firewall, NetworkPolicy
-from .journal import Transaction
 from .links import Bridge
 from .model import (
     IPInterface,
@@ -368,7 +368,7 @@ class Topology:
         made, self._made = self._made, None
         self._objects = {}
         failures: list[BaseException] = []
-        with batch.collecting() as pending:
+        with _batch.collecting() as pending:
             for obj in reversed(made or []):
                 try:
                     obj.remove()
@@ -397,7 +397,7 @@ class Topology:
     def view(self) -> TopologyView:
         """As planned (before create) or as it is in the kernel (after create), as a TopologyView."""
         if self._made is not None:
-            from .inspection import observe
+            from ._inspection import observe
 
             return observe(self.namespaces().values(), title=self.title)
         host_ifaces = [InterfaceView(b.name, "bridge", tuple(map(str, b.addresses))) for b in self._bridges]

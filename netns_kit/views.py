@@ -1,6 +1,6 @@
 """Teaching views: a topology as typed data, an HTML table and a Graphviz diagram. Pure: no kernel.
 
-:func:`netns_kit.inspection.observe` reads what is really there (namespaces, their interfaces,
+:func:`netns_kit._inspection.observe` reads what is really there (namespaces, their interfaces,
 addresses and routes, which veth end is paired with which, bridge ports, published ports) into a
 :class:`TopologyView`; :meth:`netns_kit.Namespace.view` reads one namespace into a
 :class:`NamespaceView`. A planned :class:`~netns_kit.topology.Topology` produces the same view

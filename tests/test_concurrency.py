@@ -140,14 +140,14 @@ def test_threads_connect_to_one_network_at_once(host: Namespace) -> None:
 
 
 def test_lock_excludes_threads_and_processes(host: Namespace) -> None:
-    from netns_kit import state
+    from netns_kit import _state
 
     order: list[str] = []
-    with state.lock("test-x"):
-        with state.lock("test-x"):  # re-entrant in one thread
+    with _state.lock("test-x"):
+        with _state.lock("test-x"):  # re-entrant in one thread
             pass
         def take() -> None:
-            with state.lock("test-x"):
+            with _state.lock("test-x"):
                 order.append("thread")
 
         t = threading.Thread(target=take)
@@ -157,7 +157,7 @@ def test_lock_excludes_threads_and_processes(host: Namespace) -> None:
         child = subprocess.run([sys.executable, "-c", "import fcntl, os, sys; "
                                 "fd = os.open(sys.argv[1], os.O_RDWR); "
                                 "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
-                                f"{state.locks_dir()}/test-x.lock"], capture_output=True, text=True)
+                                f"{_state.locks_dir()}/test-x.lock"], capture_output=True, text=True)
         assert child.returncode != 0 and "BlockingIOError" in child.stderr  # another process too
     t.join(5)
     assert order == ["thread"]
@@ -226,12 +226,12 @@ def test_processes_share_one_network(host: Namespace) -> None:
 
     from snapshots import snapshot
 
-    from netns_kit import state
+    from netns_kit import _state
     from netns_kit.errors import AlreadyExistsError
     from netns_kit.network import Network
 
     net = Network("shared", subnet="10.64.0.0/20").create()
-    path = state.network_file(host.identity, "shared")
+    path = _state.network_file(host.identity, "shared")
     assert os.stat(path).st_mode & 0o777 == 0o600
     before = snapshot(host)
     procs = [subprocess.Popen([sys.executable, "-c", OPEN_CHILD, str(p), str(N_EACH)], stdin=subprocess.PIPE,

@@ -16,7 +16,7 @@ import pytest
 from snapshots import snapshot
 
 import netns_kit as nk
-from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, _sys, state
+from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, _state, _sys
 from netns_kit.network import Network
 
 N_ENDPOINTS = 50
@@ -65,7 +65,7 @@ def full_snapshot(host: Namespace) -> dict[str, object]:
 
 def journals() -> list[str]:
     try:
-        return sorted(os.listdir(state.journal_dir()))
+        return sorted(os.listdir(_state.journal_dir()))
     except FileNotFoundError:
         return []
 
@@ -129,7 +129,7 @@ def test_sigkill_at_random_points_then_recover(host: Namespace) -> None:
             assert ns.link("lo").alias is not None and ns.link("lo").up
 
     # persistent builds survive, and recovery with nothing to do does nothing
-    assert host.link("br-keep").alias == state.mark()
+    assert host.link("br-keep").alias == _state.mark()
     assert [str(a.interface) for a in keep_ns.addresses("eth0") if a.interface.version == 4] == ["10.99.0.2/24"]
     assert not nk.recover()
     assert "BUILT" in outcomes or "KEPT" in outcomes, outcomes
@@ -187,15 +187,15 @@ with Transaction():
 def test_state_files_are_root_only(host: Namespace) -> None:
     with Transaction(keep=False):
         Bridge("br-perm").create()
-        jdir = Path(state.journal_dir())
+        jdir = Path(_state.journal_dir())
         files = list(jdir.iterdir())
         assert files
-        for p in [Path(state.STATE_DIR), jdir, Path(state.locks_dir()), *files,
-                  *Path(state.locks_dir()).iterdir()]:
+        for p in [Path(_state.STATE_DIR), jdir, Path(_state.locks_dir()), *files,
+                  *Path(_state.locks_dir()).iterdir()]:
             mode = p.stat().st_mode & 0o777
             assert mode & 0o077 == 0, (p, oct(mode))
             assert p.stat().st_uid == 0
-        lines = [json.loads(x) for x in (jdir / f"{state.owner_id()}.jsonl").read_text().splitlines()]
+        lines = [json.loads(x) for x in (jdir / f"{_state.owner_id()}.jsonl").read_text().splitlines()]
         assert any(rec.get("op") == "link" and rec["a"]["name"] == "br-perm" for rec in lines)
 
 
@@ -207,9 +207,9 @@ def test_zombie_owner_counts_as_dead(host: Namespace) -> None:
             if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                 break
         time.sleep(0.01)
-    assert not state.owner_alive(f"{child.pid}.{1}")
+    assert not _state.owner_alive(f"{child.pid}.{1}")
     child.wait()
-    assert state.owner_alive(state.owner_id())
+    assert _state.owner_alive(_state.owner_id())
 
 
 @pytest.mark.parametrize("keep", [True, False])
@@ -225,7 +225,7 @@ def test_transaction_outcomes_settle_the_disk_journal(host: Namespace, keep: boo
 
 
 def _pending_ops() -> list[str]:
-    path = Path(state.journal_dir()) / f"{state.owner_id()}.jsonl"
+    path = Path(_state.journal_dir()) / f"{_state.owner_id()}.jsonl"
     if not path.exists():
         return []
     entries: dict[int, str] = {}

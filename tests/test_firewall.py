@@ -9,7 +9,7 @@ from nat_env import OUT4, World, world
 from traffic import connect, serve
 
 from netns_kit import AlreadyExistsError, Namespace, OwnershipError
-from netns_kit import nftables_render as render
+from netns_kit import _nft_render as render
 from netns_kit.firewall import ACCEPT_MARK, Firewall, NetworkPolicy
 from netns_kit.nat import PublishedPort
 

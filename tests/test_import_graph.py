@@ -76,7 +76,7 @@ def build_import_graph(package_dir: Path) -> Graph:
                     base = node.module or ""
                 for alias in node.names:
                     sub = f"{base}.{alias.name}"
-                    # `from . import state` depends on the module state; `from .x import Name` on x
+                    # `from . import _state` depends on the module state; `from .x import Name` on x
                     targets.append(sub if sub in mods else base)
             for target in targets:
                 dep = known(target)

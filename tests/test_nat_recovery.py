@@ -9,8 +9,8 @@ import sys
 from nat_env import world
 
 from netns_kit import Namespace
+from netns_kit._recovery import recover
 from netns_kit.firewall import Firewall
-from netns_kit.recovery import recover
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

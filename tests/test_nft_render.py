@@ -15,7 +15,7 @@ from netns_kit import (
     UnsupportedError,
     ValidationError,
 )
-from netns_kit import nftables_render as render
+from netns_kit import _nft_render as render
 from netns_kit._nft import map_error
 from netns_kit.firewall import NetworkPolicy
 from netns_kit.nat import NatRule, PublishedPort

@@ -14,7 +14,7 @@ import pytest
 from traffic import connect, serve
 
 import netns_kit as nk
-from netns_kit import Bridge, Namespace, OwnershipError, ValidationError, VethPair, state
+from netns_kit import Bridge, Namespace, OwnershipError, ValidationError, VethPair, _state
 from netns_kit.network import Network
 
 PKG = pathlib.Path(nk.__file__).parent
@@ -143,10 +143,10 @@ def test_foreign_nft_tables_are_left_alone(host: Namespace) -> None:
 
 def test_state_dir_is_root_only_and_not_a_symlink(host: Namespace) -> None:
     with Namespace("sec-st"):
-        for p in (state.STATE_DIR, state.journal_dir(), state.locks_dir()):
+        for p in (_state.STATE_DIR, _state.journal_dir(), _state.locks_dir()):
             st = os.lstat(p)
             assert stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077 == 0 and st.st_uid == 0, p
-        for d in (state.journal_dir(), state.locks_dir()):
+        for d in (_state.journal_dir(), _state.locks_dir()):
             for f in os.listdir(d):
                 st = os.lstat(os.path.join(d, f))
                 assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 == 0, f

@@ -13,7 +13,7 @@ from traffic import connect, serve
 
 import netns_kit as nk
 from netns_kit import Namespace
-from netns_kit.inspection import observe
+from netns_kit._inspection import observe
 from netns_kit.testing import named_namespaces
 from netns_kit.topology import Topology
 

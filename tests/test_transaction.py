@@ -10,7 +10,7 @@ from snapshots import snapshot
 
 import netns_kit as nk
 from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, _netlink, _sys, rollback_failures
-from netns_kit.journal import Journal
+from netns_kit._journal import Journal
 
 
 class InjectedFault(Exception):

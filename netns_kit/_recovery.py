@@ -2,8 +2,8 @@
 
 The top of the package: recovery knows every kind of object netns_kit makes (namespaces,
 links, addresses, routes, sysctls, firewall changes), so it sits above them all and reads the
-on-disk journals through :mod:`netns_kit.state` (the durable base, which knows none of them).
-See :mod:`netns_kit.state` for what the journal records and how ownership marks work.
+on-disk journals through :mod:`netns_kit._state` (the durable base, which knows none of them).
+See :mod:`netns_kit._state` for what the journal records and how ownership marks work.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import _sys, state
+from . import _state, _sys
 from ._netlink import RtnlSocket
+from ._state import MARK_PREFIX, JournalEntry, JsonDict
 from .errors import NetnsKitError, NotFoundError
 from .firewall import Firewall, recover_change
 from .model import Route
 from .namespace import Namespace
-from .state import MARK_PREFIX, JournalEntry, JsonDict
 
 __all__ = ["RecoveryReport", "recover", "register_recoverer"]
 
@@ -106,7 +106,7 @@ def _recover_netns(e: JournalEntry, f: _NsFinder) -> str | None:
     path = str(e.args["path"])
     name = str(e.args["name"])
     want = MARK_PREFIX + e.owner
-    with state.name_lock(name):
+    with _state.name_lock(name):
         if not os.path.lexists(path):
             return None
         if _sys.is_netns_file(path):
@@ -139,7 +139,7 @@ def _delete_marked(sock: RtnlSocket, name: str, owner: str) -> bool:
     if info is None:
         return False
     want = MARK_PREFIX + owner
-    if info.alias != want and not (not info.alias and info.group == state.tag(owner)):
+    if info.alias != want and not (not info.alias and info.group == _state.tag(owner)):
         raise _Skip(f"interface {name!r} does not carry the mark {want!r}")
     return sock.delete_link(info.index, obj=name)
 
@@ -236,7 +236,7 @@ _RECOVERERS: dict[str, Recoverer] = {
 def register_recoverer(op: str, fn: Recoverer) -> None:
     """Let another module teach recovery how to undo its own ``op`` (and the journal to accept it)."""
     _RECOVERERS[op] = fn
-    state.register_op(op)
+    _state.register_op(op)
 
 
 def recover(*, firewall: bool = True) -> RecoveryReport:
@@ -252,15 +252,15 @@ def recover(*, firewall: bool = True) -> RecoveryReport:
     """
     _sys.check_privileges()
     report = RecoveryReport()
-    if not os.path.isdir(state.journal_dir()):
+    if not os.path.isdir(_state.journal_dir()):
         return report
     finder = _NsFinder()
     try:
-        with state.lock("recover"):
-            for owner, path in state.dead_journals():
+        with _state.lock("recover"):
+            for owner, path in _state.dead_journals():
                 report.journals += 1
                 failed = False
-                for e in reversed(state.read_journal(path, owner)):
+                for e in reversed(_state.read_journal(path, owner)):
                     desc = f"{e.op} {json.dumps(e.args, sort_keys=True)} of {owner}"
                     try:
                         what = _RECOVERERS[e.op](e, finder) if e.op in _RECOVERERS else None

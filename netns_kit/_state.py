@@ -1,6 +1,6 @@
 """Crash safety and inter-process locking: the on-disk journal, ownership marks, the JSON store, locks.
 
-This is the durable base: it knows no kind of object. :mod:`netns_kit.recovery` (at the top of
+This is the durable base: it knows no kind of object. :mod:`netns_kit._recovery` (at the top of
 the package) reads the journals of dead processes with :func:`read_journal` and undoes them.
 
 What survives what
@@ -14,7 +14,7 @@ then confirmed (``ok``) after the kernel acknowledged it. A change then ends one
   ``Transaction(keep=True)`` that committed). Kept changes are never touched by recovery.
 
 A process that dies with entries neither done nor kept (SIGKILL, OOM, power cut of the
-process) leaves them in its journal; :func:`netns_kit.recovery.recover` (run by any later process) undoes them,
+process) leaves them in its journal; :func:`netns_kit._recovery.recover` (run by any later process) undoes them,
 newest first, and removes the journal. A journal belongs to a process identified by PID *and*
 start time, so a reused PID never makes a dead owner look alive.
 
@@ -336,11 +336,11 @@ atexit.register(_disk.close_if_settled)
 
 
 OPS: set[str] = {"netns", "link", "address", "route", "sysctl", "nft"}
-"""The kinds of change the on-disk journal records (each one :mod:`netns_kit.recovery` can undo)."""
+"""The kinds of change the on-disk journal records (each one :mod:`netns_kit._recovery` can undo)."""
 
 
 def register_op(op: str) -> None:
-    """Accept ``op`` in the journal (:func:`netns_kit.recovery.register_recoverer` calls it)."""
+    """Accept ``op`` in the journal (:func:`netns_kit._recovery.register_recoverer` calls it)."""
     OPS.add(op)
 
 

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
-from . import batch, state
+from . import _batch, _state
 from .errors import AlreadyExistsError, NotFoundError, StateError, attach_rollback_failures
 
 __all__ = ["Transaction", "UndoEntry"]
@@ -24,7 +24,7 @@ log = logging.getLogger("netns_kit")
 
 Undo = Callable[[], object]
 Durable = tuple[str, dict[str, Any]]
-"""A serializable undo for crash recovery: ``(op, args)``, ``op`` one of :mod:`netns_kit.state`'s."""
+"""A serializable undo for crash recovery: ``(op, args)``, ``op`` one of :mod:`netns_kit._state`'s."""
 
 
 class UndoEntry:
@@ -61,13 +61,13 @@ class Journal:
             parent.entries.extend(self.entries)
             parent.handed.extend(self.handed)
         else:
-            state.keep(self.durable_ids())
+            _state.keep(self.durable_ids())
         self.entries.clear()
         self.handed.clear()
 
     def settle(self) -> None:
         """The owner undid everything itself (e.g. ``__exit__`` called ``remove()``): forget it all."""
-        state.done(self.durable_ids())
+        _state.done(self.durable_ids())
         self.entries.clear()
         self.handed.clear()
 
@@ -75,12 +75,12 @@ class Journal:
         """Run every undo, newest first; return the failures (NotFoundError counts as success).
 
         Interface deletions and namespace removals are collected in a removal batch of the
-        rollback's own and made together at the end (see :mod:`netns_kit.batch`); the on-disk
+        rollback's own and made together at the end (see :mod:`netns_kit._batch`); the on-disk
         entries are settled only after that, so a crash midway leaves them for recover().
         """
         failures: list[BaseException] = []
         undone: list[int] = []
-        with batch.collecting() as pending:
+        with _batch.collecting() as pending:
             while self.entries:
                 entry = self.entries.pop()
                 try:
@@ -97,9 +97,9 @@ class Journal:
         batch_failures = pending.flush()
         failures += batch_failures
         if not batch_failures:
-            state.done(undone)
+            _state.done(undone)
         if not failures:
-            state.done(self.handed)
+            _state.done(self.handed)
             self.handed.clear()
         return failures
 
@@ -111,19 +111,19 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
     """Record ``undo`` in the active journal, if any. Called right after a change succeeded.
 
     ``durable=(op, args)`` also writes the change to the on-disk journal (already made, so
-    confirmed at once): :func:`netns_kit.recovery.recover` undoes it if this process dies first.
+    confirmed at once): :func:`netns_kit._recovery.recover` undoes it if this process dies first.
     Prefer :func:`intent`, which writes before the change.
     """
     log.debug("change: %s", description)
     journal = _active.get()
     did: int | None = None
     if durable is not None:
-        did = state.intend(durable[0], **durable[1])
-        state.confirm(did)
+        did = _state.intend(durable[0], **durable[1])
+        _state.confirm(did)
     if journal is not None:
         journal.record(description, undo, did)
     elif did is not None:
-        state.keep([did])
+        _state.keep([did])
 
 
 @contextmanager
@@ -134,11 +134,11 @@ def intent(description: str, undo: Undo, durable: Durable | None = None) -> Iter
     the entry is withdrawn so the rollback cannot touch what someone else owns.
 
     ``durable=(op, args)`` writes the intent to the on-disk journal first (see
-    :mod:`netns_kit.state`), confirms it after the body, and settles it with the entry.
+    :mod:`netns_kit._state`), confirms it after the body, and settles it with the entry.
     """
     log.debug("change: %s", description)
     journal = _active.get()
-    did = state.intend(durable[0], **durable[1]) if durable is not None else None
+    did = _state.intend(durable[0], **durable[1]) if durable is not None else None
     entry = UndoEntry(description, undo, did)
     if journal is not None:
         journal.entries.append(entry)
@@ -148,12 +148,12 @@ def intent(description: str, undo: Undo, durable: Durable | None = None) -> Iter
         if journal is not None and entry in journal.entries:
             journal.entries.remove(entry)
         if did is not None:
-            state.done([did])
+            _state.done([did])
         raise
     if did is not None:
-        state.confirm(did)
+        _state.confirm(did)
         if journal is None:
-            state.keep([did])
+            _state.keep([did])
 
 
 def detached(create: Callable[[], object]) -> Journal:
@@ -180,7 +180,7 @@ class EphemeralScope:
     """Mixin for objects whose ``with`` block is ephemeral on disk too.
 
     ``_enter_ephemeral(create)`` runs ``create`` with a journal of its own (see :func:`detached`),
-    so that :func:`netns_kit.recovery.recover` undoes it if the process dies inside the block;
+    so that :func:`netns_kit._recovery.recover` undoes it if the process dies inside the block;
     ``_settle_ephemeral()`` forgets that journal once ``__exit__`` has undone everything itself.
     """
 
@@ -192,7 +192,7 @@ class EphemeralScope:
     def _settle_ephemeral(self) -> None:
         scope, self._scope = self._scope, None
         if scope is not None:
-            pending = batch.current()
+            pending = _batch.current()
             if pending is not None:  # the removal is only made at the end of the batch
                 pending.on_success(scope.settle)
             else:
@@ -221,7 +221,7 @@ def atomic_step() -> Iterator[None]:
     if parent is not None:
         parent.handed.extend(journal.durable_ids())
     else:
-        state.keep(journal.durable_ids())
+        _state.keep(journal.durable_ids())
 
 
 class Transaction:
@@ -299,6 +299,6 @@ class Transaction:
 
     def commit(self) -> None:
         """Keep every change recorded so far; a later rollback will not undo them."""
-        state.keep(self._journal.durable_ids())
+        _state.keep(self._journal.durable_ids())
         self._journal.entries.clear()
         self._journal.handed.clear()

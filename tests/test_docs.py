@@ -65,3 +65,19 @@ def test_page_snippets_run(page: str, host: Namespace) -> None:
         exec(compile(code, f"{page}[block {i}]", "exec"), scope)
     assert named_namespaces() == before
     assert [link.name for link in host.links()] == ["lo"]
+
+
+def test_readme_snippets_run(host: Namespace, capsys: pytest.CaptureFixture[str]) -> None:
+    """README's "A taste" runs as written and prints what its comments say; nothing is left behind."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    assert len(blocks) >= 2, "README has lost its python snippets"
+    before = named_namespaces()
+    scope: dict[str, object] = {"__name__": "readme"}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"README.md[block {i}]", "exec"), scope)
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[:2] == ["10.20.0.2 10.20.0.10", "0"]  # the addresses, then a ping by name that worked
+    assert "0" in lines[2:]  # the primitives' ping of the gateway
+    assert named_namespaces() == before
+    assert [link.name for link in host.links()] == ["lo"]

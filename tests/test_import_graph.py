@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 import textwrap
 from collections import deque
 from pathlib import Path
@@ -241,3 +242,45 @@ def test_no_cycle_without_a_loop(tmp_path: Path) -> None:
         "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import A\nB = 1\n",
     })
     assert describe_cycles(build_import_graph(pkg), "pkg") == []
+
+
+# The layer order README.md's Layout table states: each row may import only from its own row and the rows above.
+
+README = PACKAGE_DIR.parent / "README.md"
+
+
+def readme_layers(readme: Path = README) -> dict[str, int]:
+    """Module name (without the package) → row number in the Layout table of ``readme``."""
+    text = readme.read_text(encoding="utf-8")
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|") and "`" in line]
+    layers: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        modules_cell = row.split("|")[2]
+        for name in re.findall(r"`([A-Za-z_]\w*)\.py`", modules_cell):
+            layers[name] = i
+    return layers
+
+
+def test_readme_layout_lists_every_module() -> None:
+    layers = readme_layers()
+    modules = {p.stem for p in PACKAGE_DIR.glob("*.py") if p.stem != "__init__"}
+    assert modules - set(layers) == set(), "modules missing from README's Layout table"
+    assert set(layers) - modules == set(), "README's Layout table names modules that do not exist"
+
+
+def test_imports_follow_the_readme_layers() -> None:
+    layers = readme_layers()
+    graph = build_import_graph(PACKAGE_DIR)
+    prefix = PACKAGE_DIR.name + "."
+    upward = []
+    for source, targets in graph.items():
+        if not source.startswith(prefix):
+            continue  # the package itself re-exports from every layer
+        for target, where in targets.items():
+            if not target.startswith(prefix):
+                continue
+            a, b = source[len(prefix):], target[len(prefix):]
+            if layers.get(b, -1) > layers.get(a, -1):
+                upward.append(f"{a} (row {layers.get(a)}) imports {b} (row {layers.get(b)}): {', '.join(where)}")
+    assert not upward, "imports that go up README's Layout table:\n" + "\n".join(sorted(upward))

@@ -8,6 +8,7 @@ to reach a namespace: the calling thread enters it with ``setns`` and leaves.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import threading
@@ -22,6 +23,7 @@ from ._journal import EphemeralScope, atomic_step, intent, record
 from ._netlink import RtnlSocket
 from .errors import (
     AlreadyExistsError,
+    KernelError,
     NetnsKitError,
     NotFoundError,
     OwnershipError,
@@ -537,24 +539,31 @@ class Namespace(EphemeralScope):
 
         A gateway must be reachable through an address already on the namespace's interfaces
         (same subnet); otherwise ValidationError names the gateway and the subnets there are.
+        The kernel checks that in the request itself (it refuses an unreachable gateway and
+        changes nothing); the subnets are read only to explain a refusal.
         """
         if not isinstance(route, Route):
             raise ValidationError(f"expected a Route, got {type(route).__name__}", obj=repr(route))
         sock = self.rtnl()
         oif = self.link(route.dev).index if route.dev is not None else None
-        if route.gateway_ip is not None:
-            addrs = [iface for _, iface in sock.interfaces(oif, route.family)]
-            if not any(route.gateway_ip in a.network for a in addrs):
+        with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
+                    durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
+                                       "metric": route.metric, "table": route.table, "oif": oif,
+                                       "oif_name": route.dev}),
+                    refused=(AlreadyExistsError, ValidationError)):
+            try:
+                sock.add_route(route, oif)
+            except KernelError as exc:
+                if route.gateway_ip is None or exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                    raise
+                addrs = [iface for _, iface in sock.interfaces(oif, route.family)]
+                if any(route.gateway_ip in a.network for a in addrs):
+                    raise
                 nets = ", ".join(sorted({str(a.network) for a in addrs})) or "none"
                 raise ValidationError(
                     f"gateway {route.gateway_ip} is not inside any subnet configured "
                     f"{'on ' + route.dev if route.dev else 'in the namespace'} (subnets: {nets})",
-                    obj=f"route {route.dst}", namespace=self.label, step="add route")
-        with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
-                    durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
-                                       "metric": route.metric, "table": route.table, "oif": oif,
-                                       "oif_name": route.dev})):
-            sock.add_route(route, oif)
+                    obj=f"route {route.dst}", namespace=self.label, step="add route") from exc
         return route
 
     def delete_route(self, route: Route) -> bool:

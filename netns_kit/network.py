@@ -319,8 +319,8 @@ class Network(EphemeralScope):
 
     def ports(self, address: IPAddr | str | None = None) -> list[PortBinding]:
         """The published ports of the network's endpoints (``docker port``), of every process: read
-        from the kernel's dnat maps (shared state), so a process that :meth:`open` ed the network
-        sees the host ports another one published or had picked. ``address``: only those leading
+        from the kernel's dnat maps (shared state), so a process that opened the network
+        (:meth:`open`) sees the host ports another one published or had picked. ``address``: only those leading
         to that endpoint address. Changes nothing."""
         self._check_live("list ports")
         want = parse_ip(address, what="endpoint address") if address is not None else None

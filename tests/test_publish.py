@@ -118,15 +118,26 @@ def test_publish_all_needs_exposed_ports_and_a_network_mode() -> None:
         nk.Endpoint("x", expose=["80/icmp"], publish_all=True)
 
 
-def test_a_published_port_reached_from_another_network_sees_its_own_gateway(host: Namespace) -> None:
-    """docs/nat.md: from another network through the host's address, the connection is
-    masqueraded as it enters the published endpoint's bridge (Docker shows the gateway too)."""
-    with outside_world(host), nk.Network("a", subnet="10.24.0.0/24", host=host) as a, \
+def test_the_source_each_row_of_the_nat_table_names(host: Namespace) -> None:
+    """docs/nat.md "Who reaches a published port": the address the container sees, per row. From
+    another network through the host's address, the connection is masqueraded as it enters the
+    published endpoint's bridge: the container sees its own network's gateway, as with Docker."""
+    with outside_world(host) as out, nk.Network("a", subnet="10.24.0.0/24", host=host) as a, \
             nk.Network("b", subnet="10.25.0.0/24", host=host) as b, \
             nk.Endpoint("ea", nk.CustomMode(a), host=host) as ea, \
             nk.Endpoint("eb", nk.CustomMode(b), host=host, publish=["8096:80"]) as eb, \
+            nk.Endpoint("peer", nk.CustomMode(b), host=host) as peer, \
             serve(eb.namespace, "0.0.0.0", 80) as srv:
+        hello = "hello from eb\n"
+        assert connect(out, HOST_IP, 8096) == hello
+        assert srv.peers[-1][0] == OUTSIDE_IP  # another host: its real address
         for dst in (HOST_IP, "10.24.0.1", "10.25.0.1"):
-            assert connect(ea.namespace, dst, 8096) == "hello from eb\n"
-            assert srv.peers[-1][0] == "10.25.0.1"  # b's gateway, not ea's 10.24.0.2
+            assert connect(ea.namespace, dst, 8096) == hello
+            assert srv.peers[-1][0] == "10.25.0.1"  # another network: b's gateway, not ea's 10.24.0.2
         assert connect(ea.namespace, "10.25.0.2", 80, timeout=0.5) is None  # isolation: no direct way
+        assert connect(peer.namespace, HOST_IP, 8096) == hello
+        assert srv.peers[-1][0] == str(peer.address)  # same network: the peer's own address
+        assert connect(host, "127.0.0.1", 8096) == hello
+        assert srv.peers[-1][0] == "10.25.0.1"  # the host via 127.0.0.1: masqueraded to the bridge
+        assert connect(eb.namespace, HOST_IP, 8096) == hello
+        assert srv.peers[-1][0] == "10.25.0.1"  # itself (hairpin): masqueraded

@@ -124,8 +124,9 @@ class PublishedPort:
         """Read Docker's ``-p`` syntax: ``[host_ip:]host_port[-end]:container_port[-end][/proto]``.
 
         An IPv6 host address goes in brackets: ``[2001:db8::1]:8080:80``. Both ranges must have
-        the same length. A missing host port (Docker's "pick one for me") is refused: netns_kit
-        publishes only what it is told.
+        the same length. A missing host port (Docker's "pick one for me") is refused here: a
+        PublishedPort is one concrete port. :class:`PortSpec` leaves it open, and an endpoint's
+        connection picks it (see :meth:`netns_kit.Network.connect`).
         """
         if not isinstance(spec, str):
             raise ValidationError(f"port spec must be a str, got {type(spec).__name__}", obj=repr(spec))

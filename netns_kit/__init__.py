@@ -10,7 +10,8 @@ The public surface, in the order a user meets it (everything is imported from ``
   container's network side, ``docker run --network``), its :class:`Connection` to each network
   (Docker's endpoint settings), the modes :class:`BridgeMode`, :class:`HostMode`,
   :class:`NoneMode`, :class:`ContainerMode`, :class:`CustomMode` (base :class:`NetworkMode`),
-  :func:`default_network`, :class:`PublishedPort` (``-p``).
+  :func:`default_network`, :class:`PortSpec` (a ``-p`` spec), :class:`PublishedPort` (one
+  published port), :class:`PortBinding` (``docker port``'s answer).
 - Many endpoints at once: :class:`Topology` (plan, equivalent commands, build);
   :func:`removal_batch`.
 - pipework: :func:`attach` / :class:`Attachment`, :class:`Container` / :class:`Engine`.
@@ -64,6 +65,7 @@ from .modes import (
 from .namespace import Namespace
 from .nat import Masquerade, NatRule, PublishedPort
 from .network import Connection, Network, NetworkConfig
+from .ports import PortBinding, PortSpec
 from .topology import Topology
 
 __version__ = "0.1.0"
@@ -98,6 +100,8 @@ __all__ = [
     "NotFoundError",
     "OwnershipError",
     "PermissionDeniedError",
+    "PortBinding",
+    "PortSpec",
     "PublishedPort",
     "RecoveryReport",
     "RemovalBatch",

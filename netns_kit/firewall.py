@@ -26,11 +26,13 @@ a port that is already published (by anyone) raises :class:`AlreadyExistsError`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import logging
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +40,10 @@ from typing import Any
 from . import _nft, _state, _sys
 from . import _nft_render as render
 from ._journal import record
-from .errors import AlreadyExistsError, NotFoundError, OwnershipError, ValidationError
+from .errors import AlreadyExistsError, ExhaustedError, NotFoundError, OwnershipError, ValidationError
 from .model import IPNet, overlap, parse_network, validate_ifname
 from .namespace import Namespace
-from .ports import PublishedPort
+from .ports import PortBinding, PublishedPort
 
 __all__ = ["ACCEPT_MARK", "Firewall", "NetworkPolicy"]
 
@@ -665,6 +667,96 @@ class Firewall:
                 self._hairpin_ref(port.bridge_port, -1, port.bridge)
             self._sync_forwarding()
             self._maybe_drop_table()
+
+    # -- picked host ports (Docker's -p 80 and -P) -----------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the host's lock (across processes and threads) for the body: a host port picked by
+        :meth:`pick_host_ports` stays free for a :meth:`publish` in the same body."""
+        with self._guard():
+            yield
+
+    def ephemeral_range(self) -> tuple[int, int]:
+        """The host namespace's ``net.ipv4.ip_local_port_range`` (Docker picks host ports from it)."""
+        text = self._sysctl("net/ipv4/ip_local_port_range") or ""
+        try:
+            lo, hi = (int(x) for x in text.split())
+        except ValueError:
+            lo, hi = 32768, 60999  # the kernel's default
+        return lo, hi
+
+    def _published_slots(self) -> set[tuple[str, int]]:
+        """``(proto, host port)`` of every dnat element in the kernel (any process, family, address)."""
+        taken = {(key[1], key[2]) for key in self._keys}
+        objs = self._ctx().list_table(render.FAMILY, render.TABLE, step="pick host port")
+        for name, elems in render.listed_elements(objs or []).items():
+            for e in elems:
+                pe = render.parse_port_element(name, e)
+                if pe is not None:
+                    taken.add((pe.proto, pe.host_port))
+        return taken
+
+    def _bound(self, proto: str, family: int, host_ip: str | None, port: int) -> bool:
+        """True if a socket of the host namespace holds ``port`` (a bind of our own there fails)."""
+        kind = {"tcp": (socket.SOCK_STREAM, 0), "udp": (socket.SOCK_DGRAM, 0),
+                "sctp": (socket.SOCK_STREAM, socket.IPPROTO_SCTP)}[proto]
+        fam = socket.AF_INET if family == 4 else socket.AF_INET6
+        try:
+            with self.namespace.enter():
+                sock = socket.socket(fam, kind[0], kind[1])
+        except OSError:  # no SCTP in this kernel: nothing can hold an SCTP port
+            return False
+        with sock:
+            if family == 6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind((host_ip or ("0.0.0.0" if family == 4 else "::"), port))
+            except OSError as exc:
+                return exc.errno == errno.EADDRINUSE or host_ip is None
+        return False
+
+    def pick_host_ports(self, wants: Sequence[tuple[str, frozenset[int], str | None]], *,
+                        avoid: Iterable[tuple[int, str, int]] = ()) -> list[int]:
+        """One free host port per ``(proto, families, host_ip)`` in ``wants``, from the host's
+        ephemeral range (:meth:`ephemeral_range`), lowest first as Docker's allocator does: never a
+        port published in the kernel's dnat maps (by any process, of any family or address), nor
+        one a socket of the host holds, nor one of ``avoid`` (``(family, proto, port)``), nor one
+        picked earlier in the same call. Changes nothing: hold :meth:`locked` until the ports are
+        published. ExhaustedError (naming the range) if none is free."""
+        if not wants:
+            return []
+        with self._guard():
+            lo, hi = self.ephemeral_range()
+            taken = self._published_slots() | {(proto, port) for _f, proto, port in avoid}
+            out: list[int] = []
+            for proto, families, host_ip in wants:
+                for port in range(lo, hi + 1):
+                    if (proto, port) in taken:
+                        continue
+                    if any(self._bound(proto, f, host_ip, port) for f in sorted(families)):
+                        continue
+                    taken.add((proto, port))
+                    out.append(port)
+                    break
+                else:
+                    raise ExhaustedError(
+                        f"no free host port for {proto} in the ephemeral range {lo}-{hi} "
+                        "(net.ipv4.ip_local_port_range)", obj=f"{proto} port", namespace=self.namespace.label,
+                        step="pick host port")
+            return out
+
+    def bindings(self) -> list[PortBinding]:
+        """Every published port in the kernel's dnat maps, of every process (host address and port ->
+        container address and port), read now. Changes nothing."""
+        objs = self._ctx().list_table(render.FAMILY, render.TABLE, step="list published ports") or []
+        out = []
+        for name, elems in render.listed_elements(objs).items():
+            for e in elems:
+                pe = render.parse_port_element(name, e)
+                if pe is not None:
+                    out.append(PortBinding(pe.proto, pe.host_ip, pe.host_port, pe.container_ip, pe.container_port))
+        return sorted(out, key=lambda b: (b.container_ip, b.container_port, b.proto, b.family, b.host_port))
 
     # -- inspection -------------------------------------------------------------------------------
 

@@ -117,6 +117,12 @@ def _ensure_absent(ns: Namespace, name: str) -> None:
 class Bridge(_OwnedLink):
     """A Linux bridge (``ip link add NAME type bridge``), up, with optional addresses, MTU and MAC.
 
+    ``ipv6_link_local=False``: the kernel generates no IPv6 link-local address for the bridge
+    (address generation mode "none", set before it comes up), so it never has a *tentative*
+    address waiting for duplicate-address detection; give it one in ``addresses`` (e.g.
+    ``fe80::1/64``, Docker's) and that one is usable at once (added without DAD, as all
+    addresses netns_kit adds). A network with an IPv6 subnet makes its bridge this way.
+
     Undo: the bridge is deleted (its ports are released, not deleted).
     """
 
@@ -129,6 +135,7 @@ class Bridge(_OwnedLink):
         mtu: int | None = None,
         mac: str | None = None,
         up: bool = True,
+        ipv6_link_local: bool = True,
     ) -> None:
         self.name = validate_ifname(name, what="bridge name")
         self.namespace = namespace if namespace is not None else Namespace.current()
@@ -136,6 +143,9 @@ class Bridge(_OwnedLink):
         self.mtu = validate_mtu(mtu) if mtu is not None else None
         self.mac = parse_mac(mac) if mac is not None else None
         self.up = up
+        if not isinstance(ipv6_link_local, bool):
+            raise ValidationError("ipv6_link_local must be True or False", obj=name)
+        self.ipv6_link_local = ipv6_link_local
         self._init_state()
 
     @classmethod
@@ -150,7 +160,10 @@ class Bridge(_OwnedLink):
         return br
 
     def create(self) -> Bridge:
-        """Create the bridge, add its addresses, bring it up. Undo: :meth:`remove`."""
+        """Create the bridge, add its addresses, bring it up. Undo: :meth:`remove`.
+
+        Without ``ipv6_link_local`` it is created down and brought up once its address generation
+        mode is set, so no link-local address is ever generated for it."""
         self._check_new()
         ns = self.namespace
         _ensure_absent(ns, self.name)
@@ -158,13 +171,21 @@ class Bridge(_OwnedLink):
         with atomic_step():
             with intent(f"delete bridge {self.name} in {ns.label}", self._undo_create,
                         durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "bridge"})):
-                sock.create_link(self.name, "bridge", up=self.up, mac=self.mac, group=_state.tag())
+                sock.create_link(self.name, "bridge", up=self.up and self.ipv6_link_local, mac=self.mac,
+                                 group=_state.tag())
             info = sock.get_link(name=self.name)
             assert info is not None
             self._index = info.index
             # The MTU is set as a change, not at creation: only then does the kernel keep it as set by
             # the user (one given at creation is reset to the default when the bridge's last port leaves).
-            sock.set_link(info.index, alias=_state.mark(), group=0, mtu=self.mtu, obj=self.name)
+            # Without a link-local address the mode goes in a request before the one that brings it
+            # up: a bridge without ports has a carrier, and the kernel would make the address from
+            # the flags of a request before it applies that request's IFLA_AF_SPEC.
+            gen_mode = None if self.ipv6_link_local else IN6_ADDR_GEN_MODE_NONE
+            sock.set_link(info.index, alias=_state.mark(), group=0, mtu=self.mtu, addr_gen_mode=gen_mode,
+                          obj=self.name)
+            if self.up and gen_mode is not None:
+                sock.set_link(info.index, up=True, obj=self.name)
             self._owned = True
             self._removed = False
             for addr in self.addresses:

@@ -45,6 +45,7 @@ from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationErr
 from .model import IPAddr, IPInterface, parse_ip, parse_mac, validate_netns_name
 from .namespace import Namespace
 from .network import DEFAULT_BRIDGE, DEFAULT_NETWORK_NAME, Connection, Network, parse_ports, validate_name
+from .ports import PROTOCOLS, PortBinding, PortSpec
 
 __all__ = [
     "BridgeMode",
@@ -162,6 +163,23 @@ class CustomMode(NetworkMode):
         return f"custom:{self.network_name}"
 
 
+def _check_container_port(port: object, name: str) -> int:
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValidationError(f"container port {port!r} must be an integer from 1 to 65535", obj=name)
+    return port
+
+
+def _exposed(value: object, name: str) -> tuple[int, str]:
+    """An exposed port, ``80`` or ``"53/udp"``, as (port, protocol)."""
+    if isinstance(value, str):
+        text, _, proto = value.partition("/")
+        proto = proto or "tcp"
+        if not text.isdigit() or proto not in PROTOCOLS:
+            raise ValidationError(f"exposed port {value!r} must look like 80 or '53/udp'", obj=name)
+        return _check_container_port(int(text), name), proto
+    return _check_container_port(value, name), "tcp"
+
+
 # -- the default network ----------------------------------------------------------------------------
 
 
@@ -247,8 +265,14 @@ class Endpoint(EphemeralScope):
     """The network side of a container: ``Endpoint("web", mode="bridge", publish=["8080:80"])``.
 
     - ``mode``: a :class:`NetworkMode` or Docker's ``--network`` string (default ``"bridge"``).
-    - ``publish``: Docker ``-p`` specs (``[host_ip:]host_port[-end]:container_port[-end][/proto]``);
-      bridge and custom mode only.
+    - ``publish``: Docker ``-p`` specs (``[host_ip:][host_port[-end]:]container_port[-end][/proto]``);
+      bridge and custom mode only. Without a host address a port is published for every family
+      the endpoint has (IPv4, and IPv6 on a dual-stack network); ``[::]:8080:80`` and
+      ``[fd00::1]:8080:80`` publish for IPv6 only, ``0.0.0.0:8080:80`` for IPv4 only. Without a
+      host port (``"80"``, ``"127.0.0.1::80"``) a free one of the host's ephemeral range is picked.
+    - ``expose``: container ports (``80``, ``"53/udp"``), Docker's ``EXPOSE``; with
+      ``publish_all=True`` (Docker's ``-P``) each exposed port not in ``publish`` is published on
+      a picked host port. :meth:`port` says which.
     - ``ip``, ``ip6``: fixed addresses (custom mode only, as Docker's ``--ip``).
     - ``aliases``: extra names other endpoints of the network resolve (custom mode).
     - ``mac``: the MAC address of ``eth0`` (bridge and custom mode).
@@ -271,6 +295,8 @@ class Endpoint(EphemeralScope):
         aliases: Sequence[str] = (),
         mac: str | None = None,
         host: Namespace | None = None,
+        expose: Sequence[int | str] = (),
+        publish_all: bool = False,
     ) -> None:
         self.name = validate_name(name, what="endpoint name")
         validate_netns_name(name)
@@ -284,7 +310,13 @@ class Endpoint(EphemeralScope):
         self.mac = parse_mac(mac) if mac is not None else None
         kind = self.mode.kind
         conflicts = []
-        if self.publish and kind in ("host", "none", "container"):
+        if not isinstance(publish_all, bool):
+            raise ValidationError("publish_all must be True or False", obj=name)
+        if isinstance(expose, str | int):
+            raise ValidationError("expose must be a list of ports, not one port", obj=name)
+        self.expose = tuple(_exposed(p, name) for p in expose)
+        self.publish_all = publish_all
+        if (self.publish or publish_all) and kind in ("host", "none", "container"):
             conflicts.append("port publishing")
         if (self.ip is not None or self.ip6 is not None) and kind != "custom":
             conflicts.append("a fixed address (only on a user-defined network, as Docker's --ip)")
@@ -295,12 +327,20 @@ class Endpoint(EphemeralScope):
         if conflicts:
             raise ValidationError(f"conflicting options: {' and '.join(conflicts)} cannot be used with the "
                                   f"{self.mode} network mode", obj=name, step="validate endpoint")
+        # the port specs themselves (bound to the endpoint's addresses at create)
+        specs = parse_ports(self.publish)
+        if publish_all:  # Docker's -P: exposed ports without a -p of their own, on picked host ports
+            given = {(s.container_port, s.proto) for s in specs}
+            specs += tuple(PortSpec(container_port=p, proto=proto)  # type: ignore[arg-type]
+                           for p, proto in dict.fromkeys(self.expose) if (p, proto) not in given)
+        self._specs = specs
+        if kind == "bridge" and any(s.family == 6 for s in specs):
+            raise ValidationError("the default bridge network has no IPv6 subnet: an IPv6 host address "
+                                  "cannot be published from it", obj=name, step="validate endpoint")
         if self.ip is not None and self.ip.version != 4:
             raise ValidationError(f"ip {self.ip} must be IPv4 (use ip6= for IPv6)", obj=name)
         if self.ip6 is not None and self.ip6.version != 6:
             raise ValidationError(f"ip6 {self.ip6} must be IPv6", obj=name)
-        # the port specs themselves, with a placeholder address (bound to the real one at create)
-        parse_ports(self.publish, bridge=DEFAULT_BRIDGE)
         self.host = host if host is not None else current_host()
         self._sandbox: _Sandbox | None = None
         self._removed = False
@@ -350,6 +390,18 @@ class Endpoint(EphemeralScope):
             assert isinstance(ip, ipaddress.IPv4Address)
             return ip
         return None
+
+    @property
+    def ports(self) -> list[PortBinding]:
+        """Every published port of the endpoint, on all its networks, as the kernel has it."""
+        return [b for c in self.connections for b in c.ports]
+
+    def port(self, container_port: int, proto: str = "tcp") -> list[PortBinding]:
+        """Where ``container_port`` is published on the host (``docker port web 80``): one
+        :class:`~netns_kit.ports.PortBinding` per family and host address, picked ports included.
+        Read from the kernel's dnat maps; empty if it is not published."""
+        _check_container_port(container_port, self.name)
+        return [b for b in self.ports if b.container_port == container_port and b.proto == proto]
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, mode={str(self.mode)!r})"
@@ -413,9 +465,12 @@ class Endpoint(EphemeralScope):
             raise StateError(f"network {net.name!r} is not created", obj=self.name, step="create endpoint")
         if not net.host.same_as(self.host):
             raise ValidationError(f"network {net.name!r} belongs to another host namespace", obj=self.name)
-        if net.internal and self.publish:
+        if net.internal and self._specs:
             raise ValidationError(f"network {net.name!r} is internal: ports cannot be published",
                                   obj=self.name, step="create endpoint")
+        if net.subnet6 is None and any(s.family == 6 for s in self._specs):
+            raise ValidationError(f"network {net.name!r} has no IPv6 subnet: an IPv6 host address cannot be "
+                                  "published from it", obj=self.name, step="create endpoint")
         if self.ip6 is not None and net.subnet6 is None:
             raise ValidationError(f"network {net.name!r} has no IPv6 subnet for ip6 {self.ip6}", obj=self.name)
         if self.ip is not None or self.ip6 is not None:
@@ -468,7 +523,7 @@ class Endpoint(EphemeralScope):
         if network is not None:
             # the namespace was just made: its first interface is eth0 and it has no route yet
             network.connect(ns, ip=self.ip, ip6=self.ip6, ifname="eth0", name=self.name, aliases=self.aliases,
-                            mac=self.mac, publish=self.publish, default_route=None if network.internal else True)
+                            mac=self.mac, publish=self._specs, default_route=None if network.internal else True)
         return sb
 
     def remove(self) -> None:
@@ -512,7 +567,7 @@ class Endpoint(EphemeralScope):
         return sb.namespace
 
     def connect(self, network: Network, *, ip: IPAddr | str | None = None, ip6: IPAddr | str | None = None,
-                aliases: Sequence[str] = (), publish: Sequence[str] = ()) -> Connection:
+                aliases: Sequence[str] = (), publish: Sequence[str | PortSpec] = ()) -> Connection:
         """Attach the endpoint to one more network (``docker network connect``): next ``ethN``."""
         ns = self._check_connectable("connect")
         return network.connect(ns, ip=ip, ip6=ip6, name=self.name, aliases=aliases, publish=publish)

@@ -24,8 +24,8 @@ the active :class:`~netns_kit.Transaction`.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -51,6 +51,7 @@ from .links import Bridge, VethPair
 from .model import IPAddr, IPInterface, IPNet, Route, overlap, parse_ip, parse_mac, validate_ifname, validate_mtu
 from .namespace import Namespace
 from .nat import PublishedPort
+from .ports import PortBinding, PortSpec
 
 __all__ = ["Connection", "Network", "NetworkConfig"]
 
@@ -60,7 +61,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 RESERVED_NETWORK_NAMES = frozenset({"bridge", "host", "none", "default"})
 DEFAULT_NETWORK_NAME = "bridge"
 DEFAULT_BRIDGE = "nk0"
-_PLACEHOLDER_IP = "192.0.2.2"  # stands for "the endpoint's address" while a port spec is only checked
+BRIDGE_LINK_LOCAL6 = "fe80::1/64"  # the bridge's IPv6 link-local address on dual-stack networks (Docker's)
 
 
 def validate_name(name: object, *, what: str) -> str:
@@ -81,35 +82,42 @@ def default_bridge_name(network: str) -> str:
     return "nk-" + hashlib.sha256(network.encode()).hexdigest()[:12]
 
 
-def parse_ports(specs: Iterable[str], *, container_ip: str = _PLACEHOLDER_IP, bridge: str = DEFAULT_BRIDGE,
-                bridge_port: str | None = None) -> tuple[PublishedPort, ...]:
-    """Docker ``-p`` specs as :class:`~netns_kit.nat.PublishedPort` objects (ValidationError if bad).
+def parse_ports(specs: Iterable[str | PortSpec]) -> tuple[PortSpec, ...]:
+    """Docker ``-p`` specs (or :class:`~netns_kit.ports.PortSpec` objects) checked, as PortSpecs
+    (ValidationError if bad).
 
-    Two specs of the list that take the same host port (same family and protocol) are refused here,
-    before anything is made."""
+    Two specs of the list that take the same fixed host port (same family and protocol, the same
+    or every address) are refused here, before anything is made. Specs that leave the host port
+    to be picked never clash: each gets its own."""
     if isinstance(specs, str):
         raise ValidationError("publish must be a list of port specs, not one str", obj=specs)
-    out: list[PublishedPort] = []
-    seen: dict[tuple[str, int], list[tuple[str | None, str]]] = {}
+    out: list[PortSpec] = []
+    seen: dict[tuple[int, str, int], list[tuple[str | None, str]]] = {}
     for spec in specs:
-        if not isinstance(spec, str):
-            raise ValidationError(f"port spec must be a str like '8080:80', got {type(spec).__name__}",
-                                  obj=repr(spec))
-        port = PublishedPort.parse(spec, container_ip=container_ip, bridge=bridge, bridge_port=bridge_port)
-        for hp, _ in port.pairs():
-            for ip, other in seen.get((port.proto, hp), ()):
+        port = spec if isinstance(spec, PortSpec) else PortSpec.parse(spec)
+        for slot in port.slots():
+            for ip, other in seen.get(slot, ()):
                 if ip is None or port.host_ip is None or ip == port.host_ip:
-                    raise ValidationError(f"port specs {other!r} and {spec!r} both publish host port "
-                                          f"{hp}/{port.proto}", obj=spec, step="check ports")
-        for hp, _ in port.pairs():
-            seen.setdefault((port.proto, hp), []).append((port.host_ip, spec))
+                    raise ValidationError(f"port specs {other!r} and {port.text!r} both publish host port "
+                                          f"{slot[2]}/{slot[1]} (IPv{slot[0]})", obj=port.text, step="check ports")
+        for slot in port.slots():
+            seen.setdefault(slot, []).append((port.host_ip, port.text))
         out.append(port)
     return tuple(out)
 
 
-def bind_ports(ports: Sequence[PublishedPort], address: IPAddr, bridge: str) -> list[PublishedPort]:
-    """``ports`` (checked by :func:`parse_ports`) for the endpoint address ``address`` on ``bridge``."""
-    return [dataclasses.replace(p, container_ip=str(address), bridge=bridge, bridge_port=None) for p in ports]
+def bind_ports(specs: Sequence[PortSpec], addresses: dict[int, IPAddr], bridge: str,
+               fw: Firewall) -> list[PublishedPort]:
+    """``specs`` (checked by :func:`parse_ports`) for the endpoint's ``addresses`` (family -> address)
+    on ``bridge``: one publication per family each spec applies to, host ports left open picked
+    by ``fw`` (the caller holds :meth:`Firewall.locked` until they are published)."""
+    fams = frozenset(addresses)
+    wants = [(s.proto, frozenset(s.families(fams)), s.host_ip) for s in specs if s.host_port is None]
+    picked = iter(fw.pick_host_ports(wants, avoid=[slot for s in specs for slot in s.slots()]))
+    out: list[PublishedPort] = []
+    for s in specs:
+        out += s.bind(addresses, bridge=bridge, host_port=next(picked) if s.host_port is None else None)
+    return out
 
 
 # -- Network -------------------------------------------------------------------------------------------
@@ -309,6 +317,21 @@ class Network(EphemeralScope):
             raise NotFoundError(f"no endpoint named {name!r} on network {self.name!r}", obj=name)
         return conn.address.ip
 
+    def ports(self, address: IPAddr | str | None = None) -> list[PortBinding]:
+        """The published ports of the network's endpoints (``docker port``), of every process: read
+        from the kernel's dnat maps (shared state), so a process that opened the network
+        (:meth:`open`) sees the host ports another one published or had picked. ``address``: only those leading
+        to that endpoint address. Changes nothing."""
+        self._check_live("list ports")
+        want = parse_ip(address, what="endpoint address") if address is not None else None
+        subnets = [self.subnet] + ([self.subnet6] if self.subnet6 is not None else [])
+        out = []
+        for b in Firewall.for_namespace(self.host).bindings():
+            ip = ipaddress.ip_address(b.container_ip)
+            if (want is None and any(ip in n for n in subnets)) or ip == want:
+                out.append(b)
+        return out
+
     def policy(self) -> NetworkPolicy:
         """The :class:`~netns_kit.firewall.NetworkPolicy` this network installs."""
         subnets: list[IPNet] = [self.subnet]
@@ -405,14 +428,18 @@ class Network(EphemeralScope):
                                          obj=self.name, namespace=host.label, step=step)
         addrs: list[IPInterface] = [plan.gateway_interface()]
         if self.config.plan6 is not None:
-            addrs.append(self.config.plan6.gateway_interface())
+            # the bridge's own link-local address is fixed (Docker's fe80::1) and added without DAD,
+            # like the gateway: a kernel-made one stays tentative for ~2 s after the first port comes
+            # up, and until then the host cannot resolve its endpoints (published IPv6 ports stall)
+            addrs += [self.config.plan6.gateway_interface(), ipaddress.ip_interface(BRIDGE_LINK_LOCAL6)]
         book = self._lease_book(path)
         self._addresses = NetworkAddresses(
             AddressAllocator(plan), AddressAllocator(self.config.plan6) if self.config.plan6 is not None else None,
             book)
         try:
             with atomic_step():
-                self._bridge = Bridge(self.bridge, namespace=host, addresses=addrs, mtu=self.config.mtu)
+                self._bridge = Bridge(self.bridge, namespace=host, addresses=addrs, mtu=self.config.mtu,
+                                      ipv6_link_local=self.config.plan6 is None)
                 self._bridge.create()
                 Firewall.for_namespace(host).attach_network(self.policy())
                 self._attached_fw = True
@@ -655,7 +682,7 @@ class Network(EphemeralScope):
         name: str | None = None,
         aliases: Sequence[str] = (),
         mac: str | None = None,
-        publish: Sequence[str] = (),
+        publish: Sequence[str | PortSpec] = (),
         default_route: bool | None = None,
     ) -> Connection:
         """Attach ``namespace`` to this network (``docker network connect``).
@@ -664,7 +691,11 @@ class Network(EphemeralScope):
         as ``ifname``, default the first free ``ethN``), the address (``ip`` or the next free one;
         ``ip6`` too on a dual-stack network), a default route via the gateway when the namespace
         has none yet and the network is not internal (``default_route`` forces it either way),
-        and ``publish`` (Docker ``-p`` specs) as DNAT rules. ``name`` (default: the namespace's
+        and ``publish`` (Docker ``-p`` specs or :class:`~netns_kit.ports.PortSpec`) as DNAT map
+        elements: a spec without a host address is published for every family the endpoint has
+        (IPv4 and, on a dual-stack network, IPv6), one without a host port (``"80"``,
+        ``"127.0.0.1::80"``) on a free port of the host's ephemeral range (see
+        :attr:`Connection.ports`). ``name`` (default: the namespace's
         name) and ``aliases`` are what other endpoints resolve. Everything is checked before the
         first change. Undo: :meth:`Connection.disconnect`.
         """
@@ -693,7 +724,7 @@ class Network(EphemeralScope):
 
     def _request(self, namespace: Namespace, *, ip: IPAddr | str | None, ip6: IPAddr | str | None,
                  ifname: str | None, name: str | None, aliases: Sequence[str], mac: str | None,
-                 publish: Sequence[str], default_route: bool | None) -> _ConnectRequest:
+                 publish: Sequence[str | PortSpec], default_route: bool | None) -> _ConnectRequest:
         """Every argument of :meth:`connect` checked and parsed once (no kernel access but identity)."""
         step = "connect"
         self._check_live(step)
@@ -725,7 +756,11 @@ class Network(EphemeralScope):
                                   obj=self.name, step=step)
         if default_route is not None and not isinstance(default_route, bool):
             raise ValidationError("default_route must be True, False or None", obj=repr(default_route), step=step)
-        ports = parse_ports(publish, bridge=self.bridge)
+        ports = parse_ports(publish)
+        for spec in ports:
+            if spec.family == 6 and self.config.plan6 is None:
+                raise ValidationError(f"port spec {spec.text}: network {self.name!r} has no IPv6 subnet",
+                                      obj=spec.text, namespace=self.host.label, step=step)
         return _ConnectRequest(namespace, namespace.identity, tuple(names), want, want6, ifname, mac, ports,
                                default_route)
 
@@ -830,7 +865,7 @@ class _ConnectRequest:
     ip6: IPAddr | None
     ifname: str | None
     mac: str | None
-    ports: tuple[PublishedPort, ...]
+    ports: tuple[PortSpec, ...]
     default_route: bool | None
 
 
@@ -872,6 +907,14 @@ class Connection:
     def connected(self) -> bool:
         return not self._gone
 
+    @property
+    def ports(self) -> list[PortBinding]:
+        """This endpoint's published ports as the kernel has them (host address and port, picked ones
+        included): what ``docker port`` answers. Read from the dnat maps, not from this object."""
+        if self._gone:
+            return []
+        return [b for ip in self.ips for b in self.network.ports(ip)]
+
     @staticmethod
     def new_host_ifname() -> str:
         """A fresh name for the host end of a connection's veth pair (``vnk`` + 8 hex digits)."""
@@ -896,7 +939,9 @@ class Connection:
                     req.default_route or (req.default_route is None and not _has_default(ns, 6))):
                 routes.append(Route("default6", gateway=str(net.gateway6)))
                 self.has_default_route6 = True
-        ports = bind_ports(req.ports, self.address.ip, net.bridge)
+        addresses: dict[int, IPAddr] = {4: self.address.ip}
+        if self.address6 is not None:
+            addresses[6] = self.address6.ip
         # IPv4-only network: no IPv6 link-local on either end (as Docker does since 26.0.1 for
         # --ipv6=false networks), so the endpoint sends nothing the bridge floods to every port.
         # Hairpin mode on the bridge port lets the endpoint reach itself through its published ports.
@@ -904,13 +949,15 @@ class Connection:
             net._bridge, self.ifname, self.host_ifname,
             addresses=(self.address,) + ((self.address6,) if self.address6 is not None else ()),
             routes=tuple(routes), mac=req.mac, mtu=net.config.mtu, ipv6_link_local=net.config.subnet6 is not None,
-            hairpin=bool(ports))
+            hairpin=bool(req.ports))
         self._veth = _wiring.plug(net.host, ns, port)
-        if ports:
+        if req.ports:
             fw = Firewall.for_namespace(net.host)
             if not net._owned:  # the owner's policy is in the shared table: use it, never add or remove it
                 fw.join_network(net.policy())
-            fw.publish(*ports)  # one nft batch
+            with fw.locked():  # host ports picked and published under one hold of the host's lock
+                ports = bind_ports(req.ports, addresses, net.bridge, fw)
+                fw.publish(*ports)  # one nft batch
             self.published = tuple(ports)
 
     def disconnect(self) -> None:

@@ -1,21 +1,28 @@
-"""A published port as a pure value: :class:`PublishedPort` (Docker's ``-p`` syntax), no kernel access.
+"""Published ports as pure values (no kernel access): :class:`PortSpec`, :class:`PublishedPort`, :class:`PortBinding`.
 
-``PublishedPort.parse("127.0.0.1:8080:80/tcp", container_ip=..., bridge=...)`` reads Docker's
-``-p`` syntax and validates everything before anything is changed. The firewall turns it into
-nft map elements (see :mod:`netns_kit._nft_render`); :class:`~netns_kit.nat.NatRule` and
-:meth:`~netns_kit.firewall.Firewall.publish` install it.
+- :class:`PortSpec` is a ``-p`` spec as a user writes it (``"8080:80"``, ``"[::]:8095:80"``,
+  ``"80"``, ``"127.0.0.1::80/udp"``), before it is bound to an endpoint: it may leave the host
+  port open (Docker's "pick one for me") and, without a host address, means every family the
+  endpoint has. :meth:`PortSpec.bind` turns it into one :class:`PublishedPort` per family.
+- ``PublishedPort.parse("127.0.0.1:8080:80/tcp", container_ip=..., bridge=...)`` reads Docker's
+  ``-p`` syntax for one container address; the firewall turns it into nft map elements (see
+  :mod:`netns_kit._nft_render`); :class:`~netns_kit.nat.NatRule` and
+  :meth:`~netns_kit.firewall.Firewall.publish` install it.
+- :class:`PortBinding` is one host port leading to one container port, as read back from the
+  kernel (the ``docker port`` answer).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import ValidationError
 from .model import IPAddr, parse_ip, validate_ifname
 
-__all__ = ["PROTOCOLS", "Proto", "PublishedPort"]
+__all__ = ["PROTOCOLS", "PortBinding", "PortSpec", "Proto", "PublishedPort"]
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 Proto = Literal["tcp", "udp", "sctp"]
@@ -23,6 +30,15 @@ Proto = Literal["tcp", "udp", "sctp"]
 _SPEC_RE = re.compile(
     r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|[0-9.]+):)?"
     r"(?P<hp>\d+)(?:-(?P<hpe>\d+))?:(?P<cp>\d+)(?:-(?P<cpe>\d+))?(?:/(?P<proto>[a-z]+))?$"
+)
+
+
+# [host_ip:][host_port[-end]]:container_port[-end][/proto]; a host address needs the colon after
+# it even with no host port ("127.0.0.1::80"), as in Docker, and has a dot or brackets.
+_SPEC_ANY_RE = re.compile(
+    r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|\d+\.[0-9.]*):(?P<hp>\d*)(?:-(?P<hpe>\d+))?:"
+    r"|(?P<hp2>\d+)(?:-(?P<hpe2>\d+))?:)?"
+    r"(?P<cp>\d+)(?:-(?P<cpe>\d+))?(?:/(?P<proto>[a-z]+))?$"
 )
 
 
@@ -108,8 +124,9 @@ class PublishedPort:
         """Read Docker's ``-p`` syntax: ``[host_ip:]host_port[-end]:container_port[-end][/proto]``.
 
         An IPv6 host address goes in brackets: ``[2001:db8::1]:8080:80``. Both ranges must have
-        the same length. A missing host port (Docker's "pick one for me") is refused: netns_kit
-        publishes only what it is told.
+        the same length. A missing host port (Docker's "pick one for me") is refused here: a
+        PublishedPort is one concrete port. :class:`PortSpec` leaves it open, and an endpoint's
+        connection picks it (see :meth:`netns_kit.Network.connect`).
         """
         if not isinstance(spec, str):
             raise ValidationError(f"port spec must be a str, got {type(spec).__name__}", obj=repr(spec))
@@ -171,3 +188,176 @@ class PublishedPort:
 
     def __str__(self) -> str:
         return self.spec
+
+
+def _host_text(ip: str | None, family: int) -> str:
+    if ip is None:
+        return "0.0.0.0" if family == 4 else "[::]"
+    return f"[{ip}]" if ":" in ip else ip
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One ``-p`` spec before it is bound to an endpoint: ``[host_ip:][host_port[-end]:]container_port[-end][/proto]``.
+
+    - ``host_port`` None: the host port is picked when the spec is published, a free port of the
+      host's ephemeral range (``net.ipv4.ip_local_port_range``), as Docker's ``-p 80`` and ``-P``.
+      Only a single container port can take a picked host port.
+    - ``host_ip`` None (or ``0.0.0.0`` / ``::``, read as None unless the family is meant): every
+      address, of every family the endpoint has (a dual-stack endpoint gets an IPv4 and an IPv6
+      publication, as Docker's). An IPv4 host address (``127.0.0.1``) publishes for the endpoint's
+      IPv4 address only, an IPv6 one (``[fd00::1]``) for its IPv6 address only; ``0.0.0.0`` is
+      IPv4 only and ``[::]`` IPv6 only.
+    """
+
+    container_port: int
+    host_port: int | None = None
+    host_port_end: int | None = None
+    host_ip: str | None = None
+    proto: Proto = "tcp"
+    family: int | None = None  # set from host_ip: None means every family
+
+    def __post_init__(self) -> None:
+        name = self.text
+        if self.proto not in PROTOCOLS:
+            raise ValidationError(f"protocol {self.proto!r} must be one of {', '.join(PROTOCOLS)}", obj=name)
+        _check_port(self.container_port, "container port", name)
+        if self.host_port is None:
+            if self.host_port_end is not None:
+                raise ValidationError("a host port range needs its first port", obj=name)
+        else:
+            _check_port(self.host_port, "host port", name)
+        if self.host_port_end is not None:
+            assert self.host_port is not None
+            _check_port(self.host_port_end, "host port range end", name)
+            if self.host_port_end < self.host_port:
+                raise ValidationError(f"host port range {self.host_port}-{self.host_port_end} is reversed",
+                                      obj=name)
+            if self.container_port + (self.host_port_end - self.host_port) > 65535:
+                raise ValidationError("container port range would end above 65535", obj=name)
+            if self.host_port_end == self.host_port:
+                object.__setattr__(self, "host_port_end", None)
+        if self.host_ip is not None:
+            haddr = parse_ip(self.host_ip, what="host address")
+            if haddr.version == 6 and haddr.is_loopback:
+                raise ValidationError("IPv6 loopback (::1) cannot be published: the kernel never routes "
+                                      "::1 to another host; publish on 127.0.0.1 or all addresses", obj=name)
+            if haddr.is_multicast:
+                raise ValidationError(f"host address {haddr} is multicast", obj=name)
+            object.__setattr__(self, "family", haddr.version)
+            object.__setattr__(self, "host_ip", None if haddr.is_unspecified else str(haddr))
+        elif self.family is not None and self.family not in (4, 6):
+            raise ValidationError(f"family {self.family!r} must be 4, 6 or None", obj=name)
+
+    @classmethod
+    def parse(cls, spec: str) -> PortSpec:
+        """Read Docker's ``-p`` syntax: ``[host_ip:][host_port[-end]:]container_port[-end][/proto]``.
+
+        ``80`` and ``127.0.0.1::80`` leave the host port to be picked; an IPv6 host address goes in
+        brackets (``[2001:db8::1]:8080:80``, ``[::]:8080:80``). Ranges have the same length.
+        """
+        if not isinstance(spec, str):
+            raise ValidationError(f"port spec must be a str like '8080:80', got {type(spec).__name__}",
+                                  obj=repr(spec))
+        m = _SPEC_ANY_RE.match(spec.strip())
+        if m is None:
+            raise ValidationError(
+                f"port spec {spec!r} must look like [host_ip:][host_port[-end]:]container_port[-end][/proto], "
+                "e.g. 8080:80, 127.0.0.1:8080:80/udp, [::]:8080:80, 8000-8009:9000-9009, 80, 127.0.0.1::80",
+                obj=spec)
+        ip = m["ip"]
+        if ip is not None and ip.startswith("["):
+            ip = ip[1:-1]
+        hp_text = m["hp"] if ip is not None else m["hp2"]
+        hpe_text = m["hpe"] if ip is not None else m["hpe2"]
+        hp = int(hp_text) if hp_text else None
+        hpe = int(hpe_text) if hpe_text else None
+        cp = int(m["cp"])
+        cpe = int(m["cpe"]) if m["cpe"] else None
+        if hp is None and cpe is not None:
+            raise ValidationError(f"port spec {spec!r}: a container port range needs host ports "
+                                  "(only a single port can take a picked host port)", obj=spec)
+        if (hpe is None) != (cpe is None) or (hpe is not None and cpe is not None and hp is not None
+                                              and hpe - hp != cpe - cp):
+            raise ValidationError(f"port spec {spec!r}: host and container ranges must have the same length",
+                                  obj=spec)
+        proto = m["proto"] or "tcp"
+        if proto not in PROTOCOLS:
+            raise ValidationError(f"port spec {spec!r}: protocol must be one of {', '.join(PROTOCOLS)}", obj=spec)
+        return cls(container_port=cp, host_port=hp, host_port_end=hpe, host_ip=ip,
+                   proto=proto)  # type: ignore[arg-type]
+
+    @property
+    def text(self) -> str:
+        """The spec in Docker's ``-p`` syntax (``0.0.0.0``/``[::]`` when one family was meant)."""
+        host = ""
+        if self.host_ip is not None or self.family is not None:
+            host = _host_text(self.host_ip, self.family or 4) + ":"
+        hp = "" if self.host_port is None else f"{self.host_port}"
+        if self.host_port_end is not None:
+            hp += f"-{self.host_port_end}"
+        cp = f"{self.container_port}"
+        if self.host_port is not None and self.host_port_end is not None:
+            cp += f"-{self.container_port + self.host_port_end - self.host_port}"
+        lead = f"{host}{hp}:" if host or hp else ""
+        return f"{lead}{cp}/{self.proto}"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def families(self, available: set[int] | frozenset[int] = frozenset({4, 6})) -> list[int]:
+        """The families this spec publishes for an endpoint with addresses of ``available`` families."""
+        want = (4, 6) if self.family is None else (self.family,)
+        return [f for f in want if f in available]
+
+    def slots(self) -> list[tuple[int, str, int]]:
+        """``(family, proto, host port)`` of every fixed host port it may take (none if picked)."""
+        if self.host_port is None:
+            return []
+        last = self.host_port_end if self.host_port_end is not None else self.host_port
+        fams = (4, 6) if self.family is None else (self.family,)
+        return [(f, self.proto, hp) for f in fams for hp in range(self.host_port, last + 1)]
+
+    def bind(self, addresses: Mapping[int, IPAddr], *, bridge: str, host_port: int | None = None,
+             bridge_port: str | None = None) -> list[PublishedPort]:
+        """One :class:`PublishedPort` per family of ``addresses`` (family -> container address) it
+        applies to; ``host_port`` is the picked one when the spec has none. ValidationError if the
+        spec's host address is of a family the endpoint lacks."""
+        fams = self.families(frozenset(addresses))
+        if not fams:
+            raise ValidationError(f"port spec {self.text}: the endpoint has no IPv{self.family} address",
+                                  obj=self.text, step="publish port")
+        hp = self.host_port if self.host_port is not None else host_port
+        if hp is None:
+            raise ValidationError(f"port spec {self.text} needs a host port to be picked", obj=self.text)
+        end = self.host_port_end
+        return [PublishedPort(host_port=hp, host_port_end=end, container_ip=str(addresses[f]),
+                              container_port=self.container_port, bridge=bridge, host_ip=self.host_ip,
+                              proto=self.proto, bridge_port=bridge_port) for f in fams]
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """One host port leading to one container port, as the kernel has it (``docker port``'s answer).
+
+    ``host_ip`` None means every address of the family of ``container_ip``. ``str()`` reads like
+    ``docker port``: ``80/tcp -> 0.0.0.0:32768``.
+    """
+
+    proto: str
+    host_ip: str | None
+    host_port: int
+    container_ip: str
+    container_port: int
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.container_ip else 4
+
+    @property
+    def host(self) -> str:
+        """``ADDRESS:PORT`` as ``docker port`` prints it (``0.0.0.0:32768``, ``[::]:32768``)."""
+        return f"{_host_text(self.host_ip, self.family)}:{self.host_port}"
+
+    def __str__(self) -> str:
+        return f"{self.container_port}/{self.proto} -> {self.host}"

@@ -51,7 +51,8 @@ def test_parse_modes() -> None:
     ("none", {"publish": ["8080:80"]}, "port publishing"),
     ("bridge", {"ip": "172.17.0.9"}, "fixed address"),
     ("bridge", {"aliases": ["x"]}, "aliases"),
-    ("bridge", {"publish": ["80"]}, "port spec"),
+    ("bridge", {"publish": ["80-90"]}, "port spec"),
+    ("bridge", {"publish": ["[::]:8080:80"]}, "no IPv6 subnet"),
 ])
 def test_conflicting_options_are_refused_before_anything(mode: str, kwargs: dict[str, object], what: str) -> None:
     with pytest.raises(nk.ValidationError, match=what):

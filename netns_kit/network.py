@@ -487,9 +487,9 @@ class Network(EphemeralScope):
             if self.hosts_file is not None:
                 self.hosts_file.drop()
             if self._state_path is not None:
-                with _state.host_lock(self.host.identity):
-                    _state.delete_json(self._state_path)
+                with _state.host_lock(self.host.identity):  # the leases, then the settings, then empty dirs
                     self._lease_book(self._state_path).remove_directory()
+                    _state.delete_json(self._state_path)
                 self._state_path = None
             if st.networks.get(self.name) is self:
                 del st.networks[self.name]
@@ -629,8 +629,10 @@ class Network(EphemeralScope):
         if not self.config.resolve_names:
             return None
         if self.hosts_file is None:
-            suffix = "" if self._owned else f"-{_state.owner_id()}"  # an opened network: this process's endpoints
-            self.hosts_file = _hostsfile.SharedHostsFile(self, f"{self.host.identity[1]}-{self.name}{suffix}")
+            # one writer per file (an opened network: this process's endpoints), named after it so
+            # that recover() knows whose it is
+            dev, ino = self.host.identity
+            self.hosts_file = _hostsfile.SharedHostsFile(self, f"{dev}-{ino}-{self.name}@{_state.owner_id()}")
         return self.hosts_file
 
     def check_addresses(self, ip: IPAddr | None = None, ip6: IPAddr | None = None) -> None:

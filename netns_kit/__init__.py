@@ -56,14 +56,16 @@ from .modes import (
     ContainerMode,
     CustomMode,
     Endpoint,
+    EndpointInfo,
     HostMode,
     NetworkMode,
     NoneMode,
     default_network,
+    endpoints,
 )
 from .namespace import Namespace
 from .nat import Masquerade, NatRule, PublishedPort
-from .network import Connection, Network, NetworkConfig
+from .network import Connection, Network, NetworkConfig, RemovalReport
 from .topology import Topology
 
 __version__ = "0.1.0"
@@ -79,6 +81,7 @@ __all__ = [
     "ContainerMode",
     "CustomMode",
     "Endpoint",
+    "EndpointInfo",
     "Engine",
     "ExhaustedError",
     "Firewall",
@@ -101,6 +104,7 @@ __all__ = [
     "PublishedPort",
     "RecoveryReport",
     "RemovalBatch",
+    "RemovalReport",
     "Route",
     "RouteInfo",
     "StateError",
@@ -111,6 +115,7 @@ __all__ = [
     "VethPair",
     "attach",
     "default_network",
+    "endpoints",
     "mac_from_seed",
     "observe",
     "recover",

@@ -180,7 +180,9 @@ class Attachment(EphemeralScope):
     - ``routes``: extra :class:`~netns_kit.model.Route` objects, installed on ``ifname``.
     - ``mac`` or ``mac_seed`` (stable, see :func:`mac_from_seed`); neither: the kernel picks one.
     - ``mtu``: default the bridge's (or the macvlan parent's) MTU.
-    - ``create_bridge``: create the bridge if it is missing (and delete it on remove).
+    - ``create_bridge``: create the bridge if it is missing (and delete it on remove), with the
+      gateway(s) on it (``gateway``/``gateway6`` with the address's prefix), so the default route
+      works at once; they go with the bridge. A gateway the host already has elsewhere is refused.
     - ``vlan``: macvlan mode only: put the macvlan on the 802.1Q device ``PARENT.VLAN`` (reused if
       present, else created and deleted on remove), as pipework's ``[macaddr]@VLAN``.
     - ``announce``: send gratuitous ARP / unsolicited NA after addressing (default True).
@@ -339,6 +341,13 @@ class Attachment(EphemeralScope):
             if bridge_info is None and not self.create_bridge:
                 raise NotFoundError(f"bridge {name!r} does not exist (pass create_bridge=True to create it)",
                                     obj=name, namespace=host.label, step="validate")
+            if bridge_info is None:
+                taken = {a.address: a.ifname for a in host.addresses()}
+                for gw in self._bridge_gateways():
+                    if gw.ip in taken:
+                        raise AlreadyExistsError(
+                            f"gateway {gw.ip} is already on {taken[gw.ip]!r} in the host: it cannot also go on the "
+                            f"new bridge {name!r}", obj=str(gw), namespace=host.label, step="validate")
             if bridge_info is not None and bridge_info.kind != "bridge":
                 raise ValidationError(f"{name!r} is not a bridge (kind {bridge_info.kind or 'none'}); use "
                                       f"macvlan={name!r} to attach to a plain interface", obj=name,
@@ -370,6 +379,19 @@ class Attachment(EphemeralScope):
                                           obj=vname, namespace=host.label, step="validate")
         return host, target, bridge_info, parent, veth_name, mtu
 
+    def _bridge_gateways(self) -> list[IPInterface]:
+        """The gateway addresses a bridge made by this attachment carries (with the prefix of the
+        attachment's address in the same subnet), so the gateway answers."""
+        out: list[IPInterface] = []
+        for gw in (self.gateway, self.gateway6):
+            if gw is None:
+                continue
+            for a in self.addresses:
+                if a.version == gw.version and gw in a.network:
+                    out.append(ipaddress.ip_interface(f"{gw}/{a.network.prefixlen}"))
+                    break
+        return out
+
     def _default_host_ifname(self, target: Namespace) -> str:
         dev, ino = target.identity
         return _wiring.host_ifname_for(f"{dev}:{ino}:{self.ifname}")
@@ -397,7 +419,7 @@ class Attachment(EphemeralScope):
                 br: Bridge | str
                 if bridge_info is None:
                     name = self.bridge.name if isinstance(self.bridge, Bridge) else self.bridge
-                    self._made_bridge = Bridge(name, namespace=host).create()
+                    self._made_bridge = Bridge(name, namespace=host, addresses=self._bridge_gateways()).create()
                     br = self._made_bridge
                 else:
                     br = bridge_info.name

@@ -246,7 +246,7 @@ def test_a_created_bridge_carries_the_gateway_which_answers_and_goes_with_it(hos
         with Bridge("br-other", addresses=["192.168.0.1/24"]), \
                 Attachment(c, bridge="br-gw", address="192.168.0.123/24@192.168.0.1", create_bridge=True):
             assert not [a for a in host.addresses("br-gw") if not a.interface.ip.is_link_local]
-            assert [str(a.interface) for a in host.addresses("br-other")] == ["192.168.0.1/24"]
+            assert "192.168.0.1/24" in [str(a.interface) for a in host.addresses("br-other")]
 
 
 def test_mac_seed_mtu_and_interface_names(host: Namespace) -> None:

@@ -91,8 +91,8 @@ def main() -> None:
             print("  host end", att.host_ifname, "mac", att.mac, "(stable: mac_from_seed('test01') =",
                   nk.mac_from_seed("test01") + ")")
             assert att.namespace is not None
-            # pipework's bridge has no address; give the host one on it ("peeking inside the network")
-            host.add_address("br0", "192.168.0.1/24")
+            # the bridge attach() made carries the gateway 192.168.0.1/24 (and goes with it); give the
+            # host an IPv6 address on it too ("peeking inside the network")
             host.add_address("br0", "2001:db8::1/64")
             print("  host -> container 192.168.0.123:8080, container saw",
                   tcp_check(att.namespace, "192.168.0.123", host, 8080))

@@ -57,14 +57,16 @@ from .modes import (
     ContainerMode,
     CustomMode,
     Endpoint,
+    EndpointInfo,
     HostMode,
     NetworkMode,
     NoneMode,
     default_network,
+    endpoints,
 )
 from .namespace import Namespace
 from .nat import Masquerade, NatRule, PublishedPort
-from .network import Connection, Network, NetworkConfig
+from .network import Connection, Network, NetworkConfig, RemovalReport
 from .ports import PortBinding, PortSpec
 from .topology import Topology
 
@@ -81,6 +83,7 @@ __all__ = [
     "ContainerMode",
     "CustomMode",
     "Endpoint",
+    "EndpointInfo",
     "Engine",
     "ExhaustedError",
     "Firewall",
@@ -105,6 +108,7 @@ __all__ = [
     "PublishedPort",
     "RecoveryReport",
     "RemovalBatch",
+    "RemovalReport",
     "Route",
     "RouteInfo",
     "StateError",
@@ -115,6 +119,7 @@ __all__ = [
     "VethPair",
     "attach",
     "default_network",
+    "endpoints",
     "mac_from_seed",
     "observe",
     "recover",

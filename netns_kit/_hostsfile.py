@@ -11,6 +11,13 @@ iproute2 convention: ``ip netns exec NAME`` and :meth:`Namespace.run` bind it ov
   several networks gets a file of its own with the union, re-rendered when one of its networks
   changes (only those namespaces are visited: the registry keeps them apart).
 - A hosts file netns_kit did not write is left alone. Files are opened with ``O_NOFOLLOW``.
+- Shared files live under the state root, ``/run/netns-kit/hosts/`` (root-only, 0700; the files
+  are 0644). Programs in the namespaces read them through the bind mount ``ip netns exec`` and
+  :meth:`Namespace.run` make over /etc/hosts (made as root), so they need no access to the
+  directory. Each file is named ``<host>-<network>@<writer>``: :func:`netns_kit.recover` removes
+  those of dead writers that no namespace links to any more.
+- ``/etc/netns`` itself is made when missing and then recorded in the state root, so the last
+  namespace file to go takes it along (:func:`release_etc_netns`); one that was there is kept.
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from . import _sys
+from . import _state, _sys
 
 if TYPE_CHECKING:
     from ._registry import HostRegistry, Identity
     from .network import Connection, Network
 
-__all__ = ["SharedHostsFile", "drop_namespace_file", "hosts_path", "on_connect", "on_disconnect"]
+__all__ = ["SharedHostsFile", "drop_namespace_file", "hosts_path", "on_connect", "on_disconnect",
+           "release_etc_netns"]
 
 log = logging.getLogger("netns_kit")
 
@@ -43,6 +51,42 @@ _files_lock = threading.Lock()
 
 def hosts_path(ns_name: str) -> str:
     return os.path.join(ETC_NETNS_DIR, ns_name, "hosts")
+
+
+def _etc_mark() -> str:
+    """Where the state root records that netns_kit made /etc/netns (and its identity)."""
+    return os.path.join(_state.STATE_DIR, "etc-netns.json")
+
+
+def _make_ns_dir(directory: str) -> None:
+    """Make /etc/netns/NAME, and /etc/netns first if it is missing (recorded: see the module)."""
+    with _state.lock("etc-netns"):
+        if not os.path.isdir(ETC_NETNS_DIR):
+            os.mkdir(ETC_NETNS_DIR, 0o755)
+            _state.write_json(_etc_mark(), {"id": list(_sys.stat_identity(ETC_NETNS_DIR))})
+        os.mkdir(directory, 0o755)
+
+
+def release_etc_netns() -> bool:
+    """Remove /etc/netns if netns_kit made it and it is empty now; True if it was removed."""
+    mark = _etc_mark()
+    if not os.path.exists(mark):
+        return False
+    with _state.lock("etc-netns"):
+        data = _state.read_json(mark)
+        if data is None:
+            return False
+        try:
+            ours = list(_sys.stat_identity(ETC_NETNS_DIR)) == list(data.get("id", ()))
+        except FileNotFoundError:
+            ours = False
+        if ours:
+            try:
+                os.rmdir(ETC_NETNS_DIR)
+            except OSError:  # namespaces' files are still there: the last one out removes it
+                return False
+        _state.delete_json(mark)  # removed now, or gone/replaced: the record is stale either way
+        return ours
 
 
 def _write(path: str, text: str, *, append: bool = False) -> None:
@@ -83,8 +127,15 @@ class SharedHostsFile:
 
     def rewrite(self) -> None:
         self.rewrite_pending = False
-        os.makedirs(HOSTS_RUN_DIR, mode=0o755, exist_ok=True)
-        _write(self.path, self._render(self.network.connections))
+        text = self._render(self.network.connections)
+        for attempt in range(3):
+            _state.ensure_dir(HOSTS_RUN_DIR)
+            try:
+                _write(self.path, text)
+                break
+            except FileNotFoundError:  # another process pruned the (then empty) directory meanwhile
+                if attempt == 2:
+                    raise
         self.exists = True
 
     def add(self, conn: Connection) -> None:
@@ -99,8 +150,7 @@ class SharedHostsFile:
         self.exists = False
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        with contextlib.suppress(OSError):  # only if no other network's file is there
-            os.rmdir(HOSTS_RUN_DIR)
+        _state.prune_dirs(HOSTS_RUN_DIR)  # only if no other network's file is there
 
 
 def _render_union(ns_name: str, conns: list[Connection]) -> str:
@@ -140,7 +190,7 @@ def write_namespace_file(conns: list[Connection]) -> None:
                             "for namespace %s)", path, ns.name)
                 return
             if not os.path.isdir(directory):
-                os.makedirs(directory, mode=0o755)
+                _make_ns_dir(directory)
                 _owned_dirs.add(directory)
             _owned_files.add(path)
         if shared is not None and shared.exists:
@@ -167,8 +217,11 @@ def drop_namespace_file(ns_name: str) -> None:
             os.unlink(path)
         if directory in _owned_dirs:
             _owned_dirs.discard(directory)
-            with contextlib.suppress(OSError):  # someone else put files there: leave it
+            try:
                 os.rmdir(directory)
+            except OSError:  # someone else put files there: leave it
+                return
+            release_etc_netns()
 
 
 def _refresh_multihomed(st: HostRegistry, net: Network, changed: Identity) -> None:

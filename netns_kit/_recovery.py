@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import _state, _sys
+from ._hostsfile import release_etc_netns
+from ._leases import LeaseBook
 from ._netlink import RtnlSocket
 from ._state import MARK_PREFIX, JournalEntry, JsonDict
 from .errors import NetnsKitError, NotFoundError
@@ -252,12 +254,12 @@ def recover(*, firewall: bool = True) -> RecoveryReport:
     """
     _sys.check_privileges()
     report = RecoveryReport()
-    if not os.path.isdir(_state.journal_dir()):
+    if not os.path.isdir(_state.STATE_DIR):
         return report
     finder = _NsFinder()
     try:
         with _state.lock("recover"):
-            for owner, path in _state.dead_journals():
+            for owner, path in (_state.dead_journals() if os.path.isdir(_state.journal_dir()) else []):
                 report.journals += 1
                 failed = False
                 for e in reversed(_state.read_journal(path, owner)):
@@ -285,9 +287,81 @@ def recover(*, firewall: bool = True) -> RecoveryReport:
                         os.unlink(path)
             if firewall:
                 _recover_firewall(report)
+            _recover_files(report, finder)
     finally:
         finder.close()
     return report
+
+
+def _bridge_alive(sock: RtnlSocket | None, data: JsonDict) -> bool:
+    """True if the bridge a network state file names is still there (same name and index)."""
+    if sock is None:
+        return False
+    try:
+        info = sock.get_link(index=int(str(data["bridge_index"])))
+    except (KeyError, ValueError):
+        return False
+    return info is not None and info.name == data.get("bridge") and info.kind == "bridge"
+
+
+def _recover_files(report: RecoveryReport, finder: _NsFinder) -> None:
+    """The files dead processes left in the state root, and nothing a live one (or a namespace) uses:
+
+    - a network's state file and lease directory, once its creator is dead and its bridge gone
+      (a persistent network, whose bridge stays, keeps them: another process may open it);
+    - a shared hosts file whose writer is dead and that no /etc/netns/NAME/hosts links to;
+    - /etc/netns, if netns_kit made it and it is empty now.
+    """
+    base = _state.networks_dir()
+    with contextlib.suppress(FileNotFoundError):
+        for hdir in sorted(os.listdir(base)):
+            try:
+                dev, ino = (int(x) for x in hdir.split("-", 1))
+            except ValueError:
+                continue
+            directory = os.path.join(base, hdir)
+            with _state.host_lock((dev, ino)):
+                sock = finder.sock({"id": [dev, ino]})
+                try:
+                    entries = sorted(os.listdir(directory))
+                except FileNotFoundError:
+                    continue
+                for entry in entries:
+                    path = os.path.join(directory, entry)
+                    if entry.endswith(".json"):
+                        data = _state.read_json(path) or {}
+                        owner = str(data.get("owner", ""))
+                        if _state.owner_alive(owner) or _bridge_alive(sock, data):
+                            continue
+                        LeaseBook(path[: -len(".json")] + ".leases").remove_directory()
+                        _state.delete_json(path)
+                        what = f"removed the state file and leases of network {entry[: -len('.json')]}"
+                    elif entry.endswith(".leases") and not os.path.exists(path[: -len(".leases")] + ".json"):
+                        LeaseBook(path).remove_directory()  # a network's leases without its settings
+                        what = f"removed the leases of network {entry[: -len('.leases')]}"
+                        owner = "a dead process"
+                    else:
+                        continue
+                    report.undone.append(f"{what} (left by {owner})")
+                    log.info("recover: %s (left by %s)", what, owner)
+                _state.prune_dirs(directory)
+    linked: set[str] = set()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(_sys.ETC_NETNS_DIR):
+            with contextlib.suppress(OSError):
+                linked.add(os.readlink(os.path.join(_sys.ETC_NETNS_DIR, name, "hosts")))
+    with contextlib.suppress(FileNotFoundError):
+        for entry in sorted(os.listdir(_sys.HOSTS_RUN_DIR)):
+            path = os.path.join(_sys.HOSTS_RUN_DIR, entry)
+            owner = entry.rpartition("@")[2]
+            if "@" not in entry or _state.owner_alive(owner) or path in linked:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            report.undone.append(f"removed the shared hosts file {path} (left by {owner})")
+        _state.prune_dirs(_sys.HOSTS_RUN_DIR)
+    if release_etc_netns():
+        report.undone.append(f"removed {_sys.ETC_NETNS_DIR} (made by netns_kit, empty now)")
 
 
 def _recover_firewall(report: RecoveryReport) -> None:

@@ -66,7 +66,7 @@ __all__ = ["JournalEntry", "dead_journals", "host_lock", "lock", "owner_id", "re
 
 log = logging.getLogger("netns_kit")
 
-STATE_DIR = "/run/netns-kit"
+STATE_DIR = _sys.STATE_DIR
 MARK_PREFIX = "netns-kit:"
 
 JsonDict = dict[str, Any]
@@ -150,6 +150,14 @@ def _ensure_dir(path: str) -> None:
         _dir_ready.add(path)
 
 
+def ensure_dir(path: str) -> None:
+    """Make ``path`` under :data:`STATE_DIR` (root-only, see :func:`_ensure_dir`), also when another
+    process removed it since this one last made it."""
+    if path in _dir_ready and not os.path.isdir(path):
+        _dir_ready.discard(path)
+    _ensure_dir(path)
+
+
 def journal_dir() -> str:
     return os.path.join(STATE_DIR, "journal")
 
@@ -160,7 +168,7 @@ def locks_dir() -> str:
 
 def network_file(ns_identity: tuple[int, int], name: str) -> str:
     """Where a network's shared state lives: ``/run/netns-kit/networks/<dev>-<ino>/<name>.json``."""
-    return os.path.join(STATE_DIR, "networks", f"{ns_identity[0]}-{ns_identity[1]}", name + ".json")
+    return os.path.join(networks_dir(), f"{ns_identity[0]}-{ns_identity[1]}", name + ".json")
 
 
 def read_json(path: str) -> JsonDict | None:
@@ -175,9 +183,17 @@ def read_json(path: str) -> JsonDict | None:
 
 def write_json(path: str, data: JsonDict) -> None:
     """Replace ``path`` with ``data`` atomically (write a 0600 temporary file, then rename it)."""
-    _ensure_dir(os.path.dirname(path))
+    directory = os.path.dirname(path)
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    for attempt in range(3):
+        _ensure_dir(directory)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            break
+        except FileNotFoundError:  # another process pruned the (then empty) directory meanwhile
+            _dir_ready.discard(directory)
+            if attempt == 2:
+                raise
     try:
         os.write(fd, json.dumps(data, separators=(",", ":"), sort_keys=True).encode())
     finally:
@@ -185,13 +201,30 @@ def write_json(path: str, data: JsonDict) -> None:
     os.replace(tmp, path)
 
 
+def prune_dirs(directory: str) -> None:
+    """Remove ``directory`` and then its parents below :data:`STATE_DIR` while they are empty."""
+    root = STATE_DIR.rstrip("/")
+    d = directory.rstrip("/")
+    while d.startswith(root + "/"):
+        _dir_ready.discard(d)
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError:  # other files are still there
+            return
+        d = os.path.dirname(d)
+
+
 def delete_json(path: str) -> None:
-    """Delete ``path`` (and its directory if that is now empty)."""
+    """Delete ``path`` (and its directories below the state root that are now empty)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    _dir_ready.discard(os.path.dirname(path))
-    with contextlib.suppress(OSError):  # other networks' files are still there
-        os.rmdir(os.path.dirname(path))
+    prune_dirs(os.path.dirname(path))
+
+
+def networks_dir() -> str:
+    return os.path.join(STATE_DIR, "networks")
 
 
 # -- locks ----------------------------------------------------------------------------------------

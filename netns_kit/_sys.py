@@ -300,7 +300,8 @@ def write_sysctl(key: str, value: str, *, expect: str | None = None) -> str | No
 # -- /etc/netns/NAME (the iproute2 convention) ------------------------------------------------------
 
 ETC_NETNS_DIR = "/etc/netns"
-HOSTS_RUN_DIR = "/run/netns_kit_hosts"  # the shared hosts file of each network with name resolution
+STATE_DIR = "/run/netns-kit"  # the one root of everything netns_kit keeps on disk (root-only, 0700)
+HOSTS_RUN_DIR = os.path.join(STATE_DIR, "hosts")  # the shared hosts file of each network with name resolution
 HOSTS_HEADER = "# written by netns_kit for "  # first line of every hosts file netns_kit writes
 MS_SLAVE = 1 << 19
 

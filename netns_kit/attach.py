@@ -25,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import ipaddress
+import logging
 import os
 import queue
 import socket
@@ -51,6 +52,8 @@ from .model import IPInterface, LinkInfo, Route, parse_interface, parse_ip, pars
 from .namespace import Namespace
 
 __all__ = ["Attachment", "Target", "attach", "mac_from_seed"]
+
+log = logging.getLogger("netns_kit")
 
 Target: TypeAlias = "Namespace | Container | int | str | os.PathLike[str]"
 """What can be attached: a Namespace, a Container, a PID, a path, or a string naming a
@@ -180,7 +183,10 @@ class Attachment(EphemeralScope):
     - ``routes``: extra :class:`~netns_kit.model.Route` objects, installed on ``ifname``.
     - ``mac`` or ``mac_seed`` (stable, see :func:`mac_from_seed`); neither: the kernel picks one.
     - ``mtu``: default the bridge's (or the macvlan parent's) MTU.
-    - ``create_bridge``: create the bridge if it is missing (and delete it on remove).
+    - ``create_bridge``: create the bridge if it is missing (and delete it on remove), with the
+      gateway(s) on it (``gateway``/``gateway6`` with the address's prefix), so the default route
+      works at once; they go with the bridge. A gateway the host already has on another interface
+      stays there only (a warning is logged).
     - ``vlan``: macvlan mode only: put the macvlan on the 802.1Q device ``PARENT.VLAN`` (reused if
       present, else created and deleted on remove), as pipework's ``[macaddr]@VLAN``.
     - ``announce``: send gratuitous ARP / unsolicited NA after addressing (default True).
@@ -370,6 +376,25 @@ class Attachment(EphemeralScope):
                                           obj=vname, namespace=host.label, step="validate")
         return host, target, bridge_info, parent, veth_name, mtu
 
+    def _bridge_gateways(self, host: Namespace, bridge: str) -> list[IPInterface]:
+        """The gateway addresses a bridge made by this attachment carries (with the prefix of the
+        attachment's address in the same subnet), so the gateway answers; none the host already
+        has on another interface (that one keeps it, as before)."""
+        taken = {a.address: a.ifname for a in host.addresses()}
+        out: list[IPInterface] = []
+        for gw in (self.gateway, self.gateway6):
+            if gw is None:
+                continue
+            if gw in taken:
+                log.warning("gateway %s is already on %s in %s: not put on the new bridge %s", gw, taken[gw],
+                            host.label, bridge)
+                continue
+            for a in self.addresses:
+                if a.version == gw.version and gw in a.network:
+                    out.append(ipaddress.ip_interface(f"{gw}/{a.network.prefixlen}"))
+                    break
+        return out
+
     def _default_host_ifname(self, target: Namespace) -> str:
         dev, ino = target.identity
         return _wiring.host_ifname_for(f"{dev}:{ino}:{self.ifname}")
@@ -397,7 +422,8 @@ class Attachment(EphemeralScope):
                 br: Bridge | str
                 if bridge_info is None:
                     name = self.bridge.name if isinstance(self.bridge, Bridge) else self.bridge
-                    self._made_bridge = Bridge(name, namespace=host).create()
+                    self._made_bridge = Bridge(name, namespace=host,
+                                               addresses=self._bridge_gateways(host, name)).create()
                     br = self._made_bridge
                 else:
                     br = bridge_info.name

@@ -29,7 +29,9 @@ anything of its own (address, MAC, aliases, networks) in container mode.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
-from . import _procs, _sys
+from . import _procs, _state, _sys
 from ._hostsfile import drop_namespace_file
 from ._journal import EphemeralScope, atomic_step, record
 from ._registry import current_host, forget_host_if_empty, host_state, peek_host_state
@@ -47,15 +49,19 @@ from .namespace import Namespace
 from .network import DEFAULT_BRIDGE, DEFAULT_NETWORK_NAME, Connection, Network, parse_ports, validate_name
 from .ports import PROTOCOLS, PortBinding, PortSpec
 
+log = logging.getLogger("netns_kit")
+
 __all__ = [
     "BridgeMode",
     "ContainerMode",
     "CustomMode",
     "Endpoint",
+    "EndpointInfo",
     "HostMode",
     "NetworkMode",
     "NoneMode",
     "default_network",
+    "endpoints",
 ]
 
 
@@ -218,6 +224,74 @@ def _release_default(host: Namespace) -> None:
     forget_host_if_empty(host)
 
 
+# -- finding endpoints -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """One named namespace as the kernel and the state directory show it (``docker ps -a``).
+
+    ``owner``: the netns_kit process that made it (``"<pid>.<start time>"``, from the mark on its
+    ``lo``), None if netns_kit did not; ``owner_alive``: that process still runs; ``endpoint``: the
+    :class:`Endpoint` object when this process made it; ``addresses``: what the kernel has on its
+    interfaces (no loopback, no link-local); ``networks``: the netns_kit networks of the host
+    whose subnets hold those addresses.
+
+    An endpoint of this process is removed with ``info.endpoint.remove()``; a namespace whose owner
+    is dead with :func:`netns_kit.recover` (if it was ephemeral) or
+    ``Namespace.open(info.name).adopt().remove()``.
+    """
+
+    name: str
+    path: str
+    owner: str | None
+    owner_alive: bool
+    endpoint: Endpoint | None
+    addresses: tuple[IPInterface, ...]
+    networks: tuple[str, ...]
+
+
+def endpoints(host: Namespace | None = None) -> list[EndpointInfo]:
+    """Every named namespace in /run/netns with what it is attached to, sorted by name: this
+    process's endpoints and the namespaces of other processes (and of no netns_kit process).
+    Reads the kernel and the state directory; changes nothing."""
+    host = host if host is not None else current_host()
+    st = peek_host_state(host)
+    mine: dict[tuple[int, int], Endpoint] = {}
+    if st is not None:
+        for ep in list(st.endpoints.values()):
+            if ep.created and ep.mode.own_namespace and ep.namespace.exists:
+                mine[ep.namespace.identity] = ep
+    subnets: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    directory = os.path.dirname(_state.network_file(host.identity, "x"))
+    with contextlib.suppress(FileNotFoundError):
+        for entry in sorted(os.listdir(directory)):
+            data = _state.read_json(os.path.join(directory, entry)) if entry.endswith(".json") else None
+            for key in ("subnet", "subnet6"):
+                if data is not None and data.get(key):
+                    subnets.append((str(data["name"]), ipaddress.ip_network(str(data[key]))))
+    out: list[EndpointInfo] = []
+    try:
+        names = sorted(os.listdir(_sys.NETNS_RUN_DIR))
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        try:
+            ns = Namespace.open(name)
+            links = ns.links()
+            addrs = tuple(a.interface for a in ns.addresses()
+                          if not a.interface.ip.is_loopback and not a.interface.ip.is_link_local)
+        except (NotFoundError, ValidationError):
+            continue  # gone meanwhile, or not a namespace
+        lo = next((link for link in links if link.name == "lo"), None)
+        alias = lo.alias if lo is not None else None
+        owner = alias[len(_state.MARK_PREFIX):] if alias and alias.startswith(_state.MARK_PREFIX) else None
+        nets = tuple(dict.fromkeys(n for n, net in subnets for a in addrs if a.ip in net))
+        out.append(EndpointInfo(name, ns.path, owner, owner is not None and _state.owner_alive(owner),
+                                mine.get(ns.identity), addrs, nets))
+    return out
+
+
 # -- the namespace an endpoint lives in --------------------------------------------------------------
 
 
@@ -231,20 +305,29 @@ class _Sandbox:
         self.uses_default = uses_default
         self.users = 1
 
-    def release(self) -> None:
+    def release(self) -> tuple[str, ...]:
+        """One user fewer; the last one removes the namespace. Returns what had vanished already
+        (a namespace deleted behind netns_kit's back, and what went with it)."""
         self.users -= 1
         if self.users > 0:
-            return
+            return ()
         failures: list[BaseException] = []
+        gone: list[str] = []
         if self.owned:
             st = host_state(self.host)
-            ident = self.namespace.identity if self.namespace.exists else None
-            # every network attachment of this namespace, also those made with Network.connect(ns)
-            for att in reversed(st.connections_of(ident) if ident is not None else []):
+            vanished = not self.namespace.exists
+            # every network attachment of this namespace, also those made with Network.connect(ns);
+            # by the identity recorded at creation, so also when the namespace was deleted behind our back
+            for att in reversed(st.connections_of(self.namespace.identity)):
                 try:
                     att.disconnect()
                 except Exception as exc:
                     failures.append(exc)
+                gone += [g for g in att.already_gone if g not in gone]
+            if vanished and not gone:
+                gone.append(f"namespace {self.namespace.label} (deleted outside netns_kit)")
+                log.warning("endpoint namespace %s was already gone (deleted outside netns_kit)",
+                            self.namespace.label)
             try:
                 self.namespace.remove()
             except Exception as exc:
@@ -259,6 +342,7 @@ class _Sandbox:
         if failures:
             attach_rollback_failures(failures[0], failures[1:])
             raise failures[0]
+        return tuple(gone)
 
 
 class Endpoint(EphemeralScope):
@@ -345,6 +429,25 @@ class Endpoint(EphemeralScope):
         self._sandbox: _Sandbox | None = None
         self._removed = False
         self._processes: list[subprocess.Popen[bytes]] = []
+        self.already_gone: tuple[str, ...] = ()
+        """After :meth:`remove`: what had vanished before it (its namespace deleted with ``ip netns del``)."""
+
+    # -- finding endpoints -----------------------------------------------------------------------
+
+    @classmethod
+    def lookup(cls, name: str, *, host: Namespace | None = None, missing_ok: bool = False) -> Endpoint | None:
+        """The created endpoint ``name`` of this process in ``host`` (default: the calling thread's
+        namespace), as ``docker ps --filter name=`` finds a container. NotFoundError if there is none
+        (None with ``missing_ok``); :func:`netns_kit.endpoints` also lists other processes' endpoints."""
+        validate_name(name, what="endpoint name")
+        st = peek_host_state(host if host is not None else current_host())
+        found = st.endpoints.get(name) if st is not None else None
+        if found is not None and found.created:
+            return found
+        if missing_ok:
+            return None
+        raise NotFoundError(f"no endpoint named {name!r} in this process (netns_kit.endpoints() lists those of "
+                            "other processes too)", obj=name, step="look up endpoint")
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -528,7 +631,11 @@ class Endpoint(EphemeralScope):
 
     def remove(self) -> None:
         """Undo :meth:`create`. The namespace goes when its last user does (container mode shares it);
-        in bridge mode the default network goes with its last endpoint. Idempotent."""
+        in bridge mode the default network goes with its last endpoint. Idempotent.
+
+        A namespace deleted behind netns_kit's back (``ip netns del``) is no obstacle: everything the
+        endpoint owned outside it goes (published ports, host end of the veth, address lease, hosts
+        files), and :attr:`already_gone` says what had vanished (also logged as a warning)."""
         if self._sandbox is None or self._removed:
             return
         self._removed = True
@@ -540,7 +647,7 @@ class Endpoint(EphemeralScope):
             if st.endpoints.get(self.name) is self:
                 del st.endpoints[self.name]
             try:
-                self._sandbox.release()
+                self.already_gone = self._sandbox.release()
             finally:
                 forget_host_if_empty(self.host)
 

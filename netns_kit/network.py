@@ -53,7 +53,7 @@ from .namespace import Namespace
 from .nat import PublishedPort
 from .ports import PortBinding, PortSpec
 
-__all__ = ["Connection", "Network", "NetworkConfig"]
+__all__ = ["Connection", "Network", "NetworkConfig", "RemovalReport"]
 
 log = logging.getLogger("netns_kit")
 
@@ -121,6 +121,34 @@ def bind_ports(specs: Sequence[PortSpec], addresses: dict[int, IPAddr], bridge: 
 
 
 # -- Network -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemovalReport:
+    """What :meth:`Network.remove` did besides removing the network, each line naming the object.
+
+    - ``disconnected``: endpoints it disconnected (only with ``force``; their veths are gone).
+    - ``left``: what it left in place, and why: the named namespaces of the endpoints it
+      disconnected (a network never owns its endpoints' namespaces: remove them through their
+      :class:`~netns_kit.Endpoint`, found with :meth:`~netns_kit.Endpoint.lookup`, or their
+      :class:`~netns_kit.Namespace`), and addresses other processes still lease.
+    - ``already_gone``: what had vanished before the call (a namespace deleted with
+      ``ip netns del``, and what went with it).
+
+    A report with anything in ``left`` or ``already_gone`` is also logged as a warning.
+    """
+
+    network: str
+    disconnected: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+    already_gone: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        lines = [f"network {self.network} removed"]
+        lines += [f"  disconnected: {x}" for x in self.disconnected]
+        lines += [f"  left: {x}" for x in self.left]
+        lines += [f"  already gone: {x}" for x in self.already_gone]
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -458,45 +486,65 @@ class Network(EphemeralScope):
         self._created, self._removed = True, False
         st.networks[self.name] = self
 
-    def remove(self, *, force: bool = False) -> None:
+    def remove(self, *, force: bool = False) -> RemovalReport:
         """Disconnect every endpoint (only with ``force``; else StateError if any remain), remove the
         firewall policy and the bridge (all the veths and the bridge in one kernel request, see
-        :func:`~netns_kit.removal_batch`). Idempotent; keeps going past failures and raises the
-        first with the others attached.
+        :func:`~netns_kit.removal_batch`), the network's state file and address leases.
+
+        Endpoints whose namespace was deleted behind netns_kit's back (``ip netns del``) do not
+        count as remaining: they are disconnected (published ports, lease, host end, hosts files)
+        either way. Returns a :class:`RemovalReport` saying what was disconnected, what was left
+        in place and why (the endpoints' namespaces), and what was already gone; logged as a
+        warning when something was left or missing. Idempotent (an empty report); keeps going
+        past failures and raises the first with the others attached.
         """
         if not self._created or self._removed:
-            return
+            return RemovalReport(self.name)
         if not self._owned:
             raise OwnershipError(f"network {self.name!r} was opened, not created, by this process; adopt() it "
                                  "first (or close() to disconnect what this process connected)", obj=self.name,
                                  namespace=self.host.label, step="remove network")
         st = host_state(self.host)
         failures: list[BaseException] = []
-        outer = _batch.current()
-        if outer is not None:
-            # endpoints removed earlier in the caller's removal batch: their veths go now and their
-            # addresses come back, so they are not mistaken for other processes' endpoints
-            failures += outer.flush()
+        disconnected: list[str] = []
+        left: list[str] = []
+        gone: list[str] = []
         with st.lock:
+            for conn in list(self._connections):  # namespaces deleted behind our back: not endpoints
+                if not conn.namespace.exists:
+                    try:
+                        conn.disconnect()
+                    except Exception as exc:
+                        failures.append(exc)
+                    gone += conn.already_gone
+            outer = _batch.current()
+            if outer is not None:
+                # endpoints removed earlier in the caller's removal batch: their veths go now and their
+                # addresses come back, so they are not mistaken for other processes' endpoints
+                failures += outer.flush()
             if self._connections and not force:
                 names = ", ".join(str(c) for c in self._connections)
                 raise StateError(f"network {self.name!r} still has endpoints ({names}); disconnect them or "
                                  "remove(force=True)", obj=self.name, namespace=self.host.label,
                                  step="remove network")
-            if not force:
-                others = self._foreign_addresses()
-                if others:
-                    raise StateError(f"network {self.name!r} still has endpoints connected by other processes "
-                                     f"({', '.join(others[:5])}{', …' if len(others) > 5 else ''}); "
-                                     "remove(force=True) removes it anyway", obj=self.name,
-                                     namespace=self.host.label, step="remove network")
+            others = self._foreign_addresses()
+            if not force and others:
+                raise StateError(f"network {self.name!r} still has endpoints connected by other processes "
+                                 f"({', '.join(others[:5])}{', …' if len(others) > 5 else ''}); "
+                                 "remove(force=True) removes it anyway", obj=self.name,
+                                 namespace=self.host.label, step="remove network")
             self._removing = True
+            left += [f"address {ip}: leased by another process's endpoint, whose veth stays until that process "
+                     "disconnects it" for ip in others]
             with _batch.collecting() as pending:  # every veth and the bridge in one kernel request
                 for conn in reversed(list(self._connections)):
+                    disconnected.append(str(conn))
+                    left += self._left_behind(st, conn)
                     try:
                         conn.disconnect()
                     except Exception as exc:
                         failures.append(exc)
+                    gone += conn.already_gone
                 if self._attached_fw:
                     try:
                         Firewall.for_namespace(self.host).detach_network(self.bridge)
@@ -514,17 +562,34 @@ class Network(EphemeralScope):
             if self.hosts_file is not None:
                 self.hosts_file.drop()
             if self._state_path is not None:
-                with _state.host_lock(self.host.identity):
-                    _state.delete_json(self._state_path)
+                with _state.host_lock(self.host.identity):  # the leases, then the settings, then empty dirs
                     self._lease_book(self._state_path).remove_directory()
+                    _state.delete_json(self._state_path)
                 self._state_path = None
             if st.networks.get(self.name) is self:
                 del st.networks[self.name]
         forget_host_if_empty(self.host)
+        report = RemovalReport(self.name, tuple(reversed(disconnected)), tuple(left), tuple(gone))
+        if left or gone:
+            log.warning("%s", report)
         if failures:
             first = failures[0]
             attach_rollback_failures(first, failures[1:])
             raise first
+        return report
+
+    def _left_behind(self, st: HostRegistry, conn: Connection) -> list[str]:
+        """What forced removal leaves of ``conn``: its namespace (a network never owns it), and how to
+        remove it."""
+        ns = conn.namespace
+        if not ns.exists:
+            return []
+        owner = next((ep for ep in st.endpoints.values() if ep.created and ep.namespace is ns), None)
+        if owner is not None:
+            return [f"namespace {ns.label}: endpoint {owner.name!r} is still created, now without this network "
+                    f"(Endpoint.lookup({owner.name!r}).remove() removes it)"]
+        how = "its Namespace object's remove()" if ns.owned else "whoever created it"
+        return [f"namespace {ns.label}: connected with Network.connect, not made by the network (removed by {how})"]
 
     # -- sharing between processes ----------------------------------------------------------------------
 
@@ -656,8 +721,10 @@ class Network(EphemeralScope):
         if not self.config.resolve_names:
             return None
         if self.hosts_file is None:
-            suffix = "" if self._owned else f"-{_state.owner_id()}"  # an opened network: this process's endpoints
-            self.hosts_file = _hostsfile.SharedHostsFile(self, f"{self.host.identity[1]}-{self.name}{suffix}")
+            # one writer per file (an opened network: this process's endpoints), named after it so
+            # that recover() knows whose it is
+            dev, ino = self.host.identity
+            self.hosts_file = _hostsfile.SharedHostsFile(self, f"{dev}-{ino}-{self.name}@{_state.owner_id()}")
         return self.hosts_file
 
     def check_addresses(self, ip: IPAddr | None = None, ip6: IPAddr | None = None) -> None:
@@ -893,6 +960,8 @@ class Connection:
         self.identity: Identity = namespace.identity
         self._veth: VethPair | None = None
         self._gone = False
+        self.already_gone: tuple[str, ...] = ()
+        """After :meth:`disconnect`: what had vanished before it (namespace deleted behind netns_kit's back)."""
 
     @property
     def ip(self) -> IPAddr:
@@ -961,7 +1030,13 @@ class Connection:
             self.published = tuple(ports)
 
     def disconnect(self) -> None:
-        """Undo :meth:`Network.connect` (see the class docstring). Idempotent."""
+        """Undo :meth:`Network.connect` (see the class docstring). Idempotent.
+
+        If the namespace was deleted behind netns_kit's back (``ip netns del``), everything the
+        connection owned outside it still goes (published ports, the host end of the veth if it
+        survived, the address lease, the hosts files); :attr:`already_gone` then says what had
+        vanished, and a warning is logged.
+        """
         if self._gone:
             return
         net = self.network
@@ -969,6 +1044,8 @@ class Connection:
         failures: list[BaseException] = []
         with st.lock:
             self._gone = True
+            if not self.namespace.exists:
+                self._note_vanished()
             if self.published:
                 try:
                     Firewall.for_namespace(net.host).unpublish(*reversed(self.published))  # one nft batch
@@ -1007,6 +1084,19 @@ class Connection:
         if failures:
             attach_rollback_failures(failures[0], failures[1:])
             raise failures[0]
+
+    def _note_vanished(self) -> None:
+        """Record (and log) what vanished with the namespace before this disconnect."""
+        gone = [f"namespace {self.namespace.label} (deleted outside netns_kit), and {self.ifname} in it"]
+        veth = self._veth
+        if veth is not None:
+            info = self.network.host.rtnl().get_link(index=veth.index)
+            if info is None or info.name != self.host_ifname:
+                gone.append(f"host end {self.host_ifname} (went with the namespace)")
+        self.already_gone = tuple(gone)
+        log.warning("endpoint %s on network %s: %s was already gone; removed what it owned outside it "
+                    "(published ports, host end, address lease, hosts files)", self.names[0] if self.names
+                    else self.namespace.label, self.network.name, "; ".join(gone))
 
     def _move_default_route(self, st: HostRegistry) -> None:
         """If this connection carried the namespace's default route, hand it to another network."""

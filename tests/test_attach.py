@@ -226,6 +226,29 @@ def test_create_bridge_when_asked_and_remove_only_what_was_made(host: Namespace)
             assert host.has_link("br-old")  # it existed before: left alone
 
 
+def test_a_created_bridge_carries_the_gateway_which_answers_and_goes_with_it(host: Namespace) -> None:
+    with Namespace("t-c1") as c:
+        att = Attachment(c, bridge="br-gw", address="192.168.0.123/24@192.168.0.1", ipv6=["fd00:77::2/64"],
+                         gateway6="fd00:77::1", create_bridge=True).create()
+        addrs = {str(a.interface) for a in host.addresses("br-gw")}
+        assert {"192.168.0.1/24", "fd00:77::1/64"} <= addrs
+        # by traffic: ping and a TCP connection from the target to the gateway address
+        assert c.run(["ping", "-c1", "-W2", "192.168.0.1"]).returncode == 0
+        with serve(host, "192.168.0.1", 8081) as srv:
+            assert connect(c, "192.168.0.1", 8081) == "hello from host\n"
+        assert srv.peers[0][0] == "192.168.0.123"
+        # (the bridge's IPv6 address is usable once duplicate detection is over: wait for the state)
+        assert any(c.run(["ping", "-c1", "-W2", "fd00:77::1"]).returncode == 0 for _ in range(5))
+        att.remove()
+        assert not host.has_link("br-gw")
+        assert not any(a.interface.ip == ipaddress.ip_address("192.168.0.1") for a in host.addresses())
+        # a gateway the host has on another interface stays there only (the bridge gets none)
+        with Bridge("br-other", addresses=["192.168.0.1/24"]), \
+                Attachment(c, bridge="br-gw", address="192.168.0.123/24@192.168.0.1", create_bridge=True):
+            assert not [a for a in host.addresses("br-gw") if not a.interface.ip.is_link_local]
+            assert "192.168.0.1/24" in [str(a.interface) for a in host.addresses("br-other")]
+
+
 def test_mac_seed_mtu_and_interface_names(host: Namespace) -> None:
     with Bridge("br0", addresses=[GW + "/24"]) as br, Namespace("t-c1") as c:
         # set after creation: an MTU given at creation is auto-adjusted away once the last port leaves

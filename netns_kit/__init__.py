@@ -11,7 +11,8 @@ The public surface, in the order a user meets it (everything is imported from ``
   (Docker's endpoint settings), the modes :class:`BridgeMode`, :class:`HostMode`,
   :class:`NoneMode`, :class:`ContainerMode`, :class:`CustomMode` (base :class:`NetworkMode`),
   :func:`default_network`, :class:`PortSpec` (a ``-p`` spec), :class:`PublishedPort` (one
-  published port), :class:`PortBinding` (``docker port``'s answer).
+  published port), :class:`PortBinding` (``docker port``'s answer), :func:`endpoints` /
+  :class:`EndpointInfo` (``docker ps``), :class:`RemovalReport` (what a removal did and left).
 - Many endpoints at once: :class:`Topology` (plan, equivalent commands, build);
   :func:`removal_batch`.
 - pipework: :func:`attach` / :class:`Attachment`, :class:`Container` / :class:`Engine`.

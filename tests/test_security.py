@@ -8,6 +8,8 @@ import os
 import pathlib
 import stat
 import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -185,3 +187,26 @@ def test_internal_network_has_no_way_out(host: Namespace) -> None:
             assert connect(i1, "198.51.100.2", 7003, timeout=1) is None
             assert i1.run(["ping", "-c", "1", "-W", "1", "198.51.100.2"]).returncode != 0
             assert i1.run(["ping", "-c", "1", "-W", "1", "198.51.100.1"]).returncode != 0
+
+
+_IMPORT_UNDER_AUDIT = textwrap.dedent("""
+    import sys
+    started = []
+    def hook(event, args):
+        if event in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.spawn", "os.fork", "os.forkpty",
+                     "os.system", "pty.spawn"):
+            started.append(f"{event} {args!r}")
+    sys.addaudithook(hook)
+    import netns_kit, netns_kit.ipam, netns_kit.views, netns_kit.testing, netns_kit.harness, netns_kit.chaos
+    import netns_kit.pytest_plugin
+    print(repr(started))
+""")
+
+
+@pytest.mark.pure
+def test_import_starts_no_process() -> None:
+    """`import netns_kit` used to run `ldconfig -p` (ctypes.util.find_library); libc is loaded by soname."""
+    env = {**os.environ, "PYTHONPATH": str(PKG.parent)}
+    out = subprocess.run([sys.executable, "-c", _IMPORT_UNDER_AUDIT], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -16,7 +16,8 @@ from types import TracebackType
 from typing import Any
 
 from . import _batch, _state
-from .errors import AlreadyExistsError, NotFoundError, StateError, attach_rollback_failures
+from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
+from .model import check_args
 
 __all__ = ["Transaction", "UndoEntry"]
 
@@ -236,6 +237,7 @@ class Transaction:
     """
 
     def __init__(self, *, keep: bool = True) -> None:
+        check_args("Transaction", keep=(keep, bool))
         self.keep = keep
         self._journal = Journal()
         self._token: object | None = None
@@ -249,6 +251,10 @@ class Transaction:
 
     def record(self, description: str, undo: Undo) -> None:
         """Record a change of the caller's own (e.g. a side effect outside netns_kit) to undo on rollback."""
+        check_args("Transaction.record", description=(description, str))
+        if not callable(undo):
+            raise ValidationError(f"Transaction.record: argument 'undo' must be callable, got {type(undo).__name__}",
+                                  obj=repr(undo), step="check argument undo")
         self._journal.record(description, undo)
 
     def __enter__(self) -> Transaction:

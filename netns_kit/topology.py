@@ -35,12 +35,15 @@ from .errors import StateError, ValidationError, attach_rollback_failures
 from .firewall import Firewall, NetworkPolicy
 from .links import Bridge
 from .model import (
+    IFACE_TYPES,
     IPInterface,
     Route,
+    check_args,
     parse_interface,
     parse_ip,
     parse_mac,
     validate_ifname,
+    validate_mtu,
     validate_netns_name,
 )
 from .namespace import Namespace
@@ -175,6 +178,7 @@ class Topology:
     """
 
     def __init__(self, title: str = "topology") -> None:
+        check_args("Topology", title=(title, str))
         self.title = title
         self._namespaces: list[str] = []
         self._bridges: list[_Bridge] = []
@@ -186,6 +190,7 @@ class Topology:
 
     def namespace(self, name: str) -> Topology:
         """A named namespace with only ``lo`` (Docker's ``--network none``)."""
+        check_args("Topology.namespace", name=(name, str))
         validate_netns_name(name)
         if name == HOST:
             raise ValidationError(f"{HOST!r} names the host namespace in a topology", obj=name)
@@ -201,7 +206,11 @@ class Topology:
         ``nat=True`` puts it under netns_kit's firewall (needed to publish ports of its endpoints):
         ``masquerade`` its subnets on the way out, ``icc`` lets its endpoints reach each other.
         """
+        check_args("Topology.bridge", name=(name, str), addresses=(addresses, [str, *IFACE_TYPES]),
+                   mtu=(mtu, int, None), nat=(nat, bool), masquerade=(masquerade, bool), icc=(icc, bool))
         validate_ifname(name, what="bridge name")
+        if mtu is not None:
+            validate_mtu(mtu)
         if any(b.name == name for b in self._bridges):
             raise ValidationError(f"bridge {name!r} is already in the topology", obj=name)
         addrs = tuple(parse_interface(a) for a in addresses)
@@ -230,6 +239,10 @@ class Topology:
         ``ipv6_link_local``: see :class:`~netns_kit.VethPair`; by default only endpoints with an
         IPv6 address get link-local addresses (as a Docker network without IPv6 does).
         """
+        check_args("Topology.endpoint", namespace=(namespace, str), bridge=(bridge, str),
+                   address=(address, str, *IFACE_TYPES, [str, *IFACE_TYPES]), gateway=(gateway, str, None),
+                   ifname=(ifname, str), host_ifname=(host_ifname, str, None), mac=(mac, str, None),
+                   publish=(publish, [str]), ipv6_link_local=(ipv6_link_local, bool, None))
         if namespace not in self._namespaces:
             self.namespace(namespace)
         br = next((b for b in self._bridges if b.name == bridge), None)
@@ -245,7 +258,7 @@ class Topology:
             raise ValidationError(f"host-side veth name {host_if!r} is used twice; pass host_ifname=", obj=host_if)
         if any(e.namespace == namespace and e.ifname == ifname for e in self._endpoints):
             raise ValidationError(f"{namespace!r} already has an interface {ifname!r}", obj=ifname)
-        addrs = tuple(parse_interface(a) for a in ([address] if isinstance(address, str) else address))
+        addrs = tuple(parse_interface(a) for a in ([address] if isinstance(address, (str, *IFACE_TYPES)) else address))
         if not addrs:
             raise ValidationError("an endpoint needs at least one address", obj=namespace)
         for a in addrs:

@@ -53,6 +53,7 @@ from .model import (
     LinkInfo,
     Route,
     check_args,
+    check_usable_subnet,
     parse_interface,
     parse_ip,
     parse_mac,
@@ -148,14 +149,15 @@ def _check_host_address(iface: IPInterface, what: str) -> None:
         if iface.ip == net.broadcast_address:
             raise ValidationError(f"{what} {iface} is the broadcast address of {net}; pick a host address "
                                   f"such as {net.broadcast_address - 1}", obj=str(iface), step="validate")
-    if iface.version == 6:
-        if net.prefixlen <= 126 and iface.ip == net.network_address:
-            raise ValidationError(f"{what} {iface} is the subnet-router anycast address of {net}",
-                                  obj=str(iface), step="validate")
-        if iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_loopback:
-            raise ValidationError(f"{what} {iface} is not a unicast host address", obj=str(iface), step="validate")
-    elif iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_loopback:
-        raise ValidationError(f"{what} {iface} is not a unicast host address", obj=str(iface), step="validate")
+    if iface.version == 6 and net.prefixlen <= 126 and iface.ip == net.network_address:
+        raise ValidationError(f"{what} {iface} is the subnet-router anycast address of {net}",
+                              obj=str(iface), step="validate")
+    kind = "multicast" if iface.ip.is_multicast else "loopback" if iface.ip.is_loopback else \
+        "unspecified" if iface.ip.is_unspecified else None
+    if kind is not None:
+        raise ValidationError(f"{what} {iface} is not a unicast host address (it is {kind})", obj=str(iface),
+                              step="validate")
+    check_usable_subnet(net, what=f"{what} {iface}: its subnet")
 
 
 def _check_gateway(gw: str, addresses: Sequence[IPInterface], what: str) -> ipaddress.IPv4Address | \

@@ -24,6 +24,7 @@ __all__ = [
     "check_arg",
     "check_args",
     "check_items",
+    "check_usable_subnet",
     "overlap",
     "parse_interface",
     "parse_ip",
@@ -188,6 +189,24 @@ def parse_network(value: object, *, what: str = "subnet") -> IPNet:
         return ipaddress.ip_network(value.strip(), strict=True)
     except ValueError as exc:
         raise ValidationError(f"{what} {value!r} is not a valid network in CIDR form: {exc}", obj=value) from exc
+
+
+_UNUSABLE: tuple[tuple[IPNet, str], ...] = tuple((ipaddress.ip_network(net), kind) for net, kind in (
+    ("0.0.0.0/8", "unspecified"), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"), ("255.255.255.255/32", "broadcast"),
+    ("::/128", "unspecified"), ("::1/128", "loopback"), ("fe80::/10", "link-local"), ("ff00::/8", "multicast"),
+))
+
+
+def check_usable_subnet(net: IPNet, *, what: str = "subnet") -> IPNet:
+    """Return ``net`` if it can serve a bridge network or a host's addresses; ValidationError if it
+    overlaps a loopback, multicast, link-local, unspecified or broadcast range (IPv4 or IPv6): a
+    bridge on 127.0.0.0/8 would take 127.0.0.1 and put a loopback route in the main table."""
+    for reserved, kind in _UNUSABLE:
+        if reserved.version == net.version and reserved.overlaps(net):
+            raise ValidationError(f"{what} {net} overlaps the {kind} range {reserved}, which cannot serve a "
+                                  "bridge network or an endpoint's address", obj=str(net), step="validate")
+    return net
 
 
 def overlap(nets: Iterable[IPNet], others: Iterable[IPNet] | None = None) -> tuple[IPNet, IPNet] | None:

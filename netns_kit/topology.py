@@ -39,6 +39,7 @@ from .model import (
     IPInterface,
     Route,
     check_args,
+    check_usable_subnet,
     parse_interface,
     parse_ip,
     parse_mac,
@@ -214,6 +215,8 @@ class Topology:
         if any(b.name == name for b in self._bridges):
             raise ValidationError(f"bridge {name!r} is already in the topology", obj=name)
         addrs = tuple(parse_interface(a) for a in addresses)
+        for a in addrs:
+            check_usable_subnet(a.network, what=f"bridge {name} address {a}: its subnet")
         if nat:
             NetworkPolicy(name, tuple(a.network for a in addrs), masquerade=masquerade, icc=icc)  # validates
         self._bridges.append(_Bridge(name, addrs, mtu, nat, masquerade, icc))
@@ -261,6 +264,8 @@ class Topology:
         addrs = tuple(parse_interface(a) for a in ([address] if isinstance(address, (str, *IFACE_TYPES)) else address))
         if not addrs:
             raise ValidationError("an endpoint needs at least one address", obj=namespace)
+        for a in addrs:
+            check_usable_subnet(a.network, what=f"endpoint {namespace} address {a}: its subnet")
         for a in addrs:
             if a.version == 4 and a.network.prefixlen < 31 and a.ip in (a.network.network_address,
                                                                         a.network.broadcast_address):

@@ -48,6 +48,7 @@ from netns_kit.errors import (
     StateError,
     ValidationError,
 )
+from netns_kit.ipam import AddressPool, SubnetPlan
 from netns_kit.model import validate_ifname, validate_netns_name
 from netns_kit.modes import ContainerMode, Endpoint
 from netns_kit.nat import NatRule, PublishedPort
@@ -523,7 +524,8 @@ TYPE_CASES: list[tuple[str, str, list[Any], Call]] = [
     ("Attachment", "mtu", INT,
      lambda e, v: Attachment(e.ns, bridge=e.net.bridge, address="10.70.0.50/24", mtu=v).create()),
     *[("Attachment", arg, BOOL, (lambda a: lambda e, v: Attachment(
-        e.ns, bridge="br-new", address="10.9.0.50/24", **({"create_bridge": True} | {a: v})).create())(arg))
+        e.ns, bridge="br-new", address="10.9.0.50/24",
+        **dict[str, Any]({"create_bridge": True} | {a: v})).create())(arg))
       for arg in ("create_bridge", "announce")],
     ("Attachment", "host", NS,
      lambda e, v: Attachment(e.ns, bridge="br-new", create_bridge=True, address="10.9.0.50/24", host=v).create()),
@@ -610,3 +612,49 @@ def test_wrong_types_are_refused_naming_the_argument(env: Env, where: str, arg: 
             wrong.append(f"{value!r}: the kernel changed")
             break
     assert not wrong, f"{where}({arg}=...):\n  " + "\n  ".join(wrong)
+
+
+# -- subnets that cannot serve a bridge network ---------------------------------------------------
+
+UNUSABLE = [("127.0.0.0/8", "loopback"), ("127.1.0.0/24", "loopback"), ("224.0.0.0/24", "multicast"),
+            ("239.1.0.0/16", "multicast"), ("169.254.0.0/16", "link-local"), ("0.0.0.0/8", "unspecified"),
+            ("0.0.0.0/0", "unspecified"), ("255.255.255.252/30", "broadcast")]
+UNUSABLE6 = [("fe80::/64", "link-local"), ("ff02::/64", "multicast"), ("::/120", "unspecified"),
+             ("::/127", "unspecified")]
+
+
+def _host_in(subnet: str, n: int = 1) -> str:
+    net = ipaddress.ip_network(subnet)
+    return f"{net.network_address + n}/{net.prefixlen}"
+
+
+SUBNET_CASES: list[tuple[str, Callable[[Env], Any], str]] = [
+    *[(f"network-{s}", (lambda x: lambda e: Network("n3", subnet=x).create())(s), k) for s, k in UNUSABLE],
+    *[(f"network6-{s}", (lambda x: lambda e: Network("n3", subnet="10.71.0.0/24", subnet6=x).create())(s), k)
+      for s, k in UNUSABLE6],
+    ("config-127", lambda e: NetworkConfig("n3", subnet="127.0.0.0/8"), "loopback"),
+    ("pool-127", lambda e: Network("n3", pools=[AddressPool(ipaddress.ip_network("127.0.0.0/8"), 24)]).create(),
+     "loopback"),
+    ("pool-multicast", lambda e: AddressPool(ipaddress.ip_network("224.0.0.0/8"), 24), "multicast"),
+    ("plan-link-local", lambda e: SubnetPlan("169.254.0.0/16"), "link-local"),
+    *[(f"attach-{s}", (lambda x: lambda e: Attachment(e.ns, bridge=e.net.bridge, address=_host_in(x, 5)).create())(s),
+       k) for s, k in UNUSABLE[:5]],
+    *[(f"attach6-{s}", (lambda x: lambda e: Attachment(e.ns, bridge=e.net.bridge, address="10.70.0.50/24",
+                                                        ipv6=[_host_in(x, 5)]).create())(s), k)
+      for s, k in UNUSABLE6[:2]],
+    ("attach-gateway-link-local", lambda e: Attachment(e.ns, bridge=e.net.bridge, address="169.254.3.5/16",
+                                                       gateway="169.254.3.1").create(), "link-local"),
+    *[(f"topology-bridge-{s}", (lambda x: lambda e: Topology().bridge("br-t", addresses=[_host_in(x)]).create())(s),
+       k) for s, k in UNUSABLE[:5] + UNUSABLE6[:2]],
+    *[(f"topology-endpoint-{s}", (lambda x: lambda e: Topology().bridge("br-t", addresses=["10.9.0.1/24"]).endpoint(
+        "bi-t", bridge="br-t", address=_host_in(x, 2)).create())(s), k) for s, k in UNUSABLE[:5] + UNUSABLE6[:2]],
+]
+
+
+@pytest.mark.parametrize(("call", "kind"), [c[1:] for c in SUBNET_CASES], ids=[c[0] for c in SUBNET_CASES])
+def test_unusable_subnets_are_refused(env: Env, call: Callable[[Env], Any], kind: str) -> None:
+    before = _kernel(env)
+    with pytest.raises(ValidationError, match=kind):
+        call(env)
+    assert _kernel(env) == before
+    assert not env.host.has_link("br-t") and not os.path.exists("/run/netns/bi-t")

@@ -153,6 +153,18 @@ class _Endpoint:
     link_local: bool
 
 
+def _same_host_port(a: PublishedPort, b: PublishedPort) -> bool:
+    """True if two publications would take the same host port (same protocol and family, ranges
+    overlapping, and the same host address or either on every address)."""
+    if a.proto != b.proto or a.family != b.family:
+        return False
+    if a.host_address is not None and b.host_address is not None and a.host_address != b.host_address:
+        return False
+    a_end = a.host_port_end if a.host_port_end is not None else a.host_port
+    b_end = b.host_port_end if b.host_port_end is not None else b.host_port
+    return a.host_port <= b_end and b.host_port <= a_end
+
+
 class _Published:
     """Ports published in one batch; ``remove()`` unpublishes them in one batch."""
 
@@ -280,10 +292,37 @@ class Topology:
         ip = next((a.ip for a in addrs if a.version == 4), addrs[0].ip)
         ports = tuple(PublishedPort.parse(spec, container_ip=str(ip), bridge=bridge, bridge_port=host_if)
                       for spec in publish)
+        self._check_conflicts(namespace, br, host_if, addrs, mac, ports)
         link_local = any(a.version == 6 for a in addrs) if ipv6_link_local is None else ipv6_link_local
         self._endpoints.append(_Endpoint(namespace, bridge, ifname, host_if, addrs, gateway, mac, ports,
                                          link_local))
         return self
+
+    def _check_conflicts(self, namespace: str, br: _Bridge, host_if: str, addrs: tuple[IPInterface, ...],
+                         mac: str | None, ports: tuple[PublishedPort, ...]) -> None:
+        """ValidationError if a new endpoint would clash with what the topology already holds: an
+        address taken on its bridge (by another endpoint or the bridge itself), a host-side name
+        that is a bridge's, a MAC taken on its bridge, or a host port published twice."""
+        if any(b.name == host_if for b in self._bridges):
+            raise ValidationError(f"host-side veth name {host_if!r} is a bridge's name; pass host_ifname=",
+                                  obj=host_if)
+        taken = {a.ip: f"bridge {br.name}" for a in br.addresses}
+        for e in self._endpoints:
+            if e.bridge == br.name:
+                taken.update({a.ip: f"endpoint {e.namespace}" for a in e.addresses})
+                if mac is not None and e.mac == mac:
+                    raise ValidationError(f"MAC {mac} is already used by endpoint {e.namespace} on bridge "
+                                          f"{br.name}", obj=mac)
+        for a in addrs:
+            if a.ip in taken:
+                raise ValidationError(f"address {a.ip} of endpoint {namespace} is already used by {taken[a.ip]} "
+                                      f"on bridge {br.name}", obj=str(a))
+        published = [(e.namespace, p) for e in self._endpoints for p in e.publish]
+        for i, port in enumerate(ports):
+            for owner, other in published + [(namespace, p) for p in ports[:i]]:
+                if _same_host_port(port, other):
+                    raise ValidationError(f"host port {port.spec} of endpoint {namespace} is already published by "
+                                          f"{owner} ({other.spec})", obj=port.spec)
 
     # -- plan (pure) ---------------------------------------------------------------------------------
 

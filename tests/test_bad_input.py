@@ -658,3 +658,50 @@ def test_unusable_subnets_are_refused(env: Env, call: Callable[[Env], Any], kind
         call(env)
     assert _kernel(env) == before
     assert not env.host.has_link("br-t") and not os.path.exists("/run/netns/bi-t")
+
+
+# -- Topology: conflicts found at the builder call, before any change -----------------------------
+
+def _topo() -> Topology:
+    return Topology().bridge("br-t", addresses=["10.9.0.1/24"], nat=True).endpoint(
+        "bi-t1", bridge="br-t", address="10.9.0.2/24", mac="02:00:00:00:00:02", publish=["8086:80"])
+
+
+TOPOLOGY_CONFLICTS: list[tuple[str, Callable[[], Topology], str]] = [
+    ("same-address", lambda: _topo().endpoint("bi-t2", bridge="br-t", address="10.9.0.2/24"), "10.9.0.2"),
+    ("address-is-gateway", lambda: _topo().endpoint("bi-t2", bridge="br-t", address="10.9.0.1/24"), "10.9.0.1"),
+    ("same-mac", lambda: _topo().endpoint("bi-t2", bridge="br-t", address="10.9.0.3/24", mac="02:00:00:00:00:02"),
+     "02:00:00:00:00:02"),
+    ("same-host-port", lambda: _topo().endpoint("bi-t2", bridge="br-t", address="10.9.0.3/24",
+                                                 publish=["8086:81"]), "8086"),
+    ("host-port-in-range", lambda: _topo().endpoint("bi-t2", bridge="br-t", address="10.9.0.3/24",
+                                                     publish=["8080-8090:80-90"]), "8080-8090"),
+    ("same-port-one-list", lambda: Topology().bridge("br-t", addresses=["10.9.0.1/24"], nat=True).endpoint(
+        "bi-t2", bridge="br-t", address="10.9.0.3/24", publish=["8087:80", "8087:81"]), "8087"),
+    ("host-name-is-bridge", lambda: _topo().bridge("br-u").endpoint("bi-t2", bridge="br-t", address="10.9.0.3/24",
+                                                                    host_ifname="br-u"), "br-u"),
+    ("same-host-name", lambda: _topo().endpoint("bi-t2", bridge="br-t", address="10.9.0.3/24",
+                                                host_ifname="vbi-t1"), "vbi-t1"),
+    ("same-interface", lambda: _topo().endpoint("bi-t1", bridge="br-t", address="10.9.0.3/24",
+                                                host_ifname="vx"), "eth0"),
+]
+
+
+@pytest.mark.parametrize(("build", "needle"), [c[1:] for c in TOPOLOGY_CONFLICTS],
+                         ids=[c[0] for c in TOPOLOGY_CONFLICTS])
+def test_topology_conflicts_are_refused_before_any_change(env: Env, build: Callable[[], Topology],
+                                                          needle: str) -> None:
+    before = _kernel(env)
+    with pytest.raises(ValidationError, match=needle):
+        build().create()
+    assert _kernel(env) == before
+    assert not env.host.has_link("br-t") and not os.path.exists("/run/netns/bi-t1")
+
+
+def test_topology_allows_what_does_not_conflict(env: Env) -> None:
+    """The positive control: another address, another protocol or host address for the same port,
+    and the same address on another bridge are fine."""
+    topo = _topo().bridge("br-u", addresses=["10.9.1.1/24"], nat=True)
+    topo.endpoint("bi-t2", bridge="br-t", address="10.9.0.3/24", publish=["8086:80/udp", "127.0.0.1:8088:80"])
+    topo.endpoint("bi-t3", bridge="br-u", address="10.9.1.2/24", publish=["127.0.0.2:8088:80"])
+    assert len(topo.plan()) > 0

@@ -705,3 +705,45 @@ def test_topology_allows_what_does_not_conflict(env: Env) -> None:
     topo.endpoint("bi-t2", bridge="br-t", address="10.9.0.3/24", publish=["8086:80/udp", "127.0.0.1:8088:80"])
     topo.endpoint("bi-t3", bridge="br-u", address="10.9.1.2/24", publish=["127.0.0.2:8088:80"])
     assert len(topo.plan()) > 0
+
+
+# -- sysctl values -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "needle"), [("1\n0", "newline"), ("1\nnet.ipv4.ip_forward=0", "newline"),
+                                               ("yes", "numbers"), ("1;0", "plain"), ("", "plain"),
+                                               ("1  2", "plain")])
+def test_sysctl_values_are_checked_before_the_kernel(env: Env, value: str, needle: str) -> None:
+    old = env.ns.read_sysctl("net.ipv4.ip_default_ttl")
+    with pytest.raises(ValidationError, match=needle) as info:
+        env.ns.write_sysctl("net.ipv4.ip_default_ttl", value)
+    assert "net.ipv4.ip_default_ttl" in str(info.value)
+    assert env.ns.read_sysctl("net.ipv4.ip_default_ttl") == old
+
+
+def test_kernel_refusal_of_a_sysctl_is_a_kernel_error_naming_the_key(env: Env) -> None:
+    from netns_kit import KernelError
+
+    old = env.ns.read_sysctl("net.ipv4.ip_default_ttl")
+    with pytest.raises(KernelError, match=r"net\.ipv4\.ip_default_ttl") as info:
+        env.ns.write_sysctl("net.ipv4.ip_default_ttl", "0")  # the kernel's minimum is 1: EINVAL
+    assert info.value.errno == 22 and not isinstance(info.value, ValidationError)
+    assert env.ns.read_sysctl("net.ipv4.ip_default_ttl") == old
+    with Transaction(keep=False):  # a refused write records no undo; a good one is undone
+        env.ns.write_sysctl("net.ipv4.ip_default_ttl", "33")
+        assert env.ns.read_sysctl("net.ipv4.ip_default_ttl") == "33"
+    assert env.ns.read_sysctl("net.ipv4.ip_default_ttl") == old
+
+
+def test_every_sysctl_write_goes_through_the_one_checked_writer() -> None:
+    """Namespace.write_sysctl, the firewall's sysctls and recovery all call _sys.write_sysctl (which
+    checks the value and maps refusals to KernelError): no other module opens /proc/sys for writing."""
+    import pathlib
+
+    import netns_kit
+
+    pkg = pathlib.Path(netns_kit.__file__).parent
+    writers = {p.name for p in pkg.glob("*.py") if "/proc/sys" in p.read_text() and p.name != "_sys.py"
+               and ('"w"' in p.read_text() or "O_WRONLY" in p.read_text())}
+    assert not writers, writers
+    callers = {p.name for p in pkg.glob("*.py") if "_sys.write_sysctl(" in p.read_text()}
+    assert {"namespace.py", "firewall.py", "_recovery.py"} <= callers, callers

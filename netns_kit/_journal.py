@@ -128,11 +128,13 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
 
 
 @contextmanager
-def intent(description: str, undo: Undo, durable: Durable | None = None) -> Iterator[None]:
+def intent(description: str, undo: Undo, durable: Durable | None = None,
+           unchanged_on: tuple[type[BaseException], ...] = (AlreadyExistsError,)) -> Iterator[None]:
     """Record ``undo`` *before* making a change, so a failure between the kernel call and
     the bookkeeping cannot leave it unrecorded. ``undo`` must be safe if the change never
     happened. If the body raises AlreadyExistsError (nothing was made: the name was taken),
-    the entry is withdrawn so the rollback cannot touch what someone else owns.
+    the entry is withdrawn so the rollback cannot touch what someone else owns; ``unchanged_on``
+    names the errors that mean the same for a given change (e.g. a refused sysctl write).
 
     ``durable=(op, args)`` writes the intent to the on-disk journal first (see
     :mod:`netns_kit._state`), confirms it after the body, and settles it with the entry.
@@ -145,7 +147,7 @@ def intent(description: str, undo: Undo, durable: Durable | None = None) -> Iter
         journal.entries.append(entry)
     try:
         yield
-    except AlreadyExistsError:
+    except unchanged_on:
         if journal is not None and entry in journal.entries:
             journal.entries.remove(entry)
         if did is not None:

@@ -658,8 +658,10 @@ class Namespace(EphemeralScope):
             with self.enter():
                 _sys.write_sysctl(key, old)
 
+        # a refused write(2) of a sysctl changes nothing: its journal entry is withdrawn
         with intent(f"restore {key}={old} in {self.label}", undo,
-                    durable=("sysctl", {"ns": self._ref(), "path": path, "old": old, "new": value})), \
+                    durable=("sysctl", {"ns": self._ref(), "path": path, "old": old, "new": value}),
+                    unchanged_on=(NetnsKitError,)), \
                 self.enter():
             _sys.write_sysctl(key, value)
         return old

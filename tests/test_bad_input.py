@@ -720,6 +720,24 @@ def test_sysctl_values_are_checked_before_the_kernel(env: Env, value: str, needl
     assert env.ns.read_sysctl("net.ipv4.ip_default_ttl") == old
 
 
+def _pending_journal_ops() -> list[str]:
+    """The operations this process's on-disk journal still holds (neither done nor kept)."""
+    import json
+    from pathlib import Path
+
+    from netns_kit import _state
+
+    path = Path(_state.journal_dir()) / f"{_state.owner_id()}.jsonl"
+    entries: dict[int, str] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        rec = json.loads(line)
+        if "i" in rec:
+            entries[rec["i"]] = rec["op"]
+        for k in ("done", "keep"):
+            entries.pop(rec.get(k, -1), None)
+    return list(entries.values())
+
+
 def test_kernel_refusal_of_a_sysctl_is_a_kernel_error_naming_the_key(env: Env) -> None:
     from netns_kit import KernelError
 
@@ -728,6 +746,7 @@ def test_kernel_refusal_of_a_sysctl_is_a_kernel_error_naming_the_key(env: Env) -
         env.ns.write_sysctl("net.ipv4.ip_default_ttl", "0")  # the kernel's minimum is 1: EINVAL
     assert info.value.errno == 22 and not isinstance(info.value, ValidationError)
     assert env.ns.read_sysctl("net.ipv4.ip_default_ttl") == old
+    assert "sysctl" not in _pending_journal_ops()  # nothing changed, so nothing left to undo either
     with Transaction(keep=False):  # a refused write records no undo; a good one is undone
         env.ns.write_sysctl("net.ipv4.ip_default_ttl", "33")
         assert env.ns.read_sysctl("net.ipv4.ip_default_ttl") == "33"

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from .errors import NetnsKitError
 from .firewall import Firewall
+from .model import check_args, check_items
 from .namespace import Namespace
 from .views import PortView, TopologyView, pair_veths, port_target
 
@@ -24,6 +25,8 @@ def observe(namespaces: Iterable[Namespace] = (), *, host: Namespace | None = No
     shows no peer). Published ports come from netns_kit's own firewall table, if there is one.
     Nothing is changed.
     """
+    check_args("observe", host=(host, Namespace, None), title=(title, str))
+    namespaces = check_items(namespaces, "namespaces", Namespace, owner="observe")
     host = host if host is not None else Namespace.current()
     spaces = [host] + [ns for ns in namespaces if not ns.same_as(host)]
     views = [ns.view(is_host=(ns is host)) for ns in spaces]

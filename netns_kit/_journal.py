@@ -16,7 +16,8 @@ from types import TracebackType
 from typing import Any
 
 from . import _batch, _state
-from .errors import AlreadyExistsError, NotFoundError, StateError, attach_rollback_failures
+from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
+from .model import check_args
 
 __all__ = ["Transaction", "UndoEntry"]
 
@@ -128,11 +129,11 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
 
 @contextmanager
 def intent(description: str, undo: Undo, durable: Durable | None = None,
-           refused: tuple[type[BaseException], ...] = (AlreadyExistsError,)) -> Iterator[None]:
+           unchanged_on: tuple[type[BaseException], ...] = (AlreadyExistsError,)) -> Iterator[None]:
     """Record ``undo`` *before* making a change, so a failure between the kernel call and
     the bookkeeping cannot leave it unrecorded. ``undo`` must be safe if the change never
-    happened. If the body raises one of ``refused`` (the kernel refused the one request the
-    body makes: nothing was made; by default AlreadyExistsError, the name was taken), the entry
+    happened. If the body raises one of ``unchanged_on`` (the kernel refused the one change the
+    body makes, so nothing was made; by default AlreadyExistsError, the name was taken), the entry
     is withdrawn so the rollback cannot touch what someone else owns.
 
     ``durable=(op, args)`` writes the intent to the on-disk journal first (see
@@ -146,7 +147,7 @@ def intent(description: str, undo: Undo, durable: Durable | None = None,
         journal.entries.append(entry)
     try:
         yield
-    except refused:
+    except unchanged_on:
         if journal is not None and entry in journal.entries:
             journal.entries.remove(entry)
         if did is not None:
@@ -238,6 +239,7 @@ class Transaction:
     """
 
     def __init__(self, *, keep: bool = True) -> None:
+        check_args("Transaction", keep=(keep, bool))
         self.keep = keep
         self._journal = Journal()
         self._token: object | None = None
@@ -251,6 +253,10 @@ class Transaction:
 
     def record(self, description: str, undo: Undo) -> None:
         """Record a change of the caller's own (e.g. a side effect outside netns_kit) to undo on rollback."""
+        check_args("Transaction.record", description=(description, str))
+        if not callable(undo):
+            raise ValidationError(f"Transaction.record: argument 'undo' must be callable, got {type(undo).__name__}",
+                                  obj=repr(undo), step="check argument undo")
         self._journal.record(description, undo)
 
     def __enter__(self) -> Transaction:

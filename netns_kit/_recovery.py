@@ -23,7 +23,7 @@ from ._netlink import RtnlSocket
 from ._state import MARK_PREFIX, JournalEntry, JsonDict
 from .errors import NetnsKitError, NotFoundError
 from .firewall import Firewall, recover_change
-from .model import Route
+from .model import Route, check_args
 from .namespace import Namespace
 
 __all__ = ["RecoveryReport", "recover", "register_recoverer"]
@@ -252,6 +252,7 @@ def recover(*, firewall: bool = True) -> RecoveryReport:
     With ``firewall``, the calling thread's namespace's nft table is cleaned too (elements
     whose owner mark names a dead process).
     """
+    check_args("recover", firewall=(firewall, bool))
     _sys.check_privileges()
     report = RecoveryReport()
     if not os.path.isdir(_state.STATE_DIR):

@@ -49,10 +49,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 import zlib
 from collections.abc import Iterator
@@ -60,7 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _sys
-from .errors import PermissionDeniedError
+from .errors import PermissionDeniedError, StateError
 
 __all__ = ["JournalEntry", "dead_journals", "host_lock", "lock", "owner_id", "read_journal"]
 
@@ -171,10 +173,27 @@ def network_file(ns_identity: tuple[int, int], name: str) -> str:
     return os.path.join(networks_dir(), f"{ns_identity[0]}-{ns_identity[1]}", name + ".json")
 
 
+def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that never follows a symlink (``O_NOFOLLOW``) and accepts only a regular file:
+    a link or other file planted at one of netns_kit's paths is a StateError naming it, and the
+    link's target is never opened."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(f"{path} is a symbolic link; netns_kit does not follow links in its state",
+                             obj=path, step="open state file") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StateError(f"{path} is not a regular file", obj=path, step="open state file")
+    return fd
+
+
 def read_json(path: str) -> JsonDict | None:
     """The JSON object in ``path`` (None if there is no such file)."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with os.fdopen(open_regular(path, os.O_RDONLY), encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
         return None
@@ -187,8 +206,10 @@ def write_json(path: str, data: JsonDict) -> None:
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     for attempt in range(3):
         _ensure_dir(directory)
+        with contextlib.suppress(FileNotFoundError):  # a stale one (or a planted link: only the link goes)
+            os.unlink(tmp)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             break
         except FileNotFoundError:  # another process pruned the (then empty) directory meanwhile
             _dir_ready.discard(directory)
@@ -252,7 +273,7 @@ def lock(key: str) -> Iterator[None]:
         return
     _locks_dir = locks_dir()
     _ensure_dir(_locks_dir)
-    fd = os.open(os.path.join(_locks_dir, key + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_regular(os.path.join(_locks_dir, key + ".lock"), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         held[key] = 1
@@ -314,7 +335,7 @@ class _DiskJournal:
                 self._lines = 0
             _ensure_dir(journal_dir())
             path = os.path.join(journal_dir(), owner_id() + ".jsonl")
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            self._fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             self._pid = pid
             self._path = path
         return self._fd
@@ -428,7 +449,7 @@ def read_journal(path: str, owner: str) -> list[JournalEntry]:
     A line cut short by a crash is skipped (its change was never attempted).
     """
     entries: dict[int, JournalEntry] = {}
-    with open(path, encoding="utf-8") as fh:
+    with os.fdopen(open_regular(path, os.O_RDONLY), encoding="utf-8") as fh:
         for line in fh:
             try:
                 rec = json.loads(line)

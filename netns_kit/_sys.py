@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno as _errno
 import fcntl
 import os
@@ -32,7 +31,8 @@ NETNS_RUN_DIR = "/run/netns"
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# by soname: ctypes.util.find_library would start `ldconfig -p` (importing netns_kit starts no process)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]

@@ -48,7 +48,19 @@ from .errors import (
     ValidationError,
 )
 from .links import Bridge, VethPair
-from .model import IPInterface, LinkInfo, Route, parse_interface, parse_ip, parse_mac, validate_ifname, validate_mtu
+from .model import (
+    IFACE_TYPES,
+    IPInterface,
+    LinkInfo,
+    Route,
+    check_args,
+    check_usable_subnet,
+    parse_interface,
+    parse_ip,
+    parse_mac,
+    validate_ifname,
+    validate_mtu,
+)
 from .namespace import Namespace
 
 __all__ = ["Attachment", "Target", "attach", "mac_from_seed"]
@@ -76,9 +88,10 @@ def mac_from_seed(seed: str | bytes) -> str:
     Locally administered (bit 1 of the first byte set) and unicast (bit 0 clear), so it can
     never collide with a vendor-assigned address.
     """
+    check_args("mac_from_seed", seed=(seed, str, bytes))
     if isinstance(seed, str):
         seed = seed.encode("utf-8")
-    if not isinstance(seed, bytes) or not seed:
+    if not seed:
         raise ValidationError("MAC seed must be a non-empty str or bytes", obj=repr(seed))
     raw = bytearray(hashlib.sha256(b"netns_kit-mac\0" + seed).digest()[:6])
     raw[0] = (raw[0] & 0xFC) | 0x02
@@ -139,14 +152,15 @@ def _check_host_address(iface: IPInterface, what: str) -> None:
         if iface.ip == net.broadcast_address:
             raise ValidationError(f"{what} {iface} is the broadcast address of {net}; pick a host address "
                                   f"such as {net.broadcast_address - 1}", obj=str(iface), step="validate")
-    if iface.version == 6:
-        if net.prefixlen <= 126 and iface.ip == net.network_address:
-            raise ValidationError(f"{what} {iface} is the subnet-router anycast address of {net}",
-                                  obj=str(iface), step="validate")
-        if iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_loopback:
-            raise ValidationError(f"{what} {iface} is not a unicast host address", obj=str(iface), step="validate")
-    elif iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_loopback:
-        raise ValidationError(f"{what} {iface} is not a unicast host address", obj=str(iface), step="validate")
+    if iface.version == 6 and net.prefixlen <= 126 and iface.ip == net.network_address:
+        raise ValidationError(f"{what} {iface} is the subnet-router anycast address of {net}",
+                              obj=str(iface), step="validate")
+    kind = "multicast" if iface.ip.is_multicast else "loopback" if iface.ip.is_loopback else \
+        "unspecified" if iface.ip.is_unspecified else None
+    if kind is not None:
+        raise ValidationError(f"{what} {iface} is not a unicast host address (it is {kind})", obj=str(iface),
+                              step="validate")
+    check_usable_subnet(net, what=f"{what} {iface}: its subnet")
 
 
 def _check_gateway(gw: str, addresses: Sequence[IPInterface], what: str) -> ipaddress.IPv4Address | \
@@ -219,6 +233,13 @@ class Attachment(EphemeralScope):
         announce: bool = True,
         host: Namespace | None = None,
     ) -> None:
+        check_args("Attachment", target=(target, Namespace, Container, int, str, os.PathLike),
+                   bridge=(bridge, Bridge, str, None), macvlan=(macvlan, str, None), macvlan_mode=(macvlan_mode, str),
+                   vlan=(vlan, int, None), address=(address, str, *IFACE_TYPES, None), gateway=(gateway, str, None),
+                   ipv6=(ipv6, [str, *IFACE_TYPES]), gateway6=(gateway6, str, None), routes=(routes, [Route]),
+                   mac=(mac, str, None), mac_seed=(mac_seed, str, bytes, None), ifname=(ifname, str),
+                   host_ifname=(host_ifname, str, None), mtu=(mtu, int, None), create_bridge=(create_bridge, bool),
+                   announce=(announce, bool), host=(host, Namespace, None))
         if (bridge is None) == (macvlan is None):
             raise ValidationError("give exactly one of bridge= (veth into a bridge) and macvlan= (a host "
                                   "interface)", step="validate")

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import NotFoundError, ValidationError
+from .model import check_args
 from .namespace import Namespace
 
 __all__ = ["Container", "Engine", "container_pid"]
@@ -54,6 +55,8 @@ class Engine:
     timeout: float = 15.0
 
     def __post_init__(self) -> None:
+        check_args("Engine", name=(self.name, str), options=(self.options, [str]),
+                   executable=(self.executable, str, None), timeout=(self.timeout, int, float))
         if self.name not in ("docker", "podman"):
             raise ValidationError(f"engine {self.name!r} must be 'docker' or 'podman'", obj=self.name)
         if isinstance(self.options, str) or not all(isinstance(o, str) for o in self.options):
@@ -86,6 +89,7 @@ class Engine:
         NotFoundError if the engine is missing, does not answer, does not know ``ref``, or the
         container is not running (created, exited, ...).
         """
+        check_args("Engine.container_pid", ref=(ref, str))
         ref = _check_ref(ref)
         argv = self.argv("inspect", "--type", "container", "--format", _FORMAT, ref)
         try:
@@ -151,6 +155,7 @@ class Container:
     engine: Engine | None = None
 
     def __post_init__(self) -> None:
+        check_args("Container", ref=(self.ref, str), engine=(self.engine, Engine, None))
         _check_ref(self.ref)
 
     def pid(self) -> int:

@@ -173,4 +173,7 @@ def attach_rollback_failures(exc: BaseException, failures: list[BaseException]) 
 
 def rollback_failures(exc: BaseException) -> list[BaseException]:
     """The errors met while undoing changes after ``exc`` was raised (empty if the undo was clean)."""
+    if not isinstance(exc, BaseException):
+        raise ValidationError(f"rollback_failures: argument 'exc' must be an exception, got {type(exc).__name__}",
+                              obj=repr(exc)[:60], step="check argument exc")
     return list(getattr(exc, _ROLLBACK_ATTR, []))

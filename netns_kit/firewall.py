@@ -41,7 +41,7 @@ from . import _nft, _state, _sys
 from . import _nft_render as render
 from ._journal import record
 from .errors import AlreadyExistsError, ExhaustedError, NotFoundError, OwnershipError, ValidationError
-from .model import IPNet, overlap, parse_network, validate_ifname
+from .model import NET_TYPES, IPNet, check_args, overlap, parse_network, validate_ifname
 from .namespace import Namespace
 from .ports import PortBinding, PublishedPort
 
@@ -73,9 +73,9 @@ class NetworkPolicy:
     masquerade: bool = True
 
     def __post_init__(self) -> None:
+        check_args("NetworkPolicy", bridge=(self.bridge, str), subnets=(self.subnets, [str, *NET_TYPES]),
+                   internal=(self.internal, bool), icc=(self.icc, bool), masquerade=(self.masquerade, bool))
         validate_ifname(self.bridge, what="bridge name")
-        if isinstance(self.subnets, str | ipaddress.IPv4Network | ipaddress.IPv6Network):
-            raise ValidationError("subnets must be a sequence of networks, not a single one", obj=self.bridge)
         nets: list[IPNet] = [parse_network(s) for s in self.subnets]
         clash = overlap(nets)
         if clash is not None:
@@ -108,6 +108,7 @@ class Firewall:
     _registry_lock = threading.Lock()
 
     def __init__(self, ns: Namespace) -> None:
+        check_args("Firewall", ns=(ns, Namespace))
         self.namespace = ns
         self._lock = threading.RLock()
         self._networks: dict[str, NetworkPolicy] = {}
@@ -125,6 +126,7 @@ class Firewall:
     @classmethod
     def for_namespace(cls, ns: Namespace | None = None) -> Firewall:
         """The firewall of host namespace ``ns`` (default: the calling thread's). One per namespace."""
+        check_args("Firewall.for_namespace", ns=(ns, Namespace, None))
         ns = ns if ns is not None else Namespace.current()
         ident = ns.identity
         with cls._registry_lock:
@@ -352,8 +354,7 @@ class Firewall:
         Raises AlreadyExistsError if the bridge is attached already or a subnet is masqueraded
         already, NotFoundError if the bridge does not exist in the namespace.
         """
-        if not isinstance(policy, NetworkPolicy):
-            raise ValidationError(f"expected a NetworkPolicy, got {type(policy).__name__}", obj=repr(policy))
+        check_args("Firewall.attach_network", policy=(policy, NetworkPolicy))
         ns = self.namespace
         with self._guard():
             if policy.bridge in self._networks:
@@ -409,12 +410,14 @@ class Firewall:
         Adds and removes nothing: its policy elements stay the attaching process's (only that
         process, or one that :meth:`adopt_network` it, detaches it). Idempotent.
         """
+        check_args("Firewall.join_network", policy=(policy, NetworkPolicy))
         with self._guard():
             if policy.bridge not in self._networks:
                 self._joined[policy.bridge] = policy
 
     def adopt_network(self, policy: NetworkPolicy) -> None:
         """Take over a network another process attached: :meth:`detach_network` will remove its elements."""
+        check_args("Firewall.adopt_network", policy=(policy, NetworkPolicy))
         with self._guard():
             if policy.bridge in self._networks:
                 return
@@ -424,6 +427,7 @@ class Firewall:
 
     def detach_network(self, bridge: str) -> None:
         """Remove the network's elements and its published ports (one batch); restore sysctls. Idempotent."""
+        check_args("Firewall.detach_network", bridge=(bridge, str))
         with self._guard():
             self._detach(bridge)
             self._maybe_drop_table()
@@ -454,6 +458,7 @@ class Firewall:
 
     def add_masquerade(self, subnet: str | IPNet, *, bridge: str | None = None) -> None:
         """Masquerade ``subnet`` when it leaves through any interface but ``bridge``. Journaled."""
+        check_args("Firewall.add_masquerade", subnet=(subnet, str, *NET_TYPES), bridge=(bridge, str, None))
         net = parse_network(subnet)
         if bridge is not None:
             validate_ifname(bridge, what="bridge name")
@@ -483,6 +488,7 @@ class Firewall:
 
     def remove_masquerade(self, subnet: str | IPNet) -> None:
         """Undo :meth:`add_masquerade`. Idempotent."""
+        check_args("Firewall.remove_masquerade", subnet=(subnet, str, *NET_TYPES))
         net = parse_network(subnet)
         with self._guard():
             if net not in self._masq:
@@ -563,9 +569,7 @@ class Firewall:
         port of the same call, or found in the kernel's map) raises AlreadyExistsError; if any port
         is refused, none is published.
         """
-        for port in ports:
-            if not isinstance(port, PublishedPort):
-                raise ValidationError(f"expected a PublishedPort, got {type(port).__name__}", obj=repr(port))
+        check_args("Firewall.publish", ports=(ports, [PublishedPort]))
         if not ports:
             return
         ns = self.namespace
@@ -645,10 +649,7 @@ class Firewall:
         All of them go in one nft batch, however many are given; ports not published here are
         skipped (idempotent). Ports published by another process are not touched.
         """
-        for port in ports:
-            if not isinstance(port, PublishedPort):
-                raise ValidationError(f"expected a PublishedPort, got {type(port).__name__}", obj=repr(port),
-                                      namespace=self.namespace.label, step="unpublish port")
+        check_args("Firewall.unpublish", ports=(ports, [PublishedPort]))
         with self._guard():
             todo = [p for p in dict.fromkeys(ports) if p in self._ports]
             if not todo:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import AlreadyExistsError, ExhaustedError, ValidationError
-from .model import IPAddr, IPInterface, IPNet, parse_ip, parse_network
+from .model import IPAddr, IPInterface, IPNet, check_usable_subnet, parse_ip, parse_network
 
 __all__ = [
     "DEFAULT_POOLS",
@@ -49,7 +49,7 @@ class AddressPool:
     network: IPNet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        net = parse_network(self.base, what="address pool base")
+        net = check_usable_subnet(parse_network(self.base, what="address pool base"), what="address pool base")
         max_len = net.max_prefixlen
         if not isinstance(self.size, int) or isinstance(self.size, bool) or \
                 not net.prefixlen <= self.size <= max_len:
@@ -123,7 +123,7 @@ class SubnetPlan:
     ip_range: IPNet | str | None = None
 
     def __post_init__(self) -> None:
-        subnet = parse_network(self.subnet, what="subnet")
+        subnet = check_usable_subnet(parse_network(self.subnet, what="subnet"))
         lo, hi = _host_bounds(subnet)
         if hi - lo < 1:
             raise ValidationError(

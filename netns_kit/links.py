@@ -14,7 +14,16 @@ from . import _batch, _state
 from ._journal import EphemeralScope, atomic_step, intent, record
 from ._netlink import IN6_ADDR_GEN_MODE_NONE
 from .errors import AlreadyExistsError, NetnsKitError, NotFoundError, OwnershipError, StateError, ValidationError
-from .model import IPInterface, LinkInfo, parse_interface, parse_mac, validate_ifname, validate_mtu
+from .model import (
+    IFACE_TYPES,
+    IPInterface,
+    LinkInfo,
+    check_args,
+    parse_interface,
+    parse_mac,
+    validate_ifname,
+    validate_mtu,
+)
 from .namespace import Namespace
 
 __all__ = ["Bridge", "VethPair"]
@@ -137,6 +146,9 @@ class Bridge(_OwnedLink):
         up: bool = True,
         ipv6_link_local: bool = True,
     ) -> None:
+        check_args("Bridge", name=(name, str), namespace=(namespace, Namespace, None),
+                   addresses=(addresses, [str, *IFACE_TYPES]), mtu=(mtu, int, None), mac=(mac, str, None),
+                   up=(up, bool))
         self.name = validate_ifname(name, what="bridge name")
         self.namespace = namespace if namespace is not None else Namespace.current()
         self.addresses = tuple(parse_interface(a) for a in addresses)
@@ -151,6 +163,7 @@ class Bridge(_OwnedLink):
     @classmethod
     def open(cls, name: str, *, namespace: Namespace | None = None) -> Bridge:
         """An existing bridge (not owned). ValidationError if ``name`` is not a bridge."""
+        check_args("Bridge.open", name=(name, str), namespace=(namespace, Namespace, None))
         br = cls(name, namespace=namespace)
         info = br.namespace.link(name)
         if info.kind != "bridge":
@@ -236,12 +249,18 @@ class VethPair(_OwnedLink):
         ipv6_link_local: bool = True,
         hairpin: bool = False,
     ) -> None:
+        check_args("VethPair", name=(name, str), peer=(peer, str), namespace=(namespace, Namespace, None),
+                   peer_namespace=(peer_namespace, Namespace, None), master=(master, Bridge, str, None),
+                   mtu=(mtu, int, None), mac=(mac, str, None), peer_mac=(peer_mac, str, None), up=(up, bool),
+                   peer_up=(peer_up, bool), ipv6_link_local=(ipv6_link_local, bool), hairpin=(hairpin, bool))
         self.name = validate_ifname(name, what="veth name")
         self.peer = validate_ifname(peer, what="veth peer name")
         self.namespace = namespace if namespace is not None else Namespace.current()
         self.peer_namespace = peer_namespace if peer_namespace is not None else self.namespace
         if self.peer_namespace is self.namespace and self.peer == self.name:
             raise ValidationError(f"veth ends must differ in name within one namespace ({name!r})", obj=name)
+        if isinstance(master, str):
+            validate_ifname(master, what="master bridge name")
         self.master = master
         self.mtu = validate_mtu(mtu) if mtu is not None else None
         self.mac = parse_mac(mac) if mac is not None else None
@@ -249,8 +268,6 @@ class VethPair(_OwnedLink):
         self.up = up
         self.peer_up = peer_up
         self.ipv6_link_local = ipv6_link_local
-        if not isinstance(hairpin, bool):
-            raise ValidationError("hairpin must be True or False", obj=name)
         if hairpin and master is None:
             raise ValidationError(f"hairpin mode needs a bridge: {name!r} has no master", obj=name)
         self.hairpin = hairpin

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from .errors import ValidationError
 
@@ -21,6 +21,10 @@ __all__ = [
     "LinkInfo",
     "Route",
     "RouteInfo",
+    "check_arg",
+    "check_args",
+    "check_items",
+    "check_usable_subnet",
     "overlap",
     "parse_interface",
     "parse_ip",
@@ -33,9 +37,84 @@ IPInterface: TypeAlias = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddr: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNet: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+_T = TypeVar("_T")
+IFACE_TYPES = (ipaddress.IPv4Interface, ipaddress.IPv6Interface)
+ADDR_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+NET_TYPES = (ipaddress.IPv4Network, ipaddress.IPv6Network)
+
 IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL: 15 usable bytes
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _NETNS_NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@+=-]{0,254}$")
+
+
+def _type_names(types: tuple[type, ...], none: bool) -> str:
+    names = [t.__name__ for t in types] + (["None"] if none else [])
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_instance(value: object, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:  # True is an int to Python, not to us
+        return False
+    return isinstance(value, types)
+
+
+def check_arg(value: _T, name: str, types: type | tuple[type, ...], *, none: bool = False,
+              owner: str = "") -> _T:
+    """Return ``value`` if it is an instance of ``types`` (or None with ``none=True``), else raise
+    ValidationError naming the argument (``owner``: the call it belongs to, e.g. ``"VethPair"``).
+
+    A bool is not accepted where an int is asked for. Pure: call it before any kernel change.
+    """
+    wanted = types if isinstance(types, tuple) else (types,)
+    if (value is None and none) or _is_instance(value, wanted):
+        return value
+    where = f"{owner}: " if owner else ""
+    raise ValidationError(f"{where}argument {name!r} must be {_type_names(wanted, none)}, "
+                          f"got {type(value).__name__} {_short(value)}", obj=_short(value),
+                          step=f"check argument {name}")
+
+
+def check_items(value: Iterable[_T] | Any, name: str, types: type | tuple[type, ...], *,
+                owner: str = "") -> tuple[_T, ...]:
+    """The items of ``value`` (a list, tuple or other iterable, but not a str, bytes or mapping)
+    as a tuple, each an instance of ``types``; else ValidationError naming the argument (a lone
+    ``"10.0.0.1/24"`` is refused, not read character by character)."""
+    wanted = types if isinstance(types, tuple) else (types,)
+    where = f"{owner}: " if owner else ""
+    if isinstance(value, str | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        raise ValidationError(f"{where}argument {name!r} must be a list of {_type_names(wanted, False)}, "
+                              f"got {type(value).__name__} {_short(value)}", obj=_short(value),
+                              step=f"check argument {name}")
+    items = tuple(value)
+    for i, item in enumerate(items):
+        if not _is_instance(item, wanted):
+            raise ValidationError(f"{where}argument {name!r}: item {i} must be {_type_names(wanted, False)}, "
+                                  f"got {type(item).__name__} {_short(item)}", obj=_short(item),
+                                  step=f"check argument {name}")
+    return items
+
+
+def check_args(owner: str, **args: tuple[Any, ...]) -> None:
+    """Check several arguments of the call ``owner`` at once: ``name=(value, *allowed)``, where an
+    allowed entry is a type, ``None`` (None accepted), or a list of types (an iterable of those,
+    not a str). ValidationError naming the first wrong argument; nothing else happens."""
+    for name, (value, *allowed) in args.items():
+        none = None in allowed
+        if value is None and none:
+            continue
+        lists = [a for a in allowed if isinstance(a, list)]
+        types = tuple(a for a in allowed if isinstance(a, type))
+        if lists and not (types and _is_instance(value, types)):
+            if isinstance(value, Iterator):  # a generator: its items are checked where it is read
+                continue
+            check_items(value, name, tuple(lists[0]), owner=owner)
+        else:
+            check_arg(value, name, types, none=none, owner=owner)
 
 
 def validate_ifname(name: object, *, what: str = "interface name") -> str:
@@ -112,6 +191,24 @@ def parse_network(value: object, *, what: str = "subnet") -> IPNet:
         raise ValidationError(f"{what} {value!r} is not a valid network in CIDR form: {exc}", obj=value) from exc
 
 
+_UNUSABLE: tuple[tuple[IPNet, str], ...] = tuple((ipaddress.ip_network(net), kind) for net, kind in (
+    ("0.0.0.0/8", "unspecified"), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"), ("255.255.255.255/32", "broadcast"),
+    ("::/128", "unspecified"), ("::1/128", "loopback"), ("fe80::/10", "link-local"), ("ff00::/8", "multicast"),
+))
+
+
+def check_usable_subnet(net: IPNet, *, what: str = "subnet") -> IPNet:
+    """Return ``net`` if it can serve a bridge network or a host's addresses; ValidationError if it
+    overlaps a loopback, multicast, link-local, unspecified or broadcast range (IPv4 or IPv6): a
+    bridge on 127.0.0.0/8 would take 127.0.0.1 and put a loopback route in the main table."""
+    for reserved, kind in _UNUSABLE:
+        if reserved.version == net.version and reserved.overlaps(net):
+            raise ValidationError(f"{what} {net} overlaps the {kind} range {reserved}, which cannot serve a "
+                                  "bridge network or an endpoint's address", obj=str(net), step="validate")
+    return net
+
+
 def overlap(nets: Iterable[IPNet], others: Iterable[IPNet] | None = None) -> tuple[IPNet, IPNet] | None:
     """The first pair of same-family subnets that overlap: one of ``nets`` and one of ``others``,
     or (without ``others``) two different entries of ``nets``. None if there is none."""
@@ -160,6 +257,8 @@ class Route:
     gateway_ip: IPAddr | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_args("Route", dst=(self.dst, str), gateway=(self.gateway, str, *ADDR_TYPES, None),
+                   dev=(self.dev, str, None), metric=(self.metric, int, None), table=(self.table, int))
         gw = parse_ip(self.gateway, what="gateway") if self.gateway is not None else None
         if self.dst in ("default", "default4", "default6"):
             if self.dst == "default6" or (self.dst == "default" and gw is not None and gw.version == 6):

@@ -44,7 +44,7 @@ from ._hostsfile import drop_namespace_file
 from ._journal import EphemeralScope, atomic_step, record
 from ._registry import current_host, forget_host_if_empty, host_state, peek_host_state
 from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
-from .model import IPAddr, IPInterface, parse_ip, parse_mac, validate_netns_name
+from .model import ADDR_TYPES, IPAddr, IPInterface, check_args, parse_ip, parse_mac, validate_netns_name
 from .namespace import Namespace
 from .network import DEFAULT_BRIDGE, DEFAULT_NETWORK_NAME, Connection, Network, parse_ports, validate_name
 from .ports import PROTOCOLS, PortBinding, PortSpec
@@ -82,9 +82,7 @@ class NetworkMode:
                 raise ValidationError("NetworkMode is abstract: use BridgeMode(), HostMode(), NoneMode(), "
                                       "ContainerMode(other) or CustomMode(network)", obj=repr(value))
             return value
-        if not isinstance(value, str):
-            raise ValidationError(f"network mode must be a NetworkMode or a str, got {type(value).__name__}",
-                                  obj=repr(value))
+        check_args("NetworkMode.parse", value=(value, str))
         if value in ("bridge", "default"):
             return BridgeMode()
         if value == "host":
@@ -130,11 +128,9 @@ class ContainerMode(NetworkMode):
     own_namespace: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
+        check_args("ContainerMode", target=(self.target, Endpoint, str))
         if isinstance(self.target, str):
             validate_name(self.target, what="container mode target")
-        elif not isinstance(self.target, Endpoint):
-            raise ValidationError(f"container mode needs an Endpoint or its name, got "
-                                  f"{type(self.target).__name__}", obj=repr(self.target))
 
     @property
     def target_name(self) -> str:
@@ -152,14 +148,12 @@ class CustomMode(NetworkMode):
     kind: ClassVar[str] = "custom"
 
     def __post_init__(self) -> None:
+        check_args("CustomMode", network=(self.network, Network, str))
         if isinstance(self.network, str):
             if self.network in ("host", "none", "bridge", "default"):
                 raise ValidationError(f"{self.network!r} names a predefined mode, not a network",
                                       obj=self.network)
             validate_name(self.network, what="network name")
-        elif not isinstance(self.network, Network):
-            raise ValidationError(f"custom mode needs a Network or its name, got {type(self.network).__name__}",
-                                  obj=repr(self.network))
 
     @property
     def network_name(self) -> str:
@@ -191,6 +185,7 @@ def _exposed(value: object, name: str) -> tuple[int, str]:
 
 def default_network(host: Namespace | None = None) -> Network | None:
     """The default ``bridge`` network of ``host`` (default: the current namespace), if it exists now."""
+    check_args("default_network", host=(host, Namespace, None))
     host = host if host is not None else current_host()
     st = peek_host_state(host)
     return st.default_network if st is not None else None
@@ -382,11 +377,12 @@ class Endpoint(EphemeralScope):
         expose: Sequence[int | str] = (),
         publish_all: bool = False,
     ) -> None:
+        check_args("Endpoint", name=(name, str), mode=(mode, NetworkMode, str), publish=(publish, [str]),
+                   ip=(ip, str, *ADDR_TYPES, None), ip6=(ip6, str, *ADDR_TYPES, None), aliases=(aliases, [str]),
+                   mac=(mac, str, None), host=(host, Namespace, None))
         self.name = validate_name(name, what="endpoint name")
         validate_netns_name(name)
         self.mode = NetworkMode.parse(mode)
-        if isinstance(publish, str) or isinstance(aliases, str):
-            raise ValidationError("publish and aliases must be lists, not one str", obj=name)
         self.publish = tuple(publish)
         self.ip = parse_ip(ip, what="fixed address") if ip is not None else None
         self.ip6 = parse_ip(ip6, what="fixed IPv6 address") if ip6 is not None else None
@@ -676,11 +672,13 @@ class Endpoint(EphemeralScope):
     def connect(self, network: Network, *, ip: IPAddr | str | None = None, ip6: IPAddr | str | None = None,
                 aliases: Sequence[str] = (), publish: Sequence[str | PortSpec] = ()) -> Connection:
         """Attach the endpoint to one more network (``docker network connect``): next ``ethN``."""
+        check_args("Endpoint.connect", network=(network, Network))
         ns = self._check_connectable("connect")
         return network.connect(ns, ip=ip, ip6=ip6, name=self.name, aliases=aliases, publish=publish)
 
     def disconnect(self, network: Network) -> None:
         """Detach the endpoint from ``network`` (``docker network disconnect``)."""
+        check_args("Endpoint.disconnect", network=(network, Network))
         ns = self._check_connectable("disconnect")
         network.disconnect(ns)
 

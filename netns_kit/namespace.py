@@ -31,11 +31,14 @@ from .errors import (
     ValidationError,
 )
 from .model import (
+    IFACE_TYPES,
     AddressInfo,
     IPInterface,
     LinkInfo,
     Route,
     RouteInfo,
+    check_args,
+    check_items,
     parse_interface,
     parse_mac,
     validate_ifname,
@@ -123,6 +126,7 @@ class Namespace(EphemeralScope):
     """
 
     def __init__(self, name: str) -> None:
+        check_args("Namespace", name=(name, str))
         self.name: str | None = validate_netns_name(name)
         self.path = os.path.join(_sys.NETNS_RUN_DIR, name)
         self.label = name
@@ -161,6 +165,7 @@ class Namespace(EphemeralScope):
     @classmethod
     def open(cls, name: str) -> Namespace:
         """An existing named namespace from /run/netns. NotFoundError if there is none."""
+        check_args("Namespace.open", name=(name, str))
         validate_netns_name(name)
         path = os.path.join(_sys.NETNS_RUN_DIR, name)
         ns = cls._existing(path, name, "named")
@@ -174,7 +179,8 @@ class Namespace(EphemeralScope):
         The namespace's identity is recorded; if the process exits and the PID is reused,
         later calls raise NotFoundError instead of touching the wrong namespace.
         """
-        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        check_args("Namespace.from_pid", pid=(pid, int))
+        if pid <= 0:
             raise ValidationError(f"PID {pid!r} must be a positive integer", obj=repr(pid))
         path = f"/proc/{pid}/ns/net"
         if not os.path.exists(f"/proc/{pid}"):
@@ -185,7 +191,8 @@ class Namespace(EphemeralScope):
     @classmethod
     def from_path(cls, path: str) -> Namespace:
         """The namespace pinned at ``path`` (a /proc/PID/ns/net file or a bind mount)."""
-        if not isinstance(path, str) or not path:
+        check_args("Namespace.from_path", path=(path, str))
+        if not path:
             raise ValidationError(f"namespace path {path!r} must be a non-empty str", obj=repr(path))
         return cls._existing(os.path.abspath(path), path, "path")
 
@@ -400,6 +407,8 @@ class Namespace(EphemeralScope):
         return self._identity
 
     def same_as(self, other: Namespace) -> bool:
+        """True if ``other`` is the very same namespace (same device and inode)."""
+        check_args("Namespace.same_as", other=(other, Namespace))
         return self.identity == other.identity
 
     def _undo_rtnl(self) -> RtnlSocket:
@@ -444,6 +453,10 @@ class Namespace(EphemeralScope):
         their /etc counterparts in a private mount namespace of the child (named namespaces only).
         """
         argv = _check_argv(argv)
+        check_args("Namespace.run", check=(check, bool), input=(input, str, None), timeout=(timeout, int, float, None),
+                   env=(env, Mapping, None), cwd=(cwd, str, None))
+        if env is not None:
+            check_args("Namespace.run", env=(list(env.keys()) + list(env.values()), [str]))
         preexec = self._etc_preexec()
         with self.enter():
             return subprocess.run(list(argv), capture_output=True, text=True, check=check, input=input,
@@ -486,6 +499,7 @@ class Namespace(EphemeralScope):
 
     def link(self, name: str) -> LinkInfo:
         """One interface by name; NotFoundError if absent."""
+        check_args("Namespace.link", name=(name, str))
         validate_ifname(name)
         info = self.rtnl().get_link(name=name)
         if info is None:
@@ -493,15 +507,22 @@ class Namespace(EphemeralScope):
         return info
 
     def has_link(self, name: str) -> bool:
+        """True if the namespace has an interface called ``name``."""
+        check_args("Namespace.has_link", name=(name, str))
         return self.rtnl().get_link(name=validate_ifname(name)) is not None
 
     def addresses(self, ifname: str | None = None) -> list[AddressInfo]:
         """Addresses in the namespace (of one interface if ``ifname`` is given)."""
+        check_args("Namespace.addresses", ifname=(ifname, str, None))
         index = self.link(ifname).index if ifname is not None else None
         return self.rtnl().addresses(index)
 
     def routes(self, family: int | None = None) -> list[RouteInfo]:
         """Routes of the main table (``family`` 4 or 6 to restrict)."""
+        check_args("Namespace.routes", family=(family, int, None))
+        if family not in (None, 4, 6):
+            raise ValidationError(f"Namespace.routes: argument 'family' must be 4, 6 or None, got {family!r}",
+                                  obj=repr(family))
         return self.rtnl().routes(family)
 
     # -- journaled changes -------------------------------------------------------------------------
@@ -511,6 +532,8 @@ class Namespace(EphemeralScope):
 
         IPv6 addresses are usable at once (no duplicate-address detection) unless ``nodad=False``.
         """
+        check_args("Namespace.add_address", ifname=(ifname, str), address=(address, str, *IFACE_TYPES),
+                   nodad=(nodad, bool))
         iface = parse_interface(address)
         link = self.link(ifname)
         sock = self.rtnl()
@@ -530,6 +553,7 @@ class Namespace(EphemeralScope):
 
     def delete_address(self, ifname: str, address: str | IPInterface) -> bool:
         """Delete an address; False if it was not there."""
+        check_args("Namespace.delete_address", ifname=(ifname, str), address=(address, str, *IFACE_TYPES))
         iface = parse_interface(address)
         link = self.link(ifname)
         return self.rtnl().delete_address(link.index, iface, obj=f"{iface} on {ifname}")
@@ -542,15 +566,14 @@ class Namespace(EphemeralScope):
         The kernel checks that in the request itself (it refuses an unreachable gateway and
         changes nothing); the subnets are read only to explain a refusal.
         """
-        if not isinstance(route, Route):
-            raise ValidationError(f"expected a Route, got {type(route).__name__}", obj=repr(route))
+        check_args("Namespace.add_route", route=(route, Route))
         sock = self.rtnl()
         oif = self.link(route.dev).index if route.dev is not None else None
         with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
                     durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
                                        "metric": route.metric, "table": route.table, "oif": oif,
                                        "oif_name": route.dev}),
-                    refused=(AlreadyExistsError, ValidationError)):
+                    unchanged_on=(AlreadyExistsError, ValidationError)):
             try:
                 sock.add_route(route, oif)
             except KernelError as exc:
@@ -567,6 +590,8 @@ class Namespace(EphemeralScope):
         return route
 
     def delete_route(self, route: Route) -> bool:
+        """Delete ``route``; False if it was not there."""
+        check_args("Namespace.delete_route", route=(route, Route))
         oif = self.link(route.dev).index if route.dev is not None else None
         return self.rtnl().delete_route(route, oif)
 
@@ -584,6 +609,8 @@ class Namespace(EphemeralScope):
 
         Undo: the previous values are put back.
         """
+        check_args("Namespace.set_link", ifname=(ifname, str), up=(up, bool, None), mtu=(mtu, int, None),
+                   mac=(mac, str, None), master=(master, str, None), nomaster=(nomaster, bool))
         if mtu is not None:
             validate_mtu(mtu)
         if mac is not None:
@@ -613,6 +640,7 @@ class Namespace(EphemeralScope):
 
     def read_sysctl(self, key: str) -> str:
         """Read ``net.*`` sysctl ``key`` (e.g. ``net.ipv4.ip_forward``) as seen in this namespace."""
+        check_args("Namespace.read_sysctl", key=(key, str))
         _sys.sysctl_path(key)  # ValidationError before entering the namespace
         with self.enter():
             value = _sys.read_sysctl(key)
@@ -627,6 +655,7 @@ class Namespace(EphemeralScope):
         ``value`` must be plain digits or words (numbers where the key holds numbers): anything else
         is refused with ValidationError before the kernel is asked.
         """
+        check_args("Namespace.write_sysctl", key=(key, str), value=(value, str))
         path = _sys.sysctl_path(key)
         _sys.check_sysctl_value(key, value)
         old = self.read_sysctl(key)
@@ -638,14 +667,20 @@ class Namespace(EphemeralScope):
             with self.enter():
                 _sys.write_sysctl(key, old)
 
+        # a refused write(2) of a sysctl changes nothing: its journal entry is withdrawn
         with intent(f"restore {key}={old} in {self.label}", undo,
-                    durable=("sysctl", {"ns": self._ref(), "path": path, "old": old, "new": value})), \
+                    durable=("sysctl", {"ns": self._ref(), "path": path, "old": old, "new": value}),
+                    unchanged_on=(NetnsKitError,)), \
                 self.enter():
             _sys.write_sysctl(key, value)
         return old
 
 
 def _check_argv(argv: Sequence[str]) -> Sequence[str]:
-    if isinstance(argv, str | bytes) or not argv or not all(isinstance(a, str) for a in argv):
-        raise ValidationError("argv must be a non-empty list of str (no shell string)", obj=repr(argv))
-    return argv
+    if isinstance(argv, str | bytes):
+        raise ValidationError(f"argument 'argv' must be a list of str (no shell string), got {argv!r}",
+                              obj=repr(argv))
+    items: tuple[str, ...] = check_items(argv, "argv", str)
+    if not items:
+        raise ValidationError("argument 'argv' must be a non-empty list of str", obj=repr(argv))
+    return items

@@ -22,7 +22,7 @@ from types import TracebackType
 from ._journal import EphemeralScope
 from .errors import StateError, ValidationError
 from .firewall import Firewall
-from .model import IPNet, parse_network, validate_ifname
+from .model import NET_TYPES, IPNet, check_args, parse_network, validate_ifname
 from .namespace import Namespace
 from .ports import PROTOCOLS, PublishedPort
 
@@ -36,6 +36,7 @@ class Masquerade:
     bridge: str | None = None
 
     def __post_init__(self) -> None:
+        check_args("Masquerade", subnet=(self.subnet, str, *NET_TYPES), bridge=(self.bridge, str, None))
         object.__setattr__(self, "subnet", parse_network(self.subnet))
         if self.bridge is not None:
             validate_ifname(self.bridge, what="bridge name")
@@ -53,9 +54,7 @@ class NatRule(EphemeralScope):
     """
 
     def __init__(self, entry: PublishedPort | Masquerade, *, namespace: Namespace | None = None) -> None:
-        if not isinstance(entry, PublishedPort | Masquerade):
-            raise ValidationError(f"NatRule needs a PublishedPort or a Masquerade, got {type(entry).__name__}",
-                                  obj=repr(entry))
+        check_args("NatRule", entry=(entry, PublishedPort, Masquerade), namespace=(namespace, Namespace, None))
         self.entry = entry
         self._namespace = namespace
         self._firewall: Firewall | None = None
@@ -65,12 +64,17 @@ class NatRule(EphemeralScope):
     def masquerade(cls, subnet: str | IPNet, *, bridge: str | None = None,
                    namespace: Namespace | None = None) -> NatRule:
         """Source-NAT traffic from ``subnet`` leaving through any interface other than ``bridge``."""
+        check_args("NatRule.masquerade", subnet=(subnet, str, *NET_TYPES), bridge=(bridge, str, None),
+                   namespace=(namespace, Namespace, None))
         return cls(Masquerade(parse_network(subnet), bridge), namespace=namespace)
 
     @classmethod
     def dnat(cls, port: PublishedPort | str, *, container_ip: str | None = None, bridge: str | None = None,
              bridge_port: str | None = None, namespace: Namespace | None = None) -> NatRule:
         """Publish a container port: a :class:`PublishedPort`, or a ``-p`` spec plus container_ip and bridge."""
+        check_args("NatRule.dnat", port=(port, PublishedPort, str), container_ip=(container_ip, str, None),
+                   bridge=(bridge, str, None), bridge_port=(bridge_port, str, None),
+                   namespace=(namespace, Namespace, None))
         if isinstance(port, str):
             if container_ip is None or bridge is None:
                 raise ValidationError("a port spec needs container_ip= and bridge=", obj=port)

@@ -48,7 +48,20 @@ from .errors import (
 from .firewall import Firewall, NetworkPolicy
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
 from .links import Bridge, VethPair
-from .model import IPAddr, IPInterface, IPNet, Route, overlap, parse_ip, parse_mac, validate_ifname, validate_mtu
+from .model import (
+    ADDR_TYPES,
+    NET_TYPES,
+    IPAddr,
+    IPInterface,
+    IPNet,
+    Route,
+    check_args,
+    overlap,
+    parse_ip,
+    parse_mac,
+    validate_ifname,
+    validate_mtu,
+)
 from .namespace import Namespace
 from .nat import PublishedPort
 from .ports import PortBinding, PortSpec
@@ -183,6 +196,13 @@ class NetworkConfig:
     plan6: SubnetPlan | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        nets, addrs = (str, *NET_TYPES, None), (str, *ADDR_TYPES, None)
+        check_args("NetworkConfig", name=(self.name, str), bridge=(self.bridge, str, None),
+                   subnet=(self.subnet, *nets), gateway=(self.gateway, *addrs), ip_range=(self.ip_range, *nets),
+                   subnet6=(self.subnet6, *nets), gateway6=(self.gateway6, *addrs),
+                   ip_range6=(self.ip_range6, *nets), mtu=(self.mtu, int, None), internal=(self.internal, bool),
+                   icc=(self.icc, bool), masquerade=(self.masquerade, bool),
+                   resolve_names=(self.resolve_names, bool), pools=(self.pools, [AddressPool]))
         validate_name(self.name, what="network name")
         bridge = self.bridge if self.bridge is not None else default_bridge_name(self.name)
         object.__setattr__(self, "bridge", validate_ifname(bridge, what="bridge name"))
@@ -253,6 +273,7 @@ class Network(EphemeralScope):
         host: Namespace | None = None,
         _default: bool = False,
     ) -> None:
+        check_args("Network", name=(name, str), pools=(pools, [AddressPool]), host=(host, Namespace, None))
         if name in RESERVED_NETWORK_NAMES and not _default:
             raise ValidationError(f"network name {name!r} is reserved for the predefined networks "
                                   f"({', '.join(sorted(RESERVED_NETWORK_NAMES))})", obj=name)
@@ -340,6 +361,7 @@ class Network(EphemeralScope):
 
     def resolve(self, name: str) -> IPAddr:
         """The IPv4 address of endpoint ``name`` on this network (LookupError if none)."""
+        check_args("Network.resolve", name=(name, str))
         conn = self._names.get(name)
         if conn is None:
             raise NotFoundError(f"no endpoint named {name!r} on network {self.name!r}", obj=name)
@@ -498,6 +520,7 @@ class Network(EphemeralScope):
         warning when something was left or missing. Idempotent (an empty report); keeps going
         past failures and raises the first with the others attached.
         """
+        check_args("Network.remove", force=(force, bool))
         if not self._created or self._removed:
             return RemovalReport(self.name)
         if not self._owned:
@@ -606,6 +629,7 @@ class Network(EphemeralScope):
         (:meth:`close`). Within one process, the network object that created (or adopted) it is
         returned. NotFoundError if there is no such network.
         """
+        check_args("Network.open", name=(name, str), host=(host, Namespace, None))
         validate_name(name, what="network name")
         host = host if host is not None else current_host()
         st = peek_host_state(host)
@@ -794,10 +818,11 @@ class Network(EphemeralScope):
                  publish: Sequence[str | PortSpec], default_route: bool | None) -> _ConnectRequest:
         """Every argument of :meth:`connect` checked and parsed once (no kernel access but identity)."""
         step = "connect"
+        check_args("Network.connect", namespace=(namespace, Namespace), ip=(ip, str, *ADDR_TYPES, None),
+                   ip6=(ip6, str, *ADDR_TYPES, None), ifname=(ifname, str, None), name=(name, str, None),
+                   aliases=(aliases, [str]), mac=(mac, str, None), publish=(publish, [str]),
+                   default_route=(default_route, bool, None))
         self._check_live(step)
-        if not isinstance(namespace, Namespace):
-            raise ValidationError(f"expected a Namespace, got {type(namespace).__name__}", obj=repr(namespace),
-                                  step=step)
         if namespace.same_as(self.host):
             raise ValidationError("the host namespace itself cannot be an endpoint of its own network "
                                   "(use host mode to share it)", obj=self.name, namespace=self.host.label, step=step)
@@ -873,6 +898,7 @@ class Network(EphemeralScope):
 
     def disconnect(self, namespace: Namespace) -> None:
         """Detach ``namespace`` (``docker network disconnect``); nothing happens if it is not attached."""
+        check_args("Network.disconnect", namespace=(namespace, Namespace))
         st = peek_host_state(self.host)
         if st is None:
             return

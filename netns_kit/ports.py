@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import ValidationError
-from .model import IPAddr, parse_ip, validate_ifname
+from .model import ADDR_TYPES, IPAddr, check_args, parse_ip, validate_ifname
 
 __all__ = ["PROTOCOLS", "PortBinding", "PortSpec", "Proto", "PublishedPort"]
 
@@ -80,6 +80,10 @@ class PublishedPort:
     host_address: IPAddr | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_args("PublishedPort", host_port=(self.host_port, int), container_ip=(self.container_ip, str, *ADDR_TYPES),
+                   container_port=(self.container_port, int), bridge=(self.bridge, str),
+                   host_ip=(self.host_ip, str, *ADDR_TYPES, None), host_port_end=(self.host_port_end, int, None),
+                   proto=(self.proto, str), bridge_port=(self.bridge_port, str, None))
         name = self.spec
         if self.proto not in PROTOCOLS:
             raise ValidationError(f"protocol {self.proto!r} must be one of {', '.join(PROTOCOLS)}", obj=name)
@@ -128,8 +132,8 @@ class PublishedPort:
         PublishedPort is one concrete port. :class:`PortSpec` leaves it open, and an endpoint's
         connection picks it (see :meth:`netns_kit.Network.connect`).
         """
-        if not isinstance(spec, str):
-            raise ValidationError(f"port spec must be a str, got {type(spec).__name__}", obj=repr(spec))
+        check_args("PublishedPort.parse", spec=(spec, str), container_ip=(container_ip, str, *ADDR_TYPES),
+                   bridge=(bridge, str), bridge_port=(bridge_port, str, None))
         m = _SPEC_RE.match(spec.strip())
         if m is None:
             raise ValidationError(

@@ -35,12 +35,16 @@ from .errors import StateError, ValidationError, attach_rollback_failures
 from .firewall import Firewall, NetworkPolicy
 from .links import Bridge
 from .model import (
+    IFACE_TYPES,
     IPInterface,
     Route,
+    check_args,
+    check_usable_subnet,
     parse_interface,
     parse_ip,
     parse_mac,
     validate_ifname,
+    validate_mtu,
     validate_netns_name,
 )
 from .namespace import Namespace
@@ -149,6 +153,18 @@ class _Endpoint:
     link_local: bool
 
 
+def _same_host_port(a: PublishedPort, b: PublishedPort) -> bool:
+    """True if two publications would take the same host port (same protocol and family, ranges
+    overlapping, and the same host address or either on every address)."""
+    if a.proto != b.proto or a.family != b.family:
+        return False
+    if a.host_address is not None and b.host_address is not None and a.host_address != b.host_address:
+        return False
+    a_end = a.host_port_end if a.host_port_end is not None else a.host_port
+    b_end = b.host_port_end if b.host_port_end is not None else b.host_port
+    return a.host_port <= b_end and b.host_port <= a_end
+
+
 class _Published:
     """Ports published in one batch; ``remove()`` unpublishes them in one batch."""
 
@@ -175,6 +191,7 @@ class Topology:
     """
 
     def __init__(self, title: str = "topology") -> None:
+        check_args("Topology", title=(title, str))
         self.title = title
         self._namespaces: list[str] = []
         self._bridges: list[_Bridge] = []
@@ -186,6 +203,7 @@ class Topology:
 
     def namespace(self, name: str) -> Topology:
         """A named namespace with only ``lo`` (Docker's ``--network none``)."""
+        check_args("Topology.namespace", name=(name, str))
         validate_netns_name(name)
         if name == HOST:
             raise ValidationError(f"{HOST!r} names the host namespace in a topology", obj=name)
@@ -201,10 +219,16 @@ class Topology:
         ``nat=True`` puts it under netns_kit's firewall (needed to publish ports of its endpoints):
         ``masquerade`` its subnets on the way out, ``icc`` lets its endpoints reach each other.
         """
+        check_args("Topology.bridge", name=(name, str), addresses=(addresses, [str, *IFACE_TYPES]),
+                   mtu=(mtu, int, None), nat=(nat, bool), masquerade=(masquerade, bool), icc=(icc, bool))
         validate_ifname(name, what="bridge name")
+        if mtu is not None:
+            validate_mtu(mtu)
         if any(b.name == name for b in self._bridges):
             raise ValidationError(f"bridge {name!r} is already in the topology", obj=name)
         addrs = tuple(parse_interface(a) for a in addresses)
+        for a in addrs:
+            check_usable_subnet(a.network, what=f"bridge {name} address {a}: its subnet")
         if nat:
             NetworkPolicy(name, tuple(a.network for a in addrs), masquerade=masquerade, icc=icc)  # validates
         self._bridges.append(_Bridge(name, addrs, mtu, nat, masquerade, icc))
@@ -230,6 +254,10 @@ class Topology:
         ``ipv6_link_local``: see :class:`~netns_kit.VethPair`; by default only endpoints with an
         IPv6 address get link-local addresses (as a Docker network without IPv6 does).
         """
+        check_args("Topology.endpoint", namespace=(namespace, str), bridge=(bridge, str),
+                   address=(address, str, *IFACE_TYPES, [str, *IFACE_TYPES]), gateway=(gateway, str, None),
+                   ifname=(ifname, str), host_ifname=(host_ifname, str, None), mac=(mac, str, None),
+                   publish=(publish, [str]), ipv6_link_local=(ipv6_link_local, bool, None))
         if namespace not in self._namespaces:
             self.namespace(namespace)
         br = next((b for b in self._bridges if b.name == bridge), None)
@@ -245,9 +273,11 @@ class Topology:
             raise ValidationError(f"host-side veth name {host_if!r} is used twice; pass host_ifname=", obj=host_if)
         if any(e.namespace == namespace and e.ifname == ifname for e in self._endpoints):
             raise ValidationError(f"{namespace!r} already has an interface {ifname!r}", obj=ifname)
-        addrs = tuple(parse_interface(a) for a in ([address] if isinstance(address, str) else address))
+        addrs = tuple(parse_interface(a) for a in ([address] if isinstance(address, (str, *IFACE_TYPES)) else address))
         if not addrs:
             raise ValidationError("an endpoint needs at least one address", obj=namespace)
+        for a in addrs:
+            check_usable_subnet(a.network, what=f"endpoint {namespace} address {a}: its subnet")
         for a in addrs:
             if a.version == 4 and a.network.prefixlen < 31 and a.ip in (a.network.network_address,
                                                                         a.network.broadcast_address):
@@ -262,10 +292,37 @@ class Topology:
         ip = next((a.ip for a in addrs if a.version == 4), addrs[0].ip)
         ports = tuple(PublishedPort.parse(spec, container_ip=str(ip), bridge=bridge, bridge_port=host_if)
                       for spec in publish)
+        self._check_conflicts(namespace, br, host_if, addrs, mac, ports)
         link_local = any(a.version == 6 for a in addrs) if ipv6_link_local is None else ipv6_link_local
         self._endpoints.append(_Endpoint(namespace, bridge, ifname, host_if, addrs, gateway, mac, ports,
                                          link_local))
         return self
+
+    def _check_conflicts(self, namespace: str, br: _Bridge, host_if: str, addrs: tuple[IPInterface, ...],
+                         mac: str | None, ports: tuple[PublishedPort, ...]) -> None:
+        """ValidationError if a new endpoint would clash with what the topology already holds: an
+        address taken on its bridge (by another endpoint or the bridge itself), a host-side name
+        that is a bridge's, a MAC taken on its bridge, or a host port published twice."""
+        if any(b.name == host_if for b in self._bridges):
+            raise ValidationError(f"host-side veth name {host_if!r} is a bridge's name; pass host_ifname=",
+                                  obj=host_if)
+        taken = {a.ip: f"bridge {br.name}" for a in br.addresses}
+        for e in self._endpoints:
+            if e.bridge == br.name:
+                taken.update({a.ip: f"endpoint {e.namespace}" for a in e.addresses})
+                if mac is not None and e.mac == mac:
+                    raise ValidationError(f"MAC {mac} is already used by endpoint {e.namespace} on bridge "
+                                          f"{br.name}", obj=mac)
+        for a in addrs:
+            if a.ip in taken:
+                raise ValidationError(f"address {a.ip} of endpoint {namespace} is already used by {taken[a.ip]} "
+                                      f"on bridge {br.name}", obj=str(a))
+        published = [(e.namespace, p) for e in self._endpoints for p in e.publish]
+        for i, port in enumerate(ports):
+            for owner, other in published + [(namespace, p) for p in ports[:i]]:
+                if _same_host_port(port, other):
+                    raise ValidationError(f"host port {port.spec} of endpoint {namespace} is already published by "
+                                          f"{owner} ({other.spec})", obj=port.spec)
 
     # -- plan (pure) ---------------------------------------------------------------------------------
 

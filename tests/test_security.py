@@ -8,6 +8,8 @@ import os
 import pathlib
 import stat
 import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -185,3 +187,68 @@ def test_internal_network_has_no_way_out(host: Namespace) -> None:
             assert connect(i1, "198.51.100.2", 7003, timeout=1) is None
             assert i1.run(["ping", "-c", "1", "-W", "1", "198.51.100.2"]).returncode != 0
             assert i1.run(["ping", "-c", "1", "-W", "1", "198.51.100.1"]).returncode != 0
+
+
+_IMPORT_UNDER_AUDIT = textwrap.dedent("""
+    import sys
+    started = []
+    def hook(event, args):
+        if event in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.spawn", "os.fork", "os.forkpty",
+                     "os.system", "pty.spawn"):
+            started.append(f"{event} {args!r}")
+    sys.addaudithook(hook)
+    import netns_kit, netns_kit.ipam, netns_kit.views, netns_kit.testing, netns_kit.harness, netns_kit.chaos
+    import netns_kit.pytest_plugin
+    print(repr(started))
+""")
+
+
+@pytest.mark.pure
+def test_import_starts_no_process() -> None:
+    """`import netns_kit` used to run `ldconfig -p` (ctypes.util.find_library); libc is loaded by soname."""
+    env = {**os.environ, "PYTHONPATH": str(PKG.parent)}
+    out = subprocess.run([sys.executable, "-c", _IMPORT_UNDER_AUDIT], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def _plant(link: str, target: pathlib.Path) -> None:
+    os.makedirs(os.path.dirname(link), mode=0o700, exist_ok=True)
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(target, link)
+
+
+def test_state_files_do_not_follow_planted_symlinks(host: Namespace, tmp_path: pathlib.Path) -> None:
+    """Lock files, the JSON state store and the journal are opened with O_NOFOLLOW: a link planted at
+    their path is refused with a StateError naming it, and the link's target stays untouched."""
+    target = tmp_path / "victim"
+    target.write_text("untouched\n")
+    # a lock file
+    lock_path = os.path.join(_state.locks_dir(), "planted.lock")
+    _plant(lock_path, target)
+    with pytest.raises(nk.StateError, match="symbolic link"), _state.lock("planted"):
+        pass
+    os.unlink(lock_path)
+    # a JSON state file: read refused, write replaces the link (rename) and never writes the target
+    json_path = os.path.join(_state.STATE_DIR, "networks", "planted", "x.json")
+    _plant(json_path, target)
+    with pytest.raises(nk.StateError, match="symbolic link"):
+        _state.read_json(json_path)
+    tmp = f"{json_path}.{os.getpid()}.{__import__('threading').get_ident()}.tmp"
+    _plant(tmp, target)  # a link at the temporary name as well
+    _state.write_json(json_path, {"a": 1})
+    assert not os.path.islink(json_path) and _state.read_json(json_path) == {"a": 1}
+    _state.delete_json(json_path)
+    assert target.read_text() == "untouched\n"
+    # a journal file: checked with a fresh process (its journal does not exist yet)
+    code = ("import os, sys, netns_kit as nk; from netns_kit import _state\n"
+            "p = os.path.join(_state.journal_dir(), _state.owner_id() + '.jsonl')\n"
+            "os.makedirs(os.path.dirname(p), exist_ok=True); os.symlink(sys.argv[1], p)\n"
+            "try:\n    nk.Namespace('sec-jl').create().remove()\n"
+            "except nk.StateError as e:\n    print('refused', e)\nfinally:\n    os.unlink(p)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(PKG.parent)})
+    assert out.stdout.startswith("refused") and "symbolic link" in out.stdout, out.stdout + out.stderr
+    assert target.read_text() == "untouched\n"
+    assert not os.path.exists("/run/netns/sec-jl")

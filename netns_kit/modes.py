@@ -250,6 +250,7 @@ def endpoints(host: Namespace | None = None) -> list[EndpointInfo]:
     """Every named namespace in /run/netns with what it is attached to, sorted by name: this
     process's endpoints and the namespaces of other processes (and of no netns_kit process).
     Reads the kernel and the state directory; changes nothing."""
+    check_args("endpoints", host=(host, Namespace, None))
     host = host if host is not None else current_host()
     st = peek_host_state(host)
     mine: dict[tuple[int, int], Endpoint] = {}

@@ -820,7 +820,7 @@ class Network(EphemeralScope):
         step = "connect"
         check_args("Network.connect", namespace=(namespace, Namespace), ip=(ip, str, *ADDR_TYPES, None),
                    ip6=(ip6, str, *ADDR_TYPES, None), ifname=(ifname, str, None), name=(name, str, None),
-                   aliases=(aliases, [str]), mac=(mac, str, None), publish=(publish, [str]),
+                   aliases=(aliases, [str]), mac=(mac, str, None), publish=(publish, [str, PortSpec]),
                    default_route=(default_route, bool, None))
         self._check_live(step)
         if namespace.same_as(self.host):

@@ -260,9 +260,7 @@ class PortSpec:
         ``80`` and ``127.0.0.1::80`` leave the host port to be picked; an IPv6 host address goes in
         brackets (``[2001:db8::1]:8080:80``, ``[::]:8080:80``). Ranges have the same length.
         """
-        if not isinstance(spec, str):
-            raise ValidationError(f"port spec must be a str like '8080:80', got {type(spec).__name__}",
-                                  obj=repr(spec))
+        check_args("PortSpec.parse", spec=(spec, str))
         m = _SPEC_ANY_RE.match(spec.strip())
         if m is None:
             raise ValidationError(

@@ -36,6 +36,7 @@ from netns_kit import (
     VethPair,
     attach,
     default_network,
+    endpoints,
     mac_from_seed,
     observe,
     recover,
@@ -53,6 +54,7 @@ from netns_kit.model import validate_ifname, validate_netns_name
 from netns_kit.modes import ContainerMode, Endpoint
 from netns_kit.nat import NatRule, PublishedPort
 from netns_kit.network import Network
+from netns_kit.ports import PortSpec
 
 
 @dataclass
@@ -470,6 +472,8 @@ TYPE_CASES: list[tuple[str, str, list[Any], Call]] = [
      lambda e, v: NatRule(PublishedPort(8085, "10.70.0.9", 80, e.net.bridge, host_ip=v)).create()),
     ("PublishedPort", "proto", STR,
      lambda e, v: NatRule(PublishedPort(8085, "10.70.0.9", 80, e.net.bridge, proto=v)).create()),
+    ("PortSpec.parse", "spec", [8085, None, ["8085:80"], b"8085:80", OTHER], lambda e, v: PortSpec.parse(v)),
+    ("endpoints", "host", ["bi-ns", 7, OTHER], lambda e, v: endpoints(v)),
     ("PublishedPort.parse", "spec", [8085, None, ["8085:80"], b"8085:80", OTHER],
      lambda e, v: PublishedPort.parse(v, container_ip="10.70.0.9", bridge=e.net.bridge)),
     ("Firewall", "ns", [None, "bi-ns", 7, OTHER], lambda e, v: Firewall(v).publish(
@@ -586,7 +590,8 @@ def test_type_cases_cover_the_public_api() -> None:
 
     covered = {c[0].split(".")[0] for c in TYPE_CASES}
     outputs = {"AddressInfo", "LinkInfo", "RouteInfo", "RecoveryReport", "Connection", "RemovalBatch",
-               "BridgeMode", "HostMode", "NoneMode", "removal_batch"}  # returned by the library, or no arguments
+               "BridgeMode", "HostMode", "NoneMode", "removal_batch", "EndpointInfo", "PortBinding",
+               "RemovalReport"}  # returned by the library, or no arguments
     errors = {n for n in nk.__all__ if inspect.isclass(getattr(nk, n)) and issubclass(getattr(nk, n), BaseException)}
     assert set(nk.__all__) - errors - outputs <= covered, set(nk.__all__) - errors - outputs - covered
     assert len(TYPE_CASES) >= 150

@@ -3,6 +3,7 @@ kernel back exactly as it was, and leaves persistent builds (made on purpose) un
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -17,6 +18,7 @@ from snapshots import snapshot
 
 import netns_kit as nk
 from netns_kit import Bridge, Namespace, Route, Transaction, VethPair, _state, _sys
+from netns_kit._netlink import OWNER_PROTO
 from netns_kit.network import Network
 
 N_ENDPOINTS = 50
@@ -359,3 +361,90 @@ with nk.Transaction(keep=False):
     finally:
         os.unlink("/etc/netns/hf-foreign/hosts")
         os.rmdir("/etc/netns/hf-foreign")
+
+
+CRASH_CHILD = r"""
+import os, signal, sys
+import netns_kit as nk
+from netns_kit import _state
+from netns_kit._netlink import RtnlSocket
+kind, when = sys.argv[1], sys.argv[2]
+host = nk.Namespace.current()
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+with nk.Transaction():
+    if when == "before-kernel":      # the intent is on disk, the kernel never hears of the change
+        setattr(RtnlSocket, "add_" + kind, die)
+    elif when == "before-confirm":   # the kernel acknowledged the change, the journal never says so
+        _state.confirm = die
+    if kind == "address":
+        host.add_address("br-own", "10.66.0.5/32")
+    else:
+        host.add_route(nk.Route("10.67.0.0/24", gateway="10.66.0.254"))
+    die()                            # after-confirm: a confirmed change of a process that died
+"""
+FOREIGN = {"address": (["ip", "addr", "add", "10.66.0.5/32", "dev", "br-own"],
+                       ["ip", "addr", "del", "10.66.0.5/32", "dev", "br-own"]),
+           "route": (["ip", "route", "add", "10.67.0.0/24", "via", "10.66.0.254"],
+                     ["ip", "route", "del", "10.67.0.0/24", "via", "10.66.0.254"])}
+
+
+def _crash_child(kind: str, when: str) -> None:
+    child = subprocess.run([sys.executable, "-c", CRASH_CHILD, kind, when], capture_output=True, text=True,
+                           timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
+def _present(host: Namespace, kind: str) -> list[int]:
+    """The owner mark (protocol) of each address/route the crash child tried to add, as the kernel has it."""
+    if kind == "address":
+        proto = host.rtnl().address_protocol(host.link("br-own").index, ipaddress.ip_interface("10.66.0.5/32"))
+        return [] if proto is None else [proto]
+    return [r.protocol for r in host.routes(4) if str(r.dst) == "10.67.0.0/24"]
+
+
+@pytest.mark.parametrize("kind", ["address", "route"])
+def test_crash_between_the_kernel_ack_and_the_confirmation_is_recovered(host: Namespace, kind: str) -> None:
+    """SIGKILL after the kernel added the address/route and before the journal confirmed it: the
+    object carries netns_kit's mark, so recover() knows it is the dead process's and deletes it."""
+    own = Bridge("br-own", addresses=["10.66.0.1/24"]).create()  # a live owner's link, kept
+    try:
+        before = full_snapshot(host)
+        _crash_child(kind, "before-confirm")
+        assert _present(host, kind) == [OWNER_PROTO]  # in the kernel, marked; the journal has no "ok"
+        report = nk.recover()
+        assert not report.failures and not report.skipped, report
+        assert any(("10.66.0.5/32" if kind == "address" else "10.67.0.0/24") in u for u in report.undone), report
+        assert _present(host, kind) == []
+        assert full_snapshot(host) == before
+        assert not nk.recover()
+    finally:
+        own.remove()
+
+
+@pytest.mark.parametrize("when", ["before-kernel", "after-confirm"])
+@pytest.mark.parametrize("kind", ["address", "route"])
+def test_a_same_looking_address_or_route_of_someone_else_survives_recovery(host: Namespace, kind: str,
+                                                                          when: str) -> None:
+    """A dead process's journal names an address/route; by the time recover() runs, the one in the
+    kernel is someone else's (added by `ip`, without netns_kit's mark): it is left alone, confirmed
+    entry or not, and the report says why."""
+    own = Bridge("br-own", addresses=["10.66.0.1/24"]).create()
+    add, delete = FOREIGN[kind]
+    try:
+        _crash_child(kind, when)
+        if when == "after-confirm":  # the dead process's own is replaced by someone else's
+            assert _present(host, kind) == [OWNER_PROTO]
+            subprocess.run(delete, check=True)
+        else:
+            assert _present(host, kind) == []
+        subprocess.run(add, check=True)
+        foreign = _present(host, kind)
+        assert foreign and OWNER_PROTO not in foreign
+        report = nk.recover()
+        assert not report.failures and not report.undone, report
+        assert len(report.skipped) == 1 and "owner mark" in report.skipped[0], report
+        assert _present(host, kind) == foreign  # still there, still someone else's
+        subprocess.run(delete, check=True)
+    finally:
+        own.remove()

@@ -10,10 +10,12 @@ specific netns_kit error, raised ``from`` the original ``OSError``.
 from __future__ import annotations
 
 import errno as _errno
+import functools
 import ipaddress
 import logging
 import os
 import random as _random
+import re
 import socket
 import struct
 import threading
@@ -69,7 +71,26 @@ RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RTPROT_BOOT = 3
 RTPROT_STATIC = 4
+OWNER_PROTO = 107
+"""The owner mark in the kernel on every address and route netns_kit adds: the address's IFA_PROTO
+(Linux 6.1+) and the route's protocol number. The kernel interprets neither above its own values
+(addresses 0-3, routes 0-4; route protocols above RTPROT_STATIC are free for administrators to
+assign); 107 (0x6b, "k") is none of Linux's RTPROT_* constants nor a name in iproute2's rt_protos.
+``ip addr`` / ``ip route`` show it as ``proto 107``. Recovery deletes an address or route of a dead
+process only if it carries this mark (see :mod:`netns_kit._recovery`)."""
 RTN_UNICAST = 1
+
+
+
+@functools.cache
+def address_marks_kept() -> bool:
+    """True if the kernel keeps an address's IFA_PROTO (Linux 6.1+; older kernels ignore it)."""
+    try:
+        major, minor = (int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return False
+    return (major, minor) >= (6, 1)
+
 
 _DECODERS: dict[int, Any] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
                              RTM_NEWQDISC: tcmsg}
@@ -388,7 +409,7 @@ class RtnlSocket:
 
     # -- addresses ---------------------------------------------------------------------------------
 
-    def _addr_msg(self, index: int, iface: IPInterface, *, nodad: bool) -> Any:
+    def _addr_msg(self, index: int, iface: IPInterface, *, nodad: bool, proto: int | None = None) -> Any:
         msg = ifaddrmsg()
         msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
         msg["prefixlen"] = iface.network.prefixlen
@@ -399,12 +420,16 @@ class RtnlSocket:
         if nodad and iface.version == 6:
             msg["flags"] = IFA_F_NODAD
             attrs.append(("IFA_FLAGS", IFA_F_NODAD))
+        if proto is not None:
+            attrs.append(("IFA_PROTO", proto))
         msg["attrs"] = attrs
         return msg
 
     def add_address(self, index: int, iface: IPInterface, *, nodad: bool = True, obj: str | None = None) -> None:
-        """RTM_NEWADDR (exclusive). IPv6 addresses skip duplicate detection unless ``nodad=False``."""
-        self._ack(self._addr_msg(index, iface, nodad=nodad), RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
+        """RTM_NEWADDR (exclusive), carrying netns_kit's mark (IFA_PROTO = :data:`OWNER_PROTO`).
+        IPv6 addresses skip duplicate detection unless ``nodad=False``."""
+        self._ack(self._addr_msg(index, iface, nodad=nodad, proto=OWNER_PROTO), RTM_NEWADDR,
+                  NLM_F_CREATE | NLM_F_EXCL,
                   obj=obj or str(iface), step="add address")
 
     def delete_address(self, index: int, iface: IPInterface, *, obj: str | None = None) -> bool:
@@ -414,6 +439,18 @@ class RtnlSocket:
         except NotFoundError:
             return False
         return True
+
+    def address_protocol(self, index: int, iface: IPInterface) -> int | None:
+        """The IFA_PROTO of address ``iface`` on link ``index`` (0 if it has none), or None if absent."""
+        msg = ifaddrmsg()
+        msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+        res = self._request(msg, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, obj=str(iface), step="list addresses",
+                            raw=True)
+        for chunk in res:
+            item = _addr_raw(chunk)
+            if item is not None and item[0] == index and item[1] == iface:
+                return _addr_proto_raw(chunk)
+        return None
 
     def addresses(self, index: int | None = None) -> list[AddressInfo]:
         names = {link.index: link.name for link in self.links()}
@@ -440,13 +477,13 @@ class RtnlSocket:
 
     # -- routes ------------------------------------------------------------------------------------
 
-    def _route_msg(self, route: Route, oif: int | None) -> Any:
+    def _route_msg(self, route: Route, oif: int | None, proto: int = OWNER_PROTO) -> Any:
         msg = rtmsg()
         net = route.network
         msg["family"] = socket.AF_INET if net.version == 4 else socket.AF_INET6
         msg["dst_len"] = net.prefixlen
         msg["table"] = route.table if route.table < 256 else 252
-        msg["proto"] = RTPROT_STATIC
+        msg["proto"] = proto
         msg["type"] = RTN_UNICAST
         msg["scope"] = RT_SCOPE_UNIVERSE if route.gateway_ip is not None else RT_SCOPE_LINK
         attrs: list[Any] = []
@@ -464,13 +501,17 @@ class RtnlSocket:
         return msg
 
     def add_route(self, route: Route, oif: int | None) -> None:
-        """RTM_NEWROUTE (exclusive): fails with AlreadyExistsError if the same route exists."""
+        """RTM_NEWROUTE (exclusive), with netns_kit's mark as its protocol (:data:`OWNER_PROTO`):
+        fails with AlreadyExistsError if the same route exists."""
         self._ack(self._route_msg(route, oif), RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
                   obj=f"route {route.dst}", step="add route")
 
-    def delete_route(self, route: Route, oif: int | None) -> bool:
+    def delete_route(self, route: Route, oif: int | None, *, proto: int = OWNER_PROTO) -> bool:
+        """RTM_DELROUTE of the route with protocol ``proto`` (the kernel matches it: by default only a
+        route netns_kit added is deleted, never a same-looking one of someone else); False if none."""
         try:
-            self._ack(self._route_msg(route, oif), RTM_DELROUTE, 0, obj=f"route {route.dst}", step="delete route")
+            self._ack(self._route_msg(route, oif, proto), RTM_DELROUTE, 0, obj=f"route {route.dst}",
+                      step="delete route")
         except NotFoundError:
             return False
         return True
@@ -598,6 +639,7 @@ IFLA_LINK_NETNSID = 37
 IFLA_INFO_KIND = 1
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
+IFA_PROTO = 11
 _NLA_TYPE_MASK = 0x3FFF
 
 
@@ -669,6 +711,13 @@ def _addr_raw(data: bytes) -> tuple[int, IPInterface] | None:
     return None
 
 
+def _addr_proto_raw(data: bytes) -> int:
+    """The IFA_PROTO (u8) of one RTM_NEWADDR reply; 0 when the kernel sends none (unset)."""
+    length = struct.unpack_from("=I", data, 0)[0]
+    proto = _attrs(data, 24, min(length, len(data))).get(IFA_PROTO)
+    return proto[0] if proto else 0
+
+
 # -- fast writer: the same bytes pyroute2's encoder produces, for the messages on hot paths ----------
 # pyroute2's generic encoder costs ~0.1-0.2 ms per message (most of the Python time of a request).
 # The messages netns_kit sends most (link get/set/create of veth and bridge, address and route
@@ -689,6 +738,8 @@ def _nla(atype: int, payload: bytes) -> bytes:
 def _enc_value(kind: str, value: Any, family: int) -> bytes:
     if kind == "u32":
         return struct.pack("=I", value)
+    if kind == "u8":
+        return struct.pack("=B", value)
     if kind == "z":
         return value.encode("utf-8") + b"\0"  # type: ignore[no-any-return]
     if kind == "l2":
@@ -706,7 +757,7 @@ _IFLA: dict[str, tuple[int, str]] = {
 _LINKINFO: dict[str, tuple[int, str]] = {"IFLA_INFO_KIND": (1, "z"), "IFLA_INFO_DATA": (2, "data"),
                                          "IFLA_INFO_SLAVE_KIND": (4, "z"), "IFLA_INFO_SLAVE_DATA": (5, "slave")}
 _IFA: dict[str, tuple[int, str]] = {"IFA_ADDRESS": (1, "ip"), "IFA_LOCAL": (2, "ip"), "IFA_BROADCAST": (4, "ip"),
-                                    "IFA_FLAGS": (8, "u32")}
+                                    "IFA_FLAGS": (8, "u32"), "IFA_PROTO": (11, "u8")}
 _RTA: dict[str, tuple[int, str]] = {"RTA_DST": (1, "ip"), "RTA_OIF": (4, "u32"), "RTA_GATEWAY": (5, "ip"),
                                     "RTA_PRIORITY": (6, "u32"), "RTA_TABLE": (15, "u32")}
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from . import _state, _sys
 from ._hostsfile import release_etc_netns
 from ._leases import LeaseBook
-from ._netlink import RtnlSocket
+from ._netlink import RTPROT_STATIC, RtnlSocket
 from ._state import MARK_PREFIX, JournalEntry, JsonDict
 from .errors import NetnsKitError, NotFoundError
 from .firewall import Firewall, recover_change
@@ -160,8 +160,13 @@ def _recover_link(e: JournalEntry, f: _NsFinder) -> str | None:
 
 
 def _recover_address(e: JournalEntry, f: _NsFinder) -> str | None:
-    if not e.confirmed:
-        raise _Skip("unconfirmed address (cannot tell it from someone else's)")
+    """An address is ours if it carries the owner mark the journal recorded (IFA_PROTO), confirmed or
+    not: the mark closes the window between the kernel's acknowledgement and the confirmation. One
+    without the mark never is. A journal without a mark (a kernel before 6.1 keeps none) falls back
+    to the confirmation."""
+    proto = e.args.get("proto")
+    if proto is None and not e.confirmed:
+        raise _Skip("unconfirmed address without an owner mark (cannot tell it from someone else's)")
     sock = f.sock(e.args["ns"])
     if sock is None:
         return None
@@ -169,18 +174,29 @@ def _recover_address(e: JournalEntry, f: _NsFinder) -> str | None:
     if info is None or info.name != e.args["ifname"]:
         return None
     iface = ipaddress.ip_interface(str(e.args["address"]))
+    if proto is not None:
+        have = sock.address_protocol(info.index, iface)
+        if have is None:
+            return None
+        if have != int(proto):
+            raise _Skip(f"address {iface} on {info.name} does not carry the owner mark proto {proto} "
+                        f"(it has proto {have}: someone else's)")
     if sock.delete_address(info.index, iface, obj=str(iface)):
         return f"deleted address {iface} from {info.name}"
     return None
 
 
 def _recover_route(e: JournalEntry, f: _NsFinder) -> str | None:
-    if not e.confirmed:
-        raise _Skip("unconfirmed route (cannot tell it from someone else's)")
-    sock = f.sock(e.args["ns"])
+    """A route is ours if it carries the owner mark the journal recorded as its protocol, confirmed
+    or not; the kernel deletes only a route with that protocol, so a same-looking route of someone
+    else's is never touched."""
+    a = e.args
+    proto = a.get("proto")
+    if proto is None and not e.confirmed:
+        raise _Skip("unconfirmed route without an owner mark (cannot tell it from someone else's)")
+    sock = f.sock(a["ns"])
     if sock is None:
         return None
-    a = e.args
     oif = a.get("oif")
     if oif is not None:
         info = sock.get_link(index=int(oif))
@@ -188,7 +204,15 @@ def _recover_route(e: JournalEntry, f: _NsFinder) -> str | None:
             return None
     route = Route(dst=a["dst"], gateway=a.get("gateway"), metric=a.get("metric"), table=int(a.get("table", 254)),
                   dev=a.get("oif_name"))
-    if sock.delete_route(route, oif):
+    if proto is None:  # a journal from before routes carried the mark: what netns_kit used then
+        proto = RTPROT_STATIC
+    same = [r for r in sock.routes(route.family, table=route.table)
+            if r.dst == route.network and r.gateway == route.gateway_ip
+            and (oif is None or r.oif == int(oif)) and (route.metric is None or r.metric == route.metric)]
+    if same and not any(r.protocol == int(proto) for r in same):
+        raise _Skip(f"route {a['dst']} does not carry the owner mark proto {proto} "
+                    f"(it has proto {same[0].protocol}: someone else's)")
+    if sock.delete_route(route, oif, proto=int(proto)):
         return f"deleted route {a['dst']}"
     return None
 

@@ -12,7 +12,12 @@ found on ``PATH`` (Docker first, as pipework does). Errors:
 
 - :class:`~netns_kit.errors.NotFoundError` when no engine is installed, no engine knows
   the container, or the container exists but is not running (its message says which);
-- :class:`~netns_kit.errors.ValidationError` for a reference that could be read as an option.
+- :class:`~netns_kit.errors.ValidationError` for a reference that could be read as an option,
+  or that names more than one container (an id prefix several containers share).
+
+Both engines are driven the same way and their answers read the same way: Docker's and
+Podman's "no such container", "several containers match" and "not running" all map to the
+errors above (tests/test_docker.py runs a real dockerd, tests/test_podman.py a real podman).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ __all__ = ["Container", "Engine", "container_pid"]
 
 _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 _FORMAT = "{{.State.Pid}} {{.State.Status}}"
+# what each engine's CLI prints when a reference is unknown, or is an id prefix several containers share
+_MISSING = ("no such container", "no such object")
+_AMBIGUOUS = ("multiple ids found", "more than one result")  # docker, podman
 
 
 def _check_ref(ref: object) -> str:
@@ -87,7 +95,8 @@ class Engine:
         """The host PID of running container ``ref`` (name or id).
 
         NotFoundError if the engine is missing, does not answer, does not know ``ref``, or the
-        container is not running (created, exited, ...).
+        container is not running (created, exited, ...); ValidationError if ``ref`` is an id
+        prefix several containers share. Changes nothing.
         """
         check_args("Engine.container_pid", ref=(ref, str))
         ref = _check_ref(ref)
@@ -101,9 +110,14 @@ class Engine:
             raise NotFoundError(f"{self.name} could not be run: {exc}", obj=ref, step="resolve container") from exc
         if proc.returncode != 0:
             detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            if "no such container" in detail.lower() or "no such object" in detail.lower():
+            low = detail.lower()
+            if any(m in low for m in _MISSING):
                 raise NotFoundError(f"{self.name} has no container {ref!r} ({detail})", obj=ref,
                                     step="resolve container")
+            if any(m in low for m in _AMBIGUOUS):
+                raise ValidationError(f"container reference {ref!r} names more than one {self.name} container "
+                                      f"({detail}); give the name or more of the id", obj=ref,
+                                      step="resolve container")
             raise NotFoundError(f"{self.name} did not answer ({detail})", obj=ref, step="resolve container")
         fields = proc.stdout.split()
         try:
@@ -124,7 +138,8 @@ DEFAULT_ENGINES: tuple[Engine, ...] = (Engine("docker"), Engine("podman"))
 def container_pid(ref: str, engines: Sequence[Engine] | None = None) -> tuple[Engine, int]:
     """Ask each engine in turn (default: Docker, then Podman; missing ones skipped) for ``ref``'s PID.
 
-    Returns the engine that answered and the PID. NotFoundError lists what every engine said.
+    Returns the engine that answered and the PID. NotFoundError lists what every engine said;
+    an ambiguous reference (ValidationError) stops the search at the engine that found it so.
     """
     ref = _check_ref(ref)
     tried: list[str] = []

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from . import _batch, _procs, _state, _sys
 from ._journal import EphemeralScope, atomic_step, intent, record
-from ._netlink import RtnlSocket
+from ._netlink import OWNER_PROTO, RtnlSocket, address_marks_kept
 from .errors import (
     AlreadyExistsError,
     KernelError,
@@ -528,7 +528,8 @@ class Namespace(EphemeralScope):
     # -- journaled changes -------------------------------------------------------------------------
 
     def add_address(self, ifname: str, address: str | IPInterface, *, nodad: bool = True) -> IPInterface:
-        """Add ``ADDR/PREFIX`` to interface ``ifname``. Undo: the address is deleted.
+        """Add ``ADDR/PREFIX`` to interface ``ifname``, marked as netns_kit's (``proto 107``, Linux 6.1+).
+        Undo: the address is deleted.
 
         IPv6 addresses are usable at once (no duplicate-address detection) unless ``nodad=False``.
         """
@@ -541,7 +542,8 @@ class Namespace(EphemeralScope):
         with intent(f"delete address {iface} from {ifname} in {self.label}",
                     lambda: self._undo_rtnl().delete_address(index, iface),
                     durable=("address", {"ns": self._ref(), "ifname": ifname, "index": index,
-                                         "address": str(iface)})):
+                                         "address": str(iface),
+                                         **({"proto": OWNER_PROTO} if address_marks_kept() else {})})):
             try:  # the kernel refuses a duplicate (NLM_F_EXCL) and then changes nothing
                 sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
             except AlreadyExistsError:
@@ -559,7 +561,8 @@ class Namespace(EphemeralScope):
         return self.rtnl().delete_address(link.index, iface, obj=f"{iface} on {ifname}")
 
     def add_route(self, route: Route) -> Route:
-        """Install ``route``. Undo: the route is deleted.
+        """Install ``route`` with netns_kit's mark as its protocol (``proto 107``). Undo: the route is
+        deleted (only a route with that mark: never a same-looking route someone else added).
 
         A gateway must be reachable through an address already on the namespace's interfaces
         (same subnet); otherwise ValidationError names the gateway and the subnets there are.
@@ -572,7 +575,7 @@ class Namespace(EphemeralScope):
         with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
                     durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
                                        "metric": route.metric, "table": route.table, "oif": oif,
-                                       "oif_name": route.dev}),
+                                       "oif_name": route.dev, "proto": OWNER_PROTO}),
                     unchanged_on=(AlreadyExistsError, ValidationError)):
             try:
                 sock.add_route(route, oif)
@@ -590,7 +593,7 @@ class Namespace(EphemeralScope):
         return route
 
     def delete_route(self, route: Route) -> bool:
-        """Delete ``route``; False if it was not there."""
+        """Delete a route netns_kit added (one with its ``proto 107`` mark); False if there is none."""
         check_args("Namespace.delete_route", route=(route, Route))
         oif = self.link(route.dev).index if route.dev is not None else None
         return self.rtnl().delete_route(route, oif)

@@ -20,6 +20,7 @@ import netns_kit as nk
 from netns_kit import Bridge, Namespace, Route, Transaction, VethPair
 p, n = int(sys.argv[1]), int(sys.argv[2])
 br = Bridge.open("br-conc")
+print("READY", flush=True)
 sys.stdin.readline()                                   # start together
 with Transaction(keep=False):
     for i in range(n):
@@ -35,13 +36,21 @@ print("DOWN", flush=True)
 """
 
 
+def _wait_ready(procs: list[subprocess.Popen[str]]) -> None:
+    """Wait until every child has imported and stands at the start line (a state, not a guess of how
+    long imports take: on a busy machine they take seconds)."""
+    for pr in procs:
+        assert pr.stdout is not None
+        assert pr.stdout.readline().strip() == "READY", pr.communicate()[1]
+
+
 def test_processes_build_and_tear_down_at_once(host: Namespace) -> None:
     br = nk.Bridge("br-conc", addresses=["10.61.255.254/16"]).create()
     before_named = set(named_namespaces())
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(p), str(N_EACH)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for p in range(N_PROCS)]
-    time.sleep(0.5)  # let every child import and wait at the start line
+    _wait_ready(procs)
     t0 = time.monotonic()
     for pr in procs:
         assert pr.stdin is not None
@@ -167,6 +176,7 @@ NET_CHILD = r"""
 import sys
 from netns_kit.network import Network
 p = int(sys.argv[1])
+print("READY", flush=True)
 sys.stdin.readline()
 nets = [Network(f"auto{p}x{i}").create() for i in range(4)]   # subnets picked automatically
 print(" ".join(str(n.subnet) for n in nets), flush=True)
@@ -179,7 +189,7 @@ for n in nets:
 def test_processes_creating_networks_at_once_get_distinct_subnets(host: Namespace) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", NET_CHILD, str(p)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(4)]
-    time.sleep(0.5)
+    _wait_ready(procs)
     for pr in procs:
         assert pr.stdin is not None
         pr.stdin.write("\n")

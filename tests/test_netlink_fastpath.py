@@ -57,7 +57,7 @@ def _pyroute2_body(msg: object) -> bytes:
 def test_fast_writer_matches_pyroute2() -> None:
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-    from netns_kit._netlink import RtnlSocket, _fast_body
+    from netns_kit._netlink import OWNER_PROTO, RTPROT_STATIC, RtnlSocket, _fast_body
     from netns_kit.model import Route
 
     def link(**fields: object) -> object:
@@ -92,19 +92,65 @@ def test_fast_writer_matches_pyroute2() -> None:
     for iface in ("10.1.2.3/24", "10.1.2.3/31", "10.1.2.3/32", "fd00::5/64"):
         msgs.append(sock._addr_msg(4, ipaddress.ip_interface(iface), nodad=True))
         msgs.append(sock._addr_msg(4, ipaddress.ip_interface(iface), nodad=False))
+        msgs.append(sock._addr_msg(4, ipaddress.ip_interface(iface), nodad=True, proto=OWNER_PROTO))  # add_address
     msgs.append(ifaddrmsg())
     for route, oif in ((Route(gateway="10.0.0.1"), None), (Route("10.5.0.0/16", dev="eth0", metric=50), 3),
                        (Route("fd00:1::/64", gateway="fd00::1", table=1000), 2), (Route(gateway="fd00::1"), None)):
         msgs.append(sock._route_msg(route, oif))
+        msgs.append(sock._route_msg(route, oif, RTPROT_STATIC))
     for m in msgs:
         fast = _fast_body(m)
         assert fast is not None, m
         assert fast == _pyroute2_body(m), m
+    marked = sock._addr_msg(4, ipaddress.ip_interface("10.1.2.3/24"), nodad=True, proto=OWNER_PROTO)
+    assert ("IFA_PROTO", OWNER_PROTO) in marked["attrs"]
+    assert sock._route_msg(Route(gateway="10.0.0.1"), None)["proto"] == OWNER_PROTO
     # other link kinds' data stay with pyroute2
     vx = link(attrs=[("IFLA_IFNAME", "vx"), ("IFLA_LINKINFO", {"attrs": [
         ("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": [("IFLA_VXLAN_ID", 5)]})]})])
     assert _fast_body(vx) is None
     assert _fast_body(rtmsg()) is None
+
+
+def test_addresses_and_routes_carry_the_owner_mark_in_the_kernel(host: Namespace) -> None:
+    """Every address and route netns_kit adds carries its mark (IFA_PROTO, the route's protocol) as the
+    kernel reports it back, by the fast reader and by pyroute2's decoder alike; `ip` adds none."""
+    import subprocess
+
+    from pyroute2.netlink.rtnl import RTM_GETROUTE
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    from netns_kit import Route
+    from netns_kit._netlink import OWNER_PROTO
+
+    with Bridge("br-mark", addresses=["10.9.0.1/24", "fd00:9::1/64"]), Namespace("t-mark") as ns, \
+            VethPair("v-mark", "eth0", peer_namespace=ns, master="br-mark"):
+        ns.add_address("eth0", "10.9.0.2/24")
+        ns.add_route(Route(gateway="10.9.0.1"))
+        ns.add_route(Route("10.10.0.0/24", dev="eth0"))
+        subprocess.run(["ip", "addr", "add", "10.9.0.3/24", "dev", "br-mark"], check=True)
+        sock, nsock = host.rtnl(), ns.rtnl()
+        br, eth0 = host.link("br-mark").index, ns.link("eth0").index
+        assert sock.address_protocol(br, ipaddress.ip_interface("10.9.0.1/24")) == OWNER_PROTO
+        assert sock.address_protocol(br, ipaddress.ip_interface("fd00:9::1/64")) == OWNER_PROTO
+        assert nsock.address_protocol(eth0, ipaddress.ip_interface("10.9.0.2/24")) == OWNER_PROTO
+        assert sock.address_protocol(br, ipaddress.ip_interface("10.9.0.3/24")) == 0  # someone else's
+        assert sock.address_protocol(br, ipaddress.ip_interface("10.9.0.4/24")) is None
+        res = host.rtnl()._request(ifaddrmsg(), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="test")
+        decoded = {(m["index"], m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")): m.get_attr("IFA_PROTO")
+                   for m in res}
+        assert decoded[(br, "10.9.0.1")] == OWNER_PROTO and decoded[(br, "10.9.0.3")] is None
+        protos = {str(r.dst): r.protocol for r in ns.routes(4)}
+        assert protos == {"0.0.0.0/0": OWNER_PROTO, "10.10.0.0/24": OWNER_PROTO, "10.9.0.0/24": 2}  # 2: kernel's
+        msg = rtmsg()
+        msg["family"] = 2
+        res = nsock._request(msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="test")
+        assert {m["proto"] for m in res if m.get_attr("RTA_DST") == "10.10.0.0"} == {OWNER_PROTO}
+        # delete_route takes only a route with the mark, never a same-looking one of someone else's
+        assert ns.delete_route(Route("10.10.0.0/24", dev="eth0"))
+        subprocess.run(["ip", "-n", "t-mark", "route", "add", "10.10.0.0/24", "dev", "eth0"], check=True)
+        assert not ns.delete_route(Route("10.10.0.0/24", dev="eth0"))
+        assert [r.protocol for r in ns.routes(4) if str(r.dst) == "10.10.0.0/24"] == [3]  # boot: ip's own
 
 
 def test_veth_with_a_taken_name_changes_nothing_and_says_which(host: Namespace) -> None:

@@ -76,7 +76,11 @@ class NetworkMode:
     own_namespace: ClassVar[bool] = True
 
     @staticmethod
-    def parse(value: NetworkMode | str) -> NetworkMode:
+    def parse(value: NetworkMode | Network | str) -> NetworkMode:
+        """A mode from Docker's ``--network`` string, a :class:`NetworkMode`, or a
+        :class:`~netns_kit.Network` object (its :class:`CustomMode`)."""
+        if isinstance(value, Network):
+            return CustomMode(value)
         if isinstance(value, NetworkMode):
             if type(value) is NetworkMode:
                 raise ValidationError("NetworkMode is abstract: use BridgeMode(), HostMode(), NoneMode(), "
@@ -344,7 +348,8 @@ class _Sandbox:
 class Endpoint(EphemeralScope):
     """The network side of a container: ``Endpoint("web", mode="bridge", publish=["8080:80"])``.
 
-    - ``mode``: a :class:`NetworkMode` or Docker's ``--network`` string (default ``"bridge"``).
+    - ``mode``: a :class:`NetworkMode`, Docker's ``--network`` string (default ``"bridge"``), or a
+      :class:`~netns_kit.Network` (its custom mode).
     - ``publish``: Docker ``-p`` specs (``[host_ip:][host_port[-end]:]container_port[-end][/proto]``);
       bridge and custom mode only. Without a host address a port is published for every family
       the endpoint has (IPv4, and IPv6 on a dual-stack network); ``[::]:8080:80`` and
@@ -367,7 +372,7 @@ class Endpoint(EphemeralScope):
     def __init__(
         self,
         name: str,
-        mode: NetworkMode | str = "bridge",
+        mode: NetworkMode | Network | str = "bridge",
         *,
         publish: Sequence[str] = (),
         ip: IPAddr | str | None = None,

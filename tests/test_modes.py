@@ -230,3 +230,11 @@ def test_failed_create_leaves_nothing(host: Namespace) -> None:
             Endpoint("db").create()  # refused before anything is made
         assert default_network() is None and not host.has_link("nk0")
     assert snapshot(host) == before
+
+
+def test_a_network_object_is_its_custom_mode(host: Namespace) -> None:
+    """``Endpoint("web", net)`` with the Network itself, as ``docker run --network`` takes its name."""
+    with nk.Network("objnet", subnet="10.96.0.0/24") as net, nk.Endpoint("objweb", net) as web:
+        assert web.mode == CustomMode(net)
+        assert web.address is not None and web.address in net.subnet
+        assert web.run(["ping", "-n", "-c1", "-W2", str(net.gateway)]).returncode == 0

@@ -384,7 +384,7 @@ class Endpoint(EphemeralScope):
         expose: Sequence[int | str] = (),
         publish_all: bool = False,
     ) -> None:
-        check_args("Endpoint", name=(name, str), mode=(mode, NetworkMode, str), publish=(publish, [str]),
+        check_args("Endpoint", name=(name, str), mode=(mode, NetworkMode, Network, str), publish=(publish, [str]),
                    ip=(ip, str, *ADDR_TYPES, None), ip6=(ip6, str, *ADDR_TYPES, None), aliases=(aliases, [str]),
                    mac=(mac, str, None), host=(host, Namespace, None))
         self.name = validate_name(name, what="endpoint name")

@@ -104,10 +104,10 @@ def _remove_cgroups(parent: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[Docker]:
-    """A private dockerd for this module, inside the sandbox, with the busybox image; stopped afterwards,
-    leaving no process, mount, cgroup or file behind."""
+@contextlib.contextmanager
+def private_dockerd(flags: list[str]) -> Iterator[Docker]:
+    """A dockerd with ``flags`` in the calling thread's network namespace, with the busybox image;
+    stopped afterwards, leaving no process, mount, cgroup or file behind."""
     missing = [exe for exe in ("docker", "dockerd", "containerd", "runc") if shutil.which(exe) is None]
     if missing or not os.path.exists(BUSYBOX):
         raise AssertionError(f"docker.io, runc and busybox-static are required (missing {missing or BUSYBOX}): "
@@ -116,12 +116,11 @@ def dockerd() -> Iterator[Docker]:
         raise AssertionError("the docker tests run only inside scripts/sandbox.sh")
     root = tempfile.mkdtemp(prefix="nk-docker-", dir="/run")
     cgroup_parent = "/" + os.path.basename(root)
-    saved = os.environ.get("DOCKER_HOST")
     dk = Docker(root)
     log = open(f"{root}/dockerd.log", "w")  # noqa: SIM115 (closed in finally)
-    daemon = subprocess.Popen(
+    daemon = subprocess.Popen(  # forked by this thread: the daemon lives in this thread's namespace
         ["dockerd", "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "-H", dk.host,
-         "--pidfile", f"{root}/dockerd.pid", "--cgroup-parent", cgroup_parent, *DAEMON_FLAGS],
+         "--pidfile", f"{root}/dockerd.pid", "--cgroup-parent", cgroup_parent, *flags],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def up() -> bool:
@@ -131,7 +130,6 @@ def dockerd() -> Iterator[Docker]:
             return dk("version", check=False, timeout=30).returncode == 0
 
         _wait("dockerd to answer", up, timeout=120)
-        os.environ["DOCKER_HOST"] = dk.host
         os.makedirs(f"{root}/rootfs/bin")
         shutil.copy(BUSYBOX, f"{root}/rootfs/bin/busybox")
         for applet in APPLETS:
@@ -140,14 +138,11 @@ def dockerd() -> Iterator[Docker]:
         dk("import", f"{root}/busybox.tar", IMAGE, timeout=120)
         yield dk
     finally:
-        if saved is None:
-            os.environ.pop("DOCKER_HOST", None)
-        else:
-            os.environ["DOCKER_HOST"] = saved
         with contextlib.suppress(Exception):
             ids = dk("ps", "-aq", check=False, timeout=60).stdout.split()
             if ids:
                 dk("rm", "-f", *ids, check=False, timeout=120)
+            dk("network", "prune", "-f", check=False, timeout=60)
         daemon.send_signal(signal.SIGTERM)  # dockerd stops the containerd it started, then itself
         try:
             daemon.wait(timeout=60)
@@ -160,6 +155,22 @@ def dockerd() -> Iterator[Docker]:
                        check=False)
         shutil.rmtree(root, ignore_errors=True)
         _remove_cgroups(cgroup_parent)
+
+
+@pytest.fixture(scope="module")
+def dockerd() -> Iterator[Docker]:
+    """A private dockerd for this module, inside the sandbox (its own network namespace), with the
+    busybox image and no network management; ``DOCKER_HOST`` points at it for the module."""
+    saved = os.environ.get("DOCKER_HOST")
+    try:
+        with private_dockerd(DAEMON_FLAGS) as dk:
+            os.environ["DOCKER_HOST"] = dk.host
+            yield dk
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
 
 
 @pytest.fixture
@@ -284,3 +295,5 @@ def test_docker_missing_and_created_containers_refused(docker: Docker, host: Nam
         with pytest.raises(nk.NotFoundError, match="docker did not answer"):
             Container("nk-dk-created", engine=Engine.docker("-H", "unix:///run/nk-nothing.sock")).pid()
         assert sorted(link.name for link in host.links()) == before
+
+

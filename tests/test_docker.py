@@ -10,6 +10,12 @@ and everything it would write under /etc or /var/lib lands in the sandbox's over
 containers run under a cgroup parent of the module's own, whose directories are removed afterwards.
 ``DOCKER_HOST`` points at its socket for the module, so plain ``docker`` commands, and netns_kit's
 engine lookup (Docker first, as pipework does), reach it.
+
+The published-port parity tests start daemons of their own with Docker's firewall management on
+(``--iptables=true``, iptables-nft, ``--bridge=none``, user-defined networks by ``docker network
+create``), each in a fresh network namespace of the test's, so its rules, bridges, sysctls and
+docker-proxy processes live and die there; they compare the source address a published container
+sees with what netns_kit's Network and Endpoint give, by traffic.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from outside_world import HOST_IP, OUTSIDE_IP, outside_world
 from traffic import connect, serve
 
 import netns_kit as nk
 from netns_kit import Attachment, Bridge, Container, Engine, Namespace
+from netns_kit.testing import isolated_host
 
 IMAGE = "netns-kit-busybox:latest"
 BUSYBOX = "/bin/busybox"
@@ -104,10 +112,10 @@ def _remove_cgroups(parent: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[Docker]:
-    """A private dockerd for this module, inside the sandbox, with the busybox image; stopped afterwards,
-    leaving no process, mount, cgroup or file behind."""
+@contextlib.contextmanager
+def private_dockerd(flags: list[str]) -> Iterator[Docker]:
+    """A dockerd with ``flags`` in the calling thread's network namespace, with the busybox image;
+    stopped afterwards, leaving no process, mount, cgroup or file behind."""
     missing = [exe for exe in ("docker", "dockerd", "containerd", "runc") if shutil.which(exe) is None]
     if missing or not os.path.exists(BUSYBOX):
         raise AssertionError(f"docker.io, runc and busybox-static are required (missing {missing or BUSYBOX}): "
@@ -116,12 +124,11 @@ def dockerd() -> Iterator[Docker]:
         raise AssertionError("the docker tests run only inside scripts/sandbox.sh")
     root = tempfile.mkdtemp(prefix="nk-docker-", dir="/run")
     cgroup_parent = "/" + os.path.basename(root)
-    saved = os.environ.get("DOCKER_HOST")
     dk = Docker(root)
     log = open(f"{root}/dockerd.log", "w")  # noqa: SIM115 (closed in finally)
-    daemon = subprocess.Popen(
+    daemon = subprocess.Popen(  # forked by this thread: the daemon lives in this thread's namespace
         ["dockerd", "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "-H", dk.host,
-         "--pidfile", f"{root}/dockerd.pid", "--cgroup-parent", cgroup_parent, *DAEMON_FLAGS],
+         "--pidfile", f"{root}/dockerd.pid", "--cgroup-parent", cgroup_parent, *flags],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def up() -> bool:
@@ -131,7 +138,6 @@ def dockerd() -> Iterator[Docker]:
             return dk("version", check=False, timeout=30).returncode == 0
 
         _wait("dockerd to answer", up, timeout=120)
-        os.environ["DOCKER_HOST"] = dk.host
         os.makedirs(f"{root}/rootfs/bin")
         shutil.copy(BUSYBOX, f"{root}/rootfs/bin/busybox")
         for applet in APPLETS:
@@ -140,14 +146,11 @@ def dockerd() -> Iterator[Docker]:
         dk("import", f"{root}/busybox.tar", IMAGE, timeout=120)
         yield dk
     finally:
-        if saved is None:
-            os.environ.pop("DOCKER_HOST", None)
-        else:
-            os.environ["DOCKER_HOST"] = saved
         with contextlib.suppress(Exception):
             ids = dk("ps", "-aq", check=False, timeout=60).stdout.split()
             if ids:
                 dk("rm", "-f", *ids, check=False, timeout=120)
+            dk("network", "prune", "-f", check=False, timeout=60)
         daemon.send_signal(signal.SIGTERM)  # dockerd stops the containerd it started, then itself
         try:
             daemon.wait(timeout=60)
@@ -160,6 +163,22 @@ def dockerd() -> Iterator[Docker]:
                        check=False)
         shutil.rmtree(root, ignore_errors=True)
         _remove_cgroups(cgroup_parent)
+
+
+@pytest.fixture(scope="module")
+def dockerd() -> Iterator[Docker]:
+    """A private dockerd for this module, inside the sandbox (its own network namespace), with the
+    busybox image and no network management; ``DOCKER_HOST`` points at it for the module."""
+    saved = os.environ.get("DOCKER_HOST")
+    try:
+        with private_dockerd(DAEMON_FLAGS) as dk:
+            os.environ["DOCKER_HOST"] = dk.host
+            yield dk
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
 
 
 @pytest.fixture
@@ -284,3 +303,78 @@ def test_docker_missing_and_created_containers_refused(docker: Docker, host: Nam
         with pytest.raises(nk.NotFoundError, match="docker did not answer"):
             Container("nk-dk-created", engine=Engine.docker("-H", "unix:///run/nk-nothing.sock")).pid()
         assert sorted(link.name for link in host.links()) == before
+
+
+
+# Docker managing its own firewall (iptables-nft, in a fresh namespace of the test's own), for the
+# published-port parity tests: its default bridge stays off, the two user-defined networks are made
+# by `docker network create` with the subnets the netns_kit side uses, so addresses compare as text.
+NAT_DAEMON_FLAGS = ["--storage-driver", "vfs", "--bridge=none", "--iptables=true", "--ip6tables=false",
+                    "--log-level", "warn"]
+NET1, NET2 = "10.24.0.0/24", "10.25.0.0/24"
+GW1, GW2 = "10.24.0.1", "10.25.0.1"
+CLIENT_IP, SERVER_IP = "10.24.0.2", "10.25.0.2"
+# (label, connecting from, to): a container of net1 to the host's address outside both networks, to
+# net1's gateway and to net2's gateway; the outside host to the host's address as the control
+CASES = [("net1 -> host address", "client", HOST_IP), ("net1 -> net1 gateway", "client", GW1),
+         ("net1 -> net2 gateway", "client", GW2), ("outside -> host address", "outside", HOST_IP)]
+
+
+def _seen_by_server(server: Namespace, clients: dict[str, Namespace]) -> dict[str, str | None]:
+    """Per case, connect to port 8096 and return the source address the server (port 80 in
+    ``server``) saw, or None if the connection did not get through."""
+    seen: dict[str, str | None] = {}
+    with serve(server, "0.0.0.0", 80) as srv:
+        for label, client, dst in CASES:
+            before = len(srv.peers)
+            got = wait_connect(clients[client], dst, 8096, timeout=5.0)
+            seen[label] = srv.peers[-1][0] if got is not None and len(srv.peers) > before else None
+    return seen
+
+
+def _docker_sees(userland_proxy: bool) -> dict[str, str | None]:
+    """Real Docker in a fresh namespace with the outside world: `docker network create` net1 and net2,
+    a container on net2 published with `-p 8096:80`, a container on net1. The server is a socket in
+    the published container's network namespace, the client one in the other container's."""
+    with isolated_host() as dhost, outside_world(dhost) as out, \
+            private_dockerd([*NAT_DAEMON_FLAGS, f"--userland-proxy={str(userland_proxy).lower()}"]) as dk:
+        dk("network", "create", "--subnet", NET1, "nk-net1")
+        dk("network", "create", "--subnet", NET2, "nk-net2")
+        dk("run", "-d", "--name", "nk-srv", "--network", "nk-net2", "-p", "8096:80", IMAGE, "sleep", "600")
+        dk("run", "-d", "--name", "nk-cli", "--network", "nk-net1", IMAGE, "sleep", "600")
+        for name, ip in (("nk-srv", SERVER_IP), ("nk-cli", CLIENT_IP)):
+            assert dk("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                      name).stdout.strip() == ip
+        with open(f"{dk.root}/dockerd.pid") as f:
+            daemon_pid = f.read().strip()
+        proxies = dhost.run(["pgrep", "-x", "-P", daemon_pid, "docker-proxy"])
+        assert (proxies.returncode == 0) == userland_proxy  # the setting took: docker-proxy listens, or not
+        return _seen_by_server(Namespace.from_pid(dk.pid("nk-srv")),
+                               {"client": Namespace.from_pid(dk.pid("nk-cli")), "outside": out})
+
+
+def test_published_port_from_another_network_sees_what_docker_shows(host: Namespace) -> None:
+    """docs/nat.md, "a container of another network": the source address a published container sees
+    when a container of another user-defined network connects through the host's address or a
+    gateway is the same with Docker (20.10, its default userland proxy) and with netns_kit: the
+    published container's own network's gateway (net2's), never the source network's (net1's)."""
+    docker = _docker_sees(userland_proxy=True)
+    with outside_world(host) as out, nk.Network("net1", subnet=NET1, host=host) as a, \
+            nk.Network("net2", subnet=NET2, host=host) as b, \
+            nk.Endpoint("cli", nk.CustomMode(a), host=host) as cli, \
+            nk.Endpoint("srv", nk.CustomMode(b), host=host, publish=["8096:80"]) as srv:
+        assert (str(cli.address), str(srv.address)) == (CLIENT_IP, SERVER_IP)
+        netns_kit = _seen_by_server(srv.namespace, {"client": cli.namespace, "outside": out})
+    assert netns_kit == docker
+    assert docker == {"net1 -> host address": GW2, "net1 -> net1 gateway": GW2, "net1 -> net2 gateway": GW2,
+                      "outside -> host address": OUTSIDE_IP}
+
+
+def test_docker_without_userland_proxy_drops_published_ports_between_networks() -> None:
+    """Docker's other setting, measured (no parity: netns_kit differs here and delivers, as in the
+    test above): with ``--userland-proxy=false`` dockerd 20.10 DNATs the connection from net1 but its
+    DOCKER-ISOLATION-STAGE-2 chain drops it on the way into net2's bridge, whichever host address
+    it was sent to; the outside host still gets through with its own address."""
+    assert _docker_sees(userland_proxy=False) == {
+        "net1 -> host address": None, "net1 -> net1 gateway": None, "net1 -> net2 gateway": None,
+        "outside -> host address": OUTSIDE_IP}

@@ -42,6 +42,18 @@ _SPEC_ANY_RE = re.compile(
 )
 
 
+def _range_end(host_port: int, host_port_end: int | None, container_port: int, name: str) -> int | None:
+    """The checked end of a host port range (None for a single port, also for ``N-N``)."""
+    if host_port_end is None:
+        return None
+    _check_port(host_port_end, "host port range end", name)
+    if host_port_end < host_port:
+        raise ValidationError(f"host port range {host_port}-{host_port_end} is reversed", obj=name)
+    if container_port + (host_port_end - host_port) > 65535:
+        raise ValidationError("container port range would end above 65535", obj=name)
+    return None if host_port_end == host_port else host_port_end
+
+
 def _check_port(value: object, what: str, obj: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
         raise ValidationError(f"{what} {value!r} must be an integer from 1 to 65535", obj=obj)
@@ -89,15 +101,8 @@ class PublishedPort:
             raise ValidationError(f"protocol {self.proto!r} must be one of {', '.join(PROTOCOLS)}", obj=name)
         _check_port(self.host_port, "host port", name)
         _check_port(self.container_port, "container port", name)
-        if self.host_port_end is not None:
-            _check_port(self.host_port_end, "host port range end", name)
-            if self.host_port_end < self.host_port:
-                raise ValidationError(f"host port range {self.host_port}-{self.host_port_end} is reversed",
-                                      obj=name)
-            if self.container_port + (self.host_port_end - self.host_port) > 65535:
-                raise ValidationError("container port range would end above 65535", obj=name)
-            if self.host_port_end == self.host_port:
-                object.__setattr__(self, "host_port_end", None)
+        object.__setattr__(self, "host_port_end", _range_end(self.host_port, self.host_port_end,
+                                                             self.container_port, name))
         validate_ifname(self.bridge, what="bridge name")
         if self.bridge_port is not None:
             validate_ifname(self.bridge_port, what="bridge port name")
@@ -231,16 +236,9 @@ class PortSpec:
                 raise ValidationError("a host port range needs its first port", obj=name)
         else:
             _check_port(self.host_port, "host port", name)
-        if self.host_port_end is not None:
-            assert self.host_port is not None
-            _check_port(self.host_port_end, "host port range end", name)
-            if self.host_port_end < self.host_port:
-                raise ValidationError(f"host port range {self.host_port}-{self.host_port_end} is reversed",
-                                      obj=name)
-            if self.container_port + (self.host_port_end - self.host_port) > 65535:
-                raise ValidationError("container port range would end above 65535", obj=name)
-            if self.host_port_end == self.host_port:
-                object.__setattr__(self, "host_port_end", None)
+        if self.host_port is not None:
+            object.__setattr__(self, "host_port_end", _range_end(self.host_port, self.host_port_end,
+                                                                 self.container_port, name))
         if self.host_ip is not None:
             haddr = parse_ip(self.host_ip, what="host address")
             if haddr.version == 6 and haddr.is_loopback:

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 
 import pytest
 from outside_world import HOST_IP, OUTSIDE_IP, outside_world
-from traffic import connect, serve
+from traffic import serve, wait_connect
 
 import netns_kit as nk
 from netns_kit import Attachment, Bridge, Container, Engine, Namespace
@@ -189,14 +189,6 @@ def docker(dockerd: Docker, host: Namespace) -> Iterator[Docker]:
         dockerd.remove_all()
 
 
-def wait_connect(ns: Namespace, address: str, port: int, timeout: float = 20.0) -> str | None:
-    """Connect until the server answers (a container's server starts a moment after `docker run`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = connect(ns, address, port, timeout=1.0)
-        if got is not None or time.monotonic() > deadline:
-            return got
-        time.sleep(0.1)
 
 
 def _both_ways(docker: Docker, host: Namespace, name: str, ip: str, port: int) -> None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from traffic import connect, serve
+from traffic import serve, wait_connect
 
 import netns_kit as nk
 from netns_kit import Attachment, Bridge, Container, Engine, Namespace, VethPair
@@ -154,13 +154,6 @@ def podman(podman_env: str, host: Namespace) -> Iterator[Podman]:
         pm.remove_all()
 
 
-def wait_connect(ns: Namespace, address: str, port: int, timeout: float = 10.0) -> str | None:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = connect(ns, address, port, timeout=1.0)
-        if got is not None or time.monotonic() > deadline:
-            return got
-        time.sleep(0.1)
 
 
 def test_fixed_ip_on_a_podman_container_like_pipework(podman: Podman, host: Namespace) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -92,3 +93,14 @@ def connect(ns: Namespace, address: str, port: int, *, timeout: float = 2.0, pro
         return None
     finally:
         sock.close()
+
+
+def wait_connect(ns: Namespace, address: str, port: int, timeout: float = 20.0) -> str | None:
+    """Connect until the server answers (a container's server starts a moment after its engine says
+    it runs); what it said, or None if nothing answered within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = connect(ns, address, port, timeout=1.0)
+        if got is not None or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)

@@ -3,8 +3,8 @@
 :class:`Network` connections, pipework-style :class:`~netns_kit.Attachment` (bridge case) and
 :class:`~netns_kit.topology.Topology` endpoints all wire a namespace the same way, through
 :func:`plug`: a :class:`BridgePort` says what the namespace gets (interface names, addresses,
-routes, MAC, MTU, IPv6 link-local, hairpin), :func:`check` validates it without the kernel, and
-:func:`plug` makes it:
+routes, MAC, MTU, IPv6 link-local, hairpin; each caller has validated it against its own rules before
+any change), and :func:`plug` makes it:
 
 1. one veth pair (:class:`~netns_kit.VethPair`): the host end enslaved to the bridge and up, the
    other end born inside the namespace under its final name (journaled: a rollback or
@@ -24,12 +24,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from .errors import ValidationError
 from .links import Bridge, VethPair
-from .model import IPInterface, Route, validate_ifname
+from .model import IPInterface, Route
 from .namespace import Namespace
 
-__all__ = ["BridgePort", "check", "host_ifname_for", "new_host_ifname", "plug", "unplug"]
+__all__ = ["BridgePort", "host_ifname_for", "new_host_ifname", "plug", "unplug"]
 
 HOST_IFNAME_PREFIX = "vnk"
 
@@ -58,18 +57,6 @@ class BridgePort:
     mtu: int | None = None
     ipv6_link_local: bool = True
     hairpin: bool = False
-
-
-def check(port: BridgePort, *, namespace: str) -> None:
-    """Refuse a port whose routes' gateways are not inside one of its addresses' subnets."""
-    validate_ifname(port.ifname, what="interface name")
-    validate_ifname(port.host_ifname, what="host-side veth name")
-    for route in port.routes:
-        gw = route.gateway_ip
-        if gw is not None and not any(gw in a.network for a in port.addresses if a.version == gw.version):
-            nets = ", ".join(sorted({str(a.network) for a in port.addresses})) or "none"
-            raise ValidationError(f"gateway {gw} is not inside any subnet of {port.ifname} (subnets: {nets})",
-                                  obj=f"route {route.dst}", namespace=namespace, step="check route")
 
 
 def plug(host: Namespace, target: Namespace, port: BridgePort) -> VethPair:

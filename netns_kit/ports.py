@@ -42,6 +42,17 @@ _SPEC_ANY_RE = re.compile(
 )
 
 
+def _spec_proto(spec: str, hp: int | None, hpe: int | None, cp: int, cpe: int | None, proto: str | None) -> str:
+    """The protocol of a ``-p`` spec, once its host and container ranges are known to match."""
+    if (hpe is None) != (cpe is None) or (hpe is not None and cpe is not None and hp is not None
+                                          and hpe - hp != cpe - cp):
+        raise ValidationError(f"port spec {spec!r}: host and container ranges must have the same length", obj=spec)
+    proto = proto or "tcp"
+    if proto not in PROTOCOLS:
+        raise ValidationError(f"port spec {spec!r}: protocol must be one of {', '.join(PROTOCOLS)}", obj=spec)
+    return proto
+
+
 def _range_end(host_port: int, host_port_end: int | None, container_port: int, name: str) -> int | None:
     """The checked end of a host port range (None for a single port, also for ``N-N``)."""
     if host_port_end is None:
@@ -150,12 +161,7 @@ class PublishedPort:
         hp, cp = int(m["hp"]), int(m["cp"])
         hpe = int(m["hpe"]) if m["hpe"] else None
         cpe = int(m["cpe"]) if m["cpe"] else None
-        if (hpe is None) != (cpe is None) or (hpe is not None and cpe is not None and hpe - hp != cpe - cp):
-            raise ValidationError(f"port spec {spec!r}: host and container ranges must have the same length",
-                                  obj=spec)
-        proto = m["proto"] or "tcp"
-        if proto not in PROTOCOLS:
-            raise ValidationError(f"port spec {spec!r}: protocol must be one of {', '.join(PROTOCOLS)}", obj=spec)
+        proto = _spec_proto(spec, hp, hpe, cp, cpe, m["proto"])
         return cls(host_port=hp, host_port_end=hpe, container_ip=container_ip, container_port=cp,
                    bridge=bridge, host_ip=ip, proto=proto, bridge_port=bridge_port)  # type: ignore[arg-type]
 
@@ -277,13 +283,7 @@ class PortSpec:
         if hp is None and cpe is not None:
             raise ValidationError(f"port spec {spec!r}: a container port range needs host ports "
                                   "(only a single port can take a picked host port)", obj=spec)
-        if (hpe is None) != (cpe is None) or (hpe is not None and cpe is not None and hp is not None
-                                              and hpe - hp != cpe - cp):
-            raise ValidationError(f"port spec {spec!r}: host and container ranges must have the same length",
-                                  obj=spec)
-        proto = m["proto"] or "tcp"
-        if proto not in PROTOCOLS:
-            raise ValidationError(f"port spec {spec!r}: protocol must be one of {', '.join(PROTOCOLS)}", obj=spec)
+        proto = _spec_proto(spec, hp, hpe, cp, cpe, m["proto"])
         return cls(container_port=cp, host_port=hp, host_port_end=hpe, host_ip=ip,
                    proto=proto)  # type: ignore[arg-type]
 

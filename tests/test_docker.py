@@ -21,7 +21,6 @@ sees with what netns_kit's Network and Endpoint give, by traffic.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import signal
@@ -31,6 +30,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from cgroups import remove_cgroups
 from outside_world import HOST_IP, OUTSIDE_IP, outside_world
 from traffic import serve, wait_connect
 
@@ -98,19 +98,6 @@ def _wait(what: str, ready: object, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def _remove_cgroups(parent: str) -> None:
-    """Remove the (by now empty) cgroup directories dockerd made under our own cgroup parent."""
-    deadline = time.monotonic() + 10  # a shim leaves its cgroup a moment after the container
-    while True:
-        left = [top + parent for top in glob.glob("/sys/fs/cgroup/*") if os.path.isdir(top + parent)]
-        for base in left:
-            for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda x: -len(x[0])):
-                with contextlib.suppress(OSError):
-                    os.rmdir(dirpath)
-        if not left or time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
-
 
 @contextlib.contextmanager
 def private_dockerd(flags: list[str]) -> Iterator[Docker]:
@@ -162,7 +149,7 @@ def private_dockerd(flags: list[str]) -> Iterator[Docker]:
         subprocess.run(["sh", "-c", f"grep -o ' {root}[^ ]*' /proc/self/mounts | sort -r | xargs -r umount -l"],
                        check=False)
         shutil.rmtree(root, ignore_errors=True)
-        _remove_cgroups(cgroup_parent)
+        remove_cgroups(cgroup_parent)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ Containers run under a cgroup parent of the module's own, whose directories are 
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
 import shutil
 import subprocess
@@ -21,6 +19,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from cgroups import remove_cgroups
 from traffic import serve, wait_connect
 
 import netns_kit as nk
@@ -128,21 +127,8 @@ runroot = "{root}/runroot"
         subprocess.run(["sh", "-c", f"grep -o ' {root}[^ ]*' /proc/self/mounts | sort -r | xargs -r umount -l"],
                        check=False)
         shutil.rmtree(root, ignore_errors=True)
-        _remove_cgroups("/" + os.path.basename(root))
+        remove_cgroups("/" + os.path.basename(root))
 
-
-def _remove_cgroups(parent: str) -> None:
-    """Remove the (by now empty) cgroup directories podman made under our own cgroup parent."""
-    deadline = time.monotonic() + 10  # conmon leaves its cgroup a moment after `podman rm`
-    while True:
-        left = [top + parent for top in glob.glob("/sys/fs/cgroup/*") if os.path.isdir(top + parent)]
-        for base in left:
-            for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda x: -len(x[0])):
-                with contextlib.suppress(OSError):
-                    os.rmdir(dirpath)
-        if not left or time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -168,22 +168,7 @@ class Firewall:
     def _ensure_table(self) -> None:
         if self._table:
             return
-        ctx = self._ctx()
-        # the comment must come with the creating command: a later "table ... { comment }" in the
-        # same batch does not set it, and without it the next process would take the table for foreign
-        script = (f'create table {render.FAMILY} {render.TABLE} {{ comment "{render.TABLE_COMMENT}"; }}\n'
-                  + render.skeleton_text())
-        try:
-            ctx.run_text(script, obj=f"table {render.FAMILY} {render.TABLE}", step="create firewall table")
-        except AlreadyExistsError:
-            # (libnftables 1.0.6 leaves a table's comment out of its JSON listing: read the text)
-            text = ctx.table_text(render.FAMILY, render.TABLE, step="inspect existing table") or ""
-            head = text.split("\n", 3)[:3]
-            if f'comment "{render.TABLE_COMMENT}"' not in "\n".join(head):
-                raise OwnershipError(
-                    f"table {render.FAMILY} {render.TABLE} exists but was not made by this version of netns_kit "
-                    "(its comment differs); delete it or leave netns_kit out", obj=render.TABLE,
-                    namespace=self.namespace.label, step="create firewall table") from None
+        if not ensure_table(self._ctx(), self.namespace.label):
             log.info("reusing existing table %s %s in %s", render.FAMILY, render.TABLE, self.namespace.label)
             self._table = True
             self._recover_journaled()
@@ -822,6 +807,31 @@ class Firewall:
             lines += ["", text.rstrip()]
         return "\n".join(lines)
 
+
+
+def ensure_table(ctx: _nft.NftContext, label: str) -> bool:
+    """Create netns_kit's table with its fixed chains (True), or find it made already (False).
+
+    A table of that name without netns_kit's comment raises OwnershipError. Undo: the table is
+    deleted once no element is left in it.
+    """
+    # the comment must come with the creating command: a later "table ... { comment }" in the
+    # same batch does not set it, and without it the next process would take the table for foreign
+    script = (f'create table {render.FAMILY} {render.TABLE} {{ comment "{render.TABLE_COMMENT}"; }}\n'
+              + render.skeleton_text())
+    try:
+        ctx.run_text(script, obj=f"table {render.FAMILY} {render.TABLE}", step="create firewall table")
+    except AlreadyExistsError:
+        # (libnftables 1.0.6 leaves a table's comment out of its JSON listing: read the text)
+        text = ctx.table_text(render.FAMILY, render.TABLE, step="inspect existing table") or ""
+        head = text.split("\n", 3)[:3]
+        if f'comment "{render.TABLE_COMMENT}"' not in "\n".join(head):
+            raise OwnershipError(
+                f"table {render.FAMILY} {render.TABLE} exists but was not made by this version of netns_kit "
+                "(its comment differs); delete it or leave netns_kit out", obj=render.TABLE,
+                namespace=label, step="create firewall table") from None
+        return False
+    return True
 
 def delete_marked(ctx: _nft.NftContext, mark: str | None, keys: dict[str, list[Any]] | None, *,
                   step: str) -> int:

@@ -1,10 +1,15 @@
 """Seam for rtnetlink: the only module that imports pyroute2.
 
-pyroute2's message classes encode and decode; the requests go over a plain
-``NETLINK_ROUTE`` socket of our own, bound to the namespace it was opened in.
-This avoids pyroute2's per-request machinery (and its refusal to run inside an
-asyncio loop), and it never forks. Errors from the kernel map to the most
-specific netns_kit error, raised ``from`` the original ``OSError``.
+Requests go over a plain ``NETLINK_ROUTE`` socket of our own, bound to the namespace it was
+opened in. This avoids pyroute2's per-request machinery (and its refusal to run inside an
+asyncio loop), and it never forks. Errors from the kernel map to the most specific netns_kit
+error, raised ``from`` the original ``OSError``.
+
+The messages netns_kit sends most are packed here directly (the fast writer at the end) and the
+replies it reads most are parsed directly (the fast readers); pyroute2's message classes encode
+and decode everything else. pyroute2 is imported only then (:func:`_pyroute2`): importing it
+costs ~300 ms, which a short-lived process (the CNI plugin, :mod:`netns_kit.cni`) must not pay
+for requests it never sends.
 """
 
 from __future__ import annotations
@@ -22,43 +27,63 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from pyroute2.netlink import (
-    NLM_F_ACK,
-    NLM_F_CREATE,
-    NLM_F_DUMP,
-    NLM_F_ECHO,
-    NLM_F_EXCL,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-)
-from pyroute2.netlink.rtnl import (
-    RTM_DELADDR,
-    RTM_DELLINK,
-    RTM_DELQDISC,
-    RTM_DELROUTE,
-    RTM_GETADDR,
-    RTM_GETLINK,
-    RTM_GETQDISC,
-    RTM_GETROUTE,
-    RTM_NEWADDR,
-    RTM_NEWLINK,
-    RTM_NEWQDISC,
-    RTM_NEWROUTE,
-    RTM_NEWTCLASS,
-    TC_H_ROOT,
-)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
-from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
-from pyroute2.netlink.rtnl.tcmsg import tcmsg
-
 from . import _sys
 from .errors import KernelError, NotFoundError, UnsupportedError, error_for_errno
 from .model import AddressInfo, IPInterface, LinkInfo, Route, RouteInfo
 
 _log = logging.getLogger("netns_kit.netlink")  # one debug line per kernel change
+
+# netlink and rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/pkt_sched.h)
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO = 0x1, 0x4, 0x8
+NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x200, 0x400, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC, RTM_NEWTCLASS = 36, 37, 38, 40
+TC_H_ROOT = 0xFFFFFFFF
+
+
+class _Msg(dict[str, Any]):
+    """A request being built: header fields and ``attrs`` as pyroute2's message class of the same
+    name takes them. :func:`_fast_body` packs it; anything it does not know goes to pyroute2."""
+
+
+class ifinfmsg(_Msg):  # named after the kernel struct, as pyroute2's classes are
+    pass
+
+
+class ifaddrmsg(_Msg):
+    pass
+
+
+class rtmsg(_Msg):
+    pass
+
+
+class tcmsg(_Msg):
+    pass
+
+
+def _pyroute2(name: str) -> Any:
+    """pyroute2's message class ``name`` (ifinfmsg, ifaddrmsg, rtmsg, tcmsg), imported on first use."""
+    import importlib
+
+    return getattr(importlib.import_module(f"pyroute2.netlink.rtnl.{name}"), name)
+
+
+def _encodable(msg: Any) -> Any:
+    """``msg`` as a pyroute2 message (a :class:`_Msg` is copied into one)."""
+    if not isinstance(msg, _Msg):
+        return msg
+    out = _pyroute2(type(msg).__name__)()
+    for key, value in msg.items():
+        out[key] = value
+    return out
+
+
+_DECODERS: dict[int, str] = {RTM_NEWLINK: "ifinfmsg", RTM_NEWADDR: "ifaddrmsg", RTM_NEWROUTE: "rtmsg",
+                             RTM_NEWQDISC: "tcmsg"}
 
 IFF_UP = 0x1
 IN6_ADDR_GEN_MODE_NONE = 1  # no IPv6 link-local address on the link
@@ -92,8 +117,6 @@ def address_marks_kept() -> bool:
     return (major, minor) >= (6, 1)
 
 
-_DECODERS: dict[int, Any] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
-                             RTM_NEWQDISC: tcmsg}
 
 
 
@@ -151,6 +174,7 @@ class RtnlSocket:
             if body is not None:
                 self._sock.send(struct.pack("=IHHII", 16 + len(body), msg_type, flags, seq, 0) + body)
             else:
+                msg = _encodable(msg)
                 msg["header"]["type"] = msg_type
                 msg["header"]["flags"] = flags
                 msg["header"]["sequence_number"] = seq
@@ -181,9 +205,9 @@ class RtnlSocket:
                         if raw:
                             out.append(data[off:off + length])
                         else:
-                            cls = _DECODERS.get(mtype)
-                            if cls is not None:
-                                m = cls(data[off:off + length])
+                            name = _DECODERS.get(mtype)
+                            if name is not None:
+                                m = _pyroute2(name)(data[off:off + length])
                                 m.decode()
                                 out.append(m)
                         if not flags & (NLM_F_DUMP | NLM_F_ACK):
@@ -558,7 +582,9 @@ class RtnlSocket:
         if kind is not None:
             attrs.append(("TCA_KIND", kind))
             if options is not None:
-                plugin = _tc_plugins[kind]
+                from pyroute2.netlink.rtnl.tcmsg import plugins
+
+                plugin = plugins[kind]
                 getter = plugin.get_class_parameters if cls else plugin.get_parameters
                 attrs.append(("TCA_OPTIONS", getter(dict(options))))
         msg["attrs"] = attrs
@@ -825,16 +851,17 @@ def _fast_body(msg: Any) -> bytes | None:
     """The request body (everything after nlmsghdr) of ``msg``, or None to let pyroute2 encode it."""
     get = dict.get
     try:
-        if type(msg) is ifinfmsg:
+        kind = type(msg).__name__  # ours or pyroute2's class of that name
+        if kind == "ifinfmsg":
             head = struct.pack("=BxHiII", get(msg, "family", 0) or 0, get(msg, "ifi_type", 0) or 0,
                                get(msg, "index", 0) or 0, get(msg, "flags", 0) or 0, get(msg, "change", 0) or 0)
             return head + _ifla_attrs(get(msg, "attrs", ()))
-        if type(msg) is ifaddrmsg:
+        if kind == "ifaddrmsg":
             family = get(msg, "family", 0) or 0
             table = _IFA
             head = struct.pack("=BBBBI", family, get(msg, "prefixlen", 0) or 0, get(msg, "flags", 0) or 0,
                                get(msg, "scope", 0) or 0, get(msg, "index", 0) or 0)
-        elif type(msg) is rtmsg:
+        elif kind == "rtmsg":
             if "family" not in msg:  # pyroute2 fills in a default family of its own
                 return None
             family = get(msg, "family", 0) or 0

@@ -97,11 +97,15 @@ class Cni:
                     ["ip", "link", "set", BRIDGE, "up"]):
             subprocess.run(cmd, check=True)
 
+    def executable(self, plugin_type: str) -> str:
+        """The plugin executable a conflist's ``type`` names (looked up in CNI_PATH, as libcni does)."""
+        return os.path.join(CNI_PATH, plugin_type)
+
     def _exec(self, command: str, i: int, conf: dict[str, Any], ifname: str) -> dict[str, Any] | None:
         """Run one plugin (``conf["type"]``) with ``conf`` on stdin; returns its result (ADD)."""
         env = {"CNI_COMMAND": command, "CNI_CONTAINERID": f"{i:064x}", "CNI_NETNS": f"{RUN_DIR}/{self.prefix}{i}",
                "CNI_IFNAME": ifname, "CNI_PATH": CNI_PATH, "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
-        proc = subprocess.run([os.path.join(CNI_PATH, conf["type"])], input=json.dumps(conf).encode(), env=env,
+        proc = subprocess.run([self.executable(conf["type"])], input=json.dumps(conf).encode(), env=env,
                               capture_output=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"CNI {conf['type']} {command} for endpoint {i}: exit {proc.returncode}: "

@@ -19,7 +19,6 @@ import shutil
 import stat
 import sys
 import tempfile
-from typing import Any
 
 from benchmarks._common import BRIDGE, BRIDGE_IP, SUBNET
 from benchmarks.approach_cni import CNI_VERSION, Cni

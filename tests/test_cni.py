@@ -196,7 +196,7 @@ def test_check_fails_when_something_was_removed(cni: Cni, host: Namespace, conta
     a = container(containers, "cni-chk")
     ports = {"portMappings": [{"hostPort": 8082, "containerPort": 80, "protocol": "tcp"}]}
     res = cni.ok("ADD", conf(runtimeConfig=ports), cid="chk", netns=a.path)
-    args = {"cid": "chk", "netns": a.path}
+    args: dict[str, Any] = {"cid": "chk", "netns": a.path}
     assert cni("CHECK", conf(prevResult=res), **args) == (0, None)
     # a firewall entry: the published port's dnat element
     subprocess.run(["nft", "delete", "element", "inet", "netns_kit", "dnat4", "{ tcp . 8082 }"], check=True)
@@ -243,9 +243,10 @@ def test_an_add_that_fails_leaves_nothing(cni: Cni, host: Namespace, containers:
 def test_gc_removes_every_attachment_not_listed(cni: Cni, host: Namespace, containers: list[Namespace]) -> None:
     nss = [container(containers, f"cni-gc{i}") for i in range(3)]
     results = [cni.ok("ADD", conf(cniVersion="1.1.0"), cid=f"gc{i}", netns=ns.path) for i, ns in enumerate(nss)]
-    rc, out = cni("GC", conf(cniVersion="1.0.0"))
+    _, out = cni("GC", conf(cniVersion="1.0.0"))
     assert out["code"] == 1  # GC is 1.1.0
-    keep = {"cniVersion": "1.1.0", "cni.dev/valid-attachments": [{"containerID": "gc1", "ifname": "eth0"}]}
+    keep: dict[str, Any] = {"cniVersion": "1.1.0",
+                            "cni.dev/valid-attachments": [{"containerID": "gc1", "ifname": "eth0"}]}
     cni.ok("GC", conf(**keep))
     left = [r["interfaces"][1]["name"] for r in results]
     assert [n in links() for n in left] == [False, True, False]
@@ -253,7 +254,8 @@ def test_gc_removes_every_attachment_not_listed(cni: Cni, host: Namespace, conta
     assert cni("CHECK", conf(cniVersion="1.1.0"), cid="gc1", netns=nss[1].path)[0] == 0
     assert state("nk") == sorted(["network.json", "leases/10.89.0.3",
                                   f"attachments/{os.listdir(os.path.join(STATE_DIR, 'cni/nk/attachments'))[0]}"])
-    cni.ok("GC", conf(**{"cniVersion": "1.1.0", "cni.dev/valid-attachments": []}))
+    none: dict[str, Any] = {"cniVersion": "1.1.0", "cni.dev/valid-attachments": []}
+    cni.ok("GC", conf(**none))
     assert nft_comments() == "" and state("nk") == [] and "nk-br" not in links()
 
 

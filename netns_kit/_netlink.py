@@ -548,25 +548,12 @@ class RtnlSocket:
                 continue
             msg = rtmsg()
             msg["family"] = fam
-            for m in self._request(msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list routes"):
-                tbl = m.get_attr("RTA_TABLE") or m["table"]
-                if table is not None and tbl != table:
+            for chunk in self._request(msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list routes",
+                                       raw=True):
+                info = _route_raw(chunk, names)
+                if info is None or (table is not None and info.table != table):
                     continue
-                if m["type"] != RTN_UNICAST:
-                    continue
-                dst = m.get_attr("RTA_DST") or ("0.0.0.0" if fam == socket.AF_INET else "::")
-                gw = m.get_attr("RTA_GATEWAY")
-                oif = m.get_attr("RTA_OIF")
-                out.append(RouteInfo(
-                    dst=ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False),
-                    gateway=ipaddress.ip_address(gw) if gw else None,
-                    oif=oif,
-                    ifname=names.get(oif) if oif is not None else None,
-                    table=tbl,
-                    metric=m.get_attr("RTA_PRIORITY"),
-                    scope=m["scope"],
-                    protocol=m["proto"],
-                ))
+                out.append(info)
         return out
 
     # -- traffic control (qdiscs and classes) ------------------------------------------------------
@@ -715,6 +702,36 @@ def _link_info_raw(data: bytes) -> LinkInfo:
         namespace_id=struct.unpack_from("=i", netnsid)[0] if netnsid is not None and len(netnsid) >= 4 else None,
         alias=_asciiz(a.get(IFLA_IFALIAS)),
         group=_u32(a.get(IFLA_GROUP)),
+    )
+
+
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_PRIORITY = 6
+RTA_TABLE = 15
+
+
+def _route_raw(data: bytes, names: dict[int, str]) -> RouteInfo | None:
+    """RouteInfo from one RTM_NEWROUTE reply (None unless a unicast route); what pyroute2's rtmsg gives."""
+    length = struct.unpack_from("=I", data, 0)[0]
+    family, dst_len, _src, _tos, tbl, proto, scope, rtype = struct.unpack_from("=8B", data, 16)
+    if rtype != RTN_UNICAST or family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    a = _attrs(data, 28, min(length, len(data)))
+    table = _u32(a.get(RTA_TABLE)) or tbl
+    dst, gw = a.get(RTA_DST), a.get(RTA_GATEWAY)
+    zero = bytes(4 if family == socket.AF_INET else 16)
+    oif = _u32(a.get(RTA_OIF))
+    return RouteInfo(
+        dst=ipaddress.ip_network((dst or zero, dst_len), strict=False),
+        gateway=ipaddress.ip_address(gw) if gw else None,
+        oif=oif,
+        ifname=names.get(oif) if oif is not None else None,
+        table=table,
+        metric=_u32(a.get(RTA_PRIORITY)),
+        scope=scope,
+        protocol=proto,
     )
 
 

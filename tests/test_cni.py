@@ -142,6 +142,23 @@ def test_errors_are_the_specs_json_and_change_nothing(cni: Cni, stdin: bytes, en
     assert links() == before and nft_comments() == "" and state("nk") == []
 
 
+def test_the_plugin_path_never_imports_pyroute2(cni: Cni, host: Namespace, containers: list[Namespace]) -> None:
+    """ADD, CHECK and DEL with a published port: the requests are netns_kit's own fast encodings, so
+    the ~300 ms import of pyroute2 is never paid by a runtime's call."""
+    a = container(containers, "cni-imp")
+    env = {**os.environ, "CNI_CONTAINERID": "imp", "CNI_NETNS": a.path, "CNI_IFNAME": "eth0", "PYTHONPATH": REPO}
+    code = ("import json, os, sys\nfrom netns_kit.cni import handle\n"
+            "for verb in ('ADD', 'CHECK', 'DEL'):\n"
+            "    out, rc = handle({**os.environ, 'CNI_COMMAND': verb}, sys.argv[1].encode())\n"
+            "    assert rc == 0, out\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2')))\n")
+    ports = {"portMappings": [{"hostPort": 8084, "containerPort": 80, "protocol": "tcp"}]}
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(conf(runtimeConfig=ports))], env=env,
+                         capture_output=True, text=True, check=True)
+    assert json.loads(res.stdout) == []
+    assert nft_comments() == "" and state("nk") == []
+
+
 # -- ADD, CHECK, DEL with traffic ----------------------------------------------------------------------
 
 def test_add_gives_a_complete_result_and_traffic_flows(cni: Cni, host: Namespace,

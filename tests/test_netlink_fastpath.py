@@ -9,7 +9,7 @@ from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from netns_kit import Bridge, Namespace, VethPair
+from netns_kit import Bridge, Namespace, Route, VethPair
 from netns_kit._netlink import _link_info
 
 
@@ -27,6 +27,34 @@ def _decoded_addrs(ns: Namespace) -> list[tuple[int, object]]:
     return out
 
 
+def _decoded_routes(ns: Namespace) -> list[object]:
+    """The unicast routes of the main table, decoded by pyroute2's rtmsg (what routes() gave before
+    its fast reader)."""
+    import socket
+
+    from pyroute2.netlink.rtnl import RTM_GETROUTE
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    from netns_kit.model import RouteInfo
+
+    names = {link.index: link.name for link in ns.links()}
+    out: list[object] = []
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        msg = rtmsg()
+        msg["family"] = fam
+        for m in ns.rtnl()._request(msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="test"):
+            tbl = m.get_attr("RTA_TABLE") or m["table"]
+            if tbl != 254 or m["type"] != 1:
+                continue
+            dst = m.get_attr("RTA_DST") or ("0.0.0.0" if fam == socket.AF_INET else "::")
+            gw, oif = m.get_attr("RTA_GATEWAY"), m.get_attr("RTA_OIF")
+            out.append(RouteInfo(dst=ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False),
+                                 gateway=ipaddress.ip_address(gw) if gw else None, oif=oif,
+                                 ifname=names.get(oif) if oif is not None else None, table=tbl,
+                                 metric=m.get_attr("RTA_PRIORITY"), scope=m["scope"], protocol=m["proto"]))
+    return out
+
+
 def test_fast_readers_match_pyroute2(host: Namespace) -> None:
     with Bridge("br-fast", addresses=["10.9.0.1/24", "fd00:9::1/64"], mtu=1400), \
             Namespace("t-fast") as ns, \
@@ -34,7 +62,10 @@ def test_fast_readers_match_pyroute2(host: Namespace) -> None:
             VethPair("v-local", "v-local-b"):
         ns.add_address("eth0", "10.9.0.2/24")
         ns.add_address("eth0", "fd00:9::2/64")
+        ns.add_route(Route(gateway="10.9.0.1", metric=50))
+        ns.add_route(Route("fd00:77::/64", gateway="fd00:9::1"))
         for where in (host, ns):
+            assert where.routes() == _decoded_routes(where) and where.routes()
             assert where.links() == _decoded_links(where)
             sock = where.rtnl()
             assert sock.interfaces() == _decoded_addrs(where)

@@ -159,6 +159,36 @@ def test_the_plugin_path_never_imports_pyroute2(cni: Cni, host: Namespace, conta
     assert nft_comments() == "" and state("nk") == []
 
 
+@pytest.mark.pure
+def test_configuration_is_checked_before_anything_happens() -> None:
+    """parse_conf and handle() on bad input: the spec's codes, no kernel access (a pure test)."""
+    from netns_kit.cni import handle, parse_conf
+
+    c = parse_conf(json.dumps(conf(ranges=[[{"subnet": "10.89.0.0/24", "rangeStart": "10.89.0.100"}],
+                                           [{"subnet": "fd00:89::/64"}]],
+                                   routes=[{"dst": "10.0.0.0/8"}], runtimeConfig={"mac": "02:00:00:00:00:01"})
+                              ).encode(), command="ADD")
+    assert [str(r.plan.network) for r in c.ranges] == ["10.89.0.0/24", "fd00:89::/64"]
+    assert [(str(r.network), str(r.gateway_ip)) for r in c.routes] == [
+        ("10.0.0.0/8", "10.89.0.1"), ("0.0.0.0/0", "10.89.0.1"), ("::/0", "fd00:89::1")]
+    assert c.is_gateway and c.mac == "02:00:00:00:00:01" and str(c.ranges[0].start) == "10.89.0.100"
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "x", "CNI_NETNS": "/nonexistent", "CNI_IFNAME": "eth0"}
+    for bad, code in ((conf(mtu=10), 7), (conf(bridge="x" * 20), 7), (conf(name=""), 7),
+                      (conf(subnet=None), 7),
+                      (conf(ranges=[[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.2.0.0/24"}]]), 2),
+                      (conf(runtimeConfig={"portMappings": [{"hostPort": "80"}]}), 7),
+                      (conf(runtimeConfig={"bandwidth": {"ingressRate": -1}}), 7),
+                      (conf(cniVersion="1.1.0", runtimeConfig={"mac": "zz"}), 7),
+                      ({"cniVersion": "1.0.0", "name": "nk"}, 7), (conf(cniVersion="0.4.0"), 1)):
+        out, rc = handle(env, json.dumps(bad).encode())
+        assert rc == 1 and out is not None and out["code"] == code, (bad, out)
+        assert out["cniVersion"] == bad["cniVersion"]
+    out, rc = handle({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "1.1.0"}')
+    assert (rc, out) == (0, {"cniVersion": "1.1.0", "supportedVersions": ["1.0.0", "1.1.0"]})
+    out, rc = handle({"CNI_COMMAND": "STATUS"}, json.dumps(conf()).encode())
+    assert rc == 1 and out is not None and out["code"] == 1  # STATUS is 1.1.0
+
+
 # -- ADD, CHECK, DEL with traffic ----------------------------------------------------------------------
 
 def test_add_gives_a_complete_result_and_traffic_flows(cni: Cni, host: Namespace,

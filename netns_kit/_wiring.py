@@ -21,7 +21,7 @@ Host-side names come from :func:`new_host_ifname` unless the caller names the in
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 from dataclasses import dataclass
 
 from .links import Bridge, VethPair
@@ -35,7 +35,7 @@ HOST_IFNAME_PREFIX = "vnk"
 
 def new_host_ifname() -> str:
     """A fresh name for the host end of a veth pair: ``vnk`` and 8 random hex digits."""
-    return HOST_IFNAME_PREFIX + secrets.token_hex(4)
+    return HOST_IFNAME_PREFIX + os.urandom(4).hex()
 
 
 def host_ifname_for(seed: str) -> str:

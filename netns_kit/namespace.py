@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from . import _batch, _procs, _state, _sys
 from ._journal import EphemeralScope, atomic_step, intent, record
@@ -45,7 +46,9 @@ from .model import (
     validate_mtu,
     validate_netns_name,
 )
-from .views import InterfaceView, NamespaceView, namespace_html, route_text
+
+if TYPE_CHECKING:
+    from .views import NamespaceView
 
 __all__ = ["Namespace"]
 
@@ -357,11 +360,16 @@ class Namespace(EphemeralScope):
 
     def _repr_html_(self) -> str:
         """Jupyter's view: interfaces, addresses and routes as a table (read from the kernel now)."""
+        # views (html tables) are imported when shown: a short-lived process (the CNI plugin) never pays for them
+        from .views import namespace_html
+
         return namespace_html(self)
 
     def view(self, *, is_host: bool = False) -> NamespaceView:
         """What the namespace holds now (interfaces, addresses but link-local ones, main-table routes),
         read from the kernel, as a :class:`~netns_kit.views.NamespaceView`. Changes nothing."""
+        from .views import InterfaceView, NamespaceView, route_text
+
         links = self.links()
         names = {link.index: link.name for link in links}
         addrs: dict[int, list[str]] = {}

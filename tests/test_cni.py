@@ -384,3 +384,16 @@ def test_later_in_a_chain_passes_the_previous_result_on(cni: Cni, host: Namespac
         shutil.rmtree(data, ignore_errors=True)
         subprocess.run(["ip", "link", "del", "ref-br"], capture_output=True)
     assert [ln.name for ln in a.links()] == ["lo"] and state("nk") == [] and nft_comments() == ""
+
+
+def test_the_benchmark_runs_and_leaves_nothing(tmp_path: Any) -> None:
+    """`python -m benchmarks.cni_plugin`, tiny: both chains run in their workers and leave nothing behind."""
+    raw = tmp_path / "cni.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.cni_plugin", "-n", "3", "--runs", "1", "--json",
+                           str(raw)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(raw.read_text())
+    assert set(data["runs"]) == {"cni", "netns_kit_cni"}
+    for runs in data["runs"].values():
+        assert runs[0]["n"] == 3 and runs[0]["leftovers"] == [], runs
+    assert "ratio netns-kit-cni / reference" in proc.stdout

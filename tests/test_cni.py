@@ -271,6 +271,45 @@ def test_check_fails_when_something_was_removed(cni: Cni, host: Namespace, conta
     assert nft_comments() == "" and state("nk") == []
 
 
+def test_recover_leaves_attachments_alone(cni: Cni, host: Namespace, containers: list[Namespace]) -> None:
+    """Every plugin process has exited when recover() runs: what ADD made is kept on purpose, and its
+    nft elements carry no process's owner mark, so crash recovery leaves it all in place."""
+    import netns_kit as nk
+
+    a = container(containers, "cni-rec")
+    ports = {"portMappings": [{"hostPort": 8085, "containerPort": 80, "protocol": "tcp"}]}
+    res = cni.ok("ADD", conf(runtimeConfig=ports), cid="rec", netns=a.path)
+    before = (links(), nft_comments(), state("nk"))
+    nk.recover()
+    assert (links(), nft_comments(), state("nk")) == before
+    assert cni("CHECK", conf(runtimeConfig=ports, prevResult=res), cid="rec", netns=a.path) == (0, None)
+    cni.ok("DEL", conf(), cid="rec", netns=a.path)
+    assert nft_comments() == "" and state("nk") == []
+
+
+@pytest.mark.parametrize("step", ["_attachment_elements", "_result"])
+def test_a_killed_add_is_undone_by_del_and_by_gc(cni: Cni, host: Namespace, containers: list[Namespace],
+                                                 step: str) -> None:
+    """The plugin SIGKILLed halfway through ADD (after the veth and lease, or after the nft elements
+    too): the DEL a runtime sends after a failed ADD removes all of it, and so does GC."""
+    ports = {"portMappings": [{"hostPort": 8086, "containerPort": 80, "protocol": "tcp"}]}
+    code = ("import os, signal, sys\nimport netns_kit.cni as c\n"
+            f"setattr(c, {step!r}, lambda *a: os.kill(os.getpid(), signal.SIGKILL))\n"
+            "c.handle({**os.environ, 'CNI_COMMAND': 'ADD'}, sys.argv[1].encode())\n")
+    for verb in ("DEL", "GC"):
+        a = container(containers, f"cni-kill-{verb.lower()}")
+        env = {**os.environ, "CNI_CONTAINERID": "kill", "CNI_NETNS": a.path, "CNI_IFNAME": "eth0", "PYTHONPATH": REPO}
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(conf(runtimeConfig=ports))], env=env)
+        assert proc.returncode == -9
+        assert "eth0" in [ln.name for ln in a.links()] and "leases/10.89.0.2" in state("nk")
+        assert ("8086" in nft_comments()) == (step == "_result")
+        if verb == "DEL":
+            cni.ok("DEL", conf(), cid="kill", netns=a.path)
+        else:
+            cni.ok("GC", conf(**{"cniVersion": "1.1.0", "cni.dev/valid-attachments": []}))
+        assert nft_comments() == "" and state("nk") == [] and [ln.name for ln in a.links()] == ["lo"]
+
+
 def test_an_add_that_fails_leaves_nothing(cni: Cni, host: Namespace, containers: list[Namespace]) -> None:
     a, b = container(containers, "cni-f1"), container(containers, "cni-f2")
     ports = {"portMappings": [{"hostPort": 8083, "containerPort": 80, "protocol": "tcp"}]}

@@ -306,7 +306,8 @@ def test_a_killed_add_is_undone_by_del_and_by_gc(cni: Cni, host: Namespace, cont
         if verb == "DEL":
             cni.ok("DEL", conf(), cid="kill", netns=a.path)
         else:
-            cni.ok("GC", conf(**{"cniVersion": "1.1.0", "cni.dev/valid-attachments": []}))
+            gc: dict[str, Any] = {"cniVersion": "1.1.0", "cni.dev/valid-attachments": []}
+            cni.ok("GC", conf(**gc))
         assert nft_comments() == "" and state("nk") == [] and [ln.name for ln in a.links()] == ["lo"]
 
 

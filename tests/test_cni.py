@@ -224,6 +224,24 @@ def test_add_gives_a_complete_result_and_traffic_flows(cni: Cni, host: Namespace
     assert nft_comments() == "" and state("nk") == [] and "nk-br" not in links()
 
 
+def test_dual_stack(cni: Cni, host: Namespace, containers: list[Namespace]) -> None:
+    """An IPv4 and an IPv6 range set: one address of each, both default routes, masquerade of both."""
+    from outside_world import HOST_IP6, OUTSIDE_IP6
+
+    a = container(containers, "cni-v6")
+    ranges = [[{"subnet": "10.89.0.0/24"}], [{"subnet": "fd00:89::/64"}]]
+    with outside_world(host) as out:
+        res = cni.ok("ADD", conf(subnet=None, ranges=ranges), cid="v6", netns=a.path)
+        assert [ip["address"] for ip in res["ips"]] == ["10.89.0.2/24", "fd00:89::2/64"]
+        assert [r["dst"] for r in res["routes"]] == ["0.0.0.0/0", "::/0"]
+        with serve(out, OUTSIDE_IP6, 9006) as srv:
+            assert wait_connect(a, OUTSIDE_IP6, 9006) == "hello from outside\n"
+            assert srv.peers[0][0] == HOST_IP6
+        assert cni("CHECK", conf(subnet=None, ranges=ranges, prevResult=res), cid="v6", netns=a.path) == (0, None)
+        cni.ok("DEL", conf(subnet=None, ranges=ranges), cid="v6", netns=a.path)
+    assert nft_comments() == "" and state("nk") == []
+
+
 def test_del_without_the_namespace_or_prevresult_removes_everything(cni: Cni, host: Namespace,
                                                                     containers: list[Namespace]) -> None:
     a = container(containers, "cni-gone")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -475,14 +476,14 @@ class Topology:
         return topo
 
     @classmethod
-    def load(cls, path: str) -> Topology:
+    def load(cls, path: str | os.PathLike[str]) -> Topology:
         """A topology from a YAML file: netns_kit's schema or a containerlab topology (see
         docs/topology-files.md). TopologyFileError naming the field if anything is wrong; pure."""
         return cls.from_spec(read_topology(path))
 
     def to_spec(self) -> TopologySpec:
         """The topology as plain data (:meth:`save` writes it as YAML; :meth:`from_spec` reads it back)."""
-        own = {n for e in self._endpoints for n in [e.namespace]} | {n for lk in self._links for n, _ in (lk.a, lk.b)}
+        own = {e.namespace for e in self._endpoints} | {n for lk in self._links for n, _ in (lk.a, lk.b)}
 
         def addrs(values: tuple[IPInterface, ...]) -> tuple[str, ...]:
             return tuple(map(str, values))
@@ -490,14 +491,17 @@ class Topology:
         return TopologySpec(
             self.title, tuple(n for n in self._namespaces if n not in own),
             tuple(NetworkSpec(b.name, addrs(b.addresses), b.mtu, b.nat, b.masquerade, b.icc) for b in self._bridges),
-            tuple(EndpointSpec(e.namespace, e.bridge, addrs(e.addresses), e.gateway, e.ifname, e.host_ifname, e.mac,
-                               tuple(_p_spec(p) for p in e.publish), e.link_local) for e in self._endpoints),
+            tuple(EndpointSpec(e.namespace, e.bridge, addrs(e.addresses), e.gateway, e.ifname,
+                               None if e.host_ifname == f"v{e.namespace}"[:15] else e.host_ifname, e.mac,
+                               tuple(_p_spec(p) for p in e.publish),
+                               None if e.link_local == any(a.version == 6 for a in e.addresses) else e.link_local)
+                  for e in self._endpoints),
             tuple(LinkSpec(":".join(lk.a), ":".join(lk.b), addrs(lk.a_addresses), addrs(lk.b_addresses), lk.mtu)
                   for lk in self._links),
             tuple(ImpairmentSpec(":".join(i.end), format_rate(i.rate) if i.rate is not None else None, i.delay_ms,
                                  i.jitter_ms, i.loss_percent) for i in self._impairments))
 
-    def save(self, path: str) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_spec` as YAML in netns_kit's schema (:meth:`load` reads it back, equal)."""
         write_topology(self.to_spec(), path)
 

@@ -36,8 +36,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .errors import NetnsKitError, TopologyFileError
+from .errors import NetnsKitError, TopologyFileError, ValidationError
 from .model import format_rate, parse_interface, parse_ip, parse_mac, parse_rate
+from .ports import PortSpec
 
 __all__ = [
     "EndpointSpec",
@@ -47,6 +48,7 @@ __all__ = [
     "TopologySpec",
     "dump_topology",
     "parse_topology",
+    "publish_text",
     "read_topology",
     "write_topology",
 ]
@@ -163,6 +165,15 @@ def _nondefault(obj: Any, skip: tuple[str, ...]) -> dict[str, Any]:
 
 
 
+def publish_text(spec: str) -> str:
+    """A ``-p`` spec written the one way a file holds it (``8080:80/tcp``; ``0.0.0.0`` and ``[::]``,
+    which a topology reads as every address, left out)."""
+    p = PortSpec.parse(spec)
+    if p.host_port is None:
+        raise ValidationError(f"{spec!r}: a topology publishes a concrete host port (HOST:CONTAINER)", obj=spec)
+    return dataclasses.replace(p, family=None).text if p.host_ip is None else p.text
+
+
 def _one_or_list(values: tuple[str, ...]) -> str | list[str]:
     return values[0] if len(values) == 1 else list(values)
 
@@ -233,6 +244,15 @@ class _Reader:
             out.append(self.check(at, lambda a=a: str(parse_interface(a))))  # type: ignore[misc]
         return tuple(out)
 
+    def publish(self, value: object, where: str) -> tuple[str, ...]:
+        """``-p`` specs (one string or a list), each written the one way (:func:`publish_text`)."""
+        items = self.strings(value, where)
+        out = []
+        for i, spec in enumerate(items):
+            at = where if isinstance(value, str) else f"{where}[{i}]"
+            out.append(self.check(at, lambda spec=spec: publish_text(spec)))  # type: ignore[misc]
+        return tuple(out)
+
     def boolean(self, value: object, where: str) -> bool:
         return bool(self.typed(value, where, (bool,), "true or false"))
 
@@ -299,7 +319,7 @@ def _native(r: _Reader, doc: dict[str, Any]) -> TopologySpec:
                 r.opt(e, "gateway", w, lambda v, p: r.check(p, lambda: str(parse_ip(r.string(v, p)))), None),
                 r.opt(e, "ifname", w, r.string, "eth0"), r.opt(e, "host_ifname", w, r.string, None),
                 r.opt(e, "mac", w, lambda v, p: r.check(p, lambda: parse_mac(r.string(v, p))), None),
-                r.opt(e, "publish", w, r.strings, ()), r.opt(e, "ipv6_link_local", w, r.boolean, None), where=w))
+                r.opt(e, "publish", w, r.publish, ()), r.opt(e, "ipv6_link_local", w, r.boolean, None), where=w))
     links = []
     for i, body in enumerate(r.seq(data.get("links"), "links")):
         w = f"links[{i}]"

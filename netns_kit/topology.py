@@ -52,6 +52,7 @@ from .model import (
 )
 from .namespace import Namespace
 from .nat import PublishedPort
+from .ports import PortSpec
 from .topofile import EndpointSpec, ImpairmentSpec, LinkSpec, NetworkSpec, TopologySpec, read_topology, write_topology
 from .views import InterfaceView, NamespaceView, PortView, TopologyView, VethLink
 
@@ -212,10 +213,7 @@ class _Qdisc:
 
 def _p_spec(p: PublishedPort) -> str:
     """A publication as the ``-p`` spec that makes it (``[HOST_IP:]8080:80/tcp``)."""
-    host = "" if p.host_ip is None else f"[{p.host_ip}]:" if ":" in p.host_ip else f"{p.host_ip}:"
-    hp = f"{p.host_port}" + (f"-{p.host_port_end}" if p.host_port_end is not None else "")
-    cp = f"{p.container_port}" + (f"-{p.container_port_end}" if p.container_port_end is not None else "")
-    return f"{host}{hp}:{cp}/{p.proto}"
+    return PortSpec(p.container_port, p.host_port, p.host_port_end, p.host_ip, p.proto).text
 
 
 def _end(text: str, what: str) -> tuple[str, str]:

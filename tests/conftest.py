@@ -33,6 +33,7 @@ from netns_kit import Namespace
 # Checked by running them as an unprivileged user outside the sandbox (scripts/check.sh does).
 PURE_MODULES = frozenset({
     "test_diagram",
+    "test_topofile",
     "test_import_graph",
     "test_ipam",
     "test_model",

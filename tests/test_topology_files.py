@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+import signal
 import subprocess
+import sys
 
 import pytest
+from snapshots import snapshot
 from traffic import connect, serve
 
 import netns_kit as nk
@@ -104,3 +107,36 @@ def test_impairment_with_netem(host: Namespace) -> None:
     finally:
         topo.remove()
     assert _state(host) == before
+
+
+CRASH_CHILD = r"""
+import os, signal, sys
+from netns_kit import Transaction
+from netns_kit.topology import Topology
+topo = Topology.load(sys.argv[1]).link("host:vcrash", "r1:eth7", addresses=["10.57.0.1/30", "10.57.0.2/30"])
+topo.impair("host:vcrash", rate="5mbit")
+with Transaction(keep=False):                   # kept only if it ends: the process dies inside
+    topo.create()
+    print("BUILT", flush=True)
+    sys.stdin.readline()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_recover_after_sigkill_removes_a_loaded_topology(host: Namespace) -> None:
+    """A process that built a containerlab file (plus a link to the host with a qdisc) inside a
+    transaction is SIGKILLed there; recover() removes its namespaces, bridge and host-side veths
+    (the qdisc goes with its veth), and the host is as before."""
+    before = snapshot(host)
+    child = subprocess.Popen([sys.executable, "-c", CRASH_CHILD, str(EXAMPLES / "lab.clab.yml")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "BUILT"
+    assert {"br-clab", "vcrash", "r2-eth2", "r3-eth1"} <= {link.name for link in host.links()}
+    assert " tbf " in subprocess.run(["tc", "qdisc", "show", "dev", "vcrash"], capture_output=True, text=True,
+                                     check=True).stdout
+    child.communicate("\n")                      # it kills itself inside the transaction
+    assert child.returncode == -signal.SIGKILL
+    report = nk.recover()
+    assert not report.failures, report.failures
+    assert snapshot(host) == before

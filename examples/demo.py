@@ -18,6 +18,7 @@ EXAMPLES = [
     "nat.py",
     "pipework.py",
     "topology.py",
+    "topology_files.py",
     "harness.py",
 ]
 

@@ -18,7 +18,6 @@ context manager, or inside a :class:`~netns_kit.Transaction` (its undo is record
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import tempfile
@@ -29,7 +28,8 @@ from typing import IO, Any, Literal
 
 from ._journal import intent
 from .errors import StateError, ValidationError
-from .model import validate_ifname
+from .model import format_rate as _fmt_rate
+from .model import parse_rate, validate_ifname
 from .namespace import Namespace
 
 __all__ = [
@@ -42,35 +42,6 @@ __all__ = [
 ]
 
 TC_H_ROOT = 0xFFFFFFFF
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.I)
-_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9,
-               "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6, "gbps": 8 * 10**9}
-
-
-def parse_rate(rate: int | str) -> int:
-    """A rate in bits per second: an int, or a string like ``"10mbit"``, ``"512kbit"``, ``"1gbit"``.
-
-    Units follow tc: ``bit``, ``kbit``, ``mbit``, ``gbit`` (powers of 1000) and ``bps``, ``kbps``,
-    ``mbps``, ``gbps`` (bytes per second). Between 8 bit/s and 100 Gbit/s.
-    """
-    if isinstance(rate, bool):
-        raise ValidationError(f"rate {rate!r} must be bits per second or a string like '10mbit'", obj=repr(rate))
-    if isinstance(rate, int):
-        bits = rate
-    elif isinstance(rate, str) and (m := _RATE_RE.match(rate)):
-        bits = int(float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()])
-    else:
-        raise ValidationError(f"rate {rate!r} must be bits per second or a string like '10mbit'", obj=repr(rate))
-    if not 8 <= bits <= 100 * 10**9:
-        raise ValidationError(f"rate {rate!r} must be between 8 bit/s and 100gbit", obj=repr(rate))
-    return bits
-
-
-def _fmt_rate(bits: int) -> str:
-    for unit, size in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
-        if bits % size == 0:
-            return f"{bits // size}{unit}"
-    return f"{bits}bit"
 
 
 # -- processes ------------------------------------------------------------------------------------

@@ -240,6 +240,13 @@ class Network(EphemeralScope):
         return NetworkPolicy(bridge=self.bridge, subnets=tuple(subnets), internal=self.config.internal,
                              icc=self.config.icc, masquerade=self.config.masquerades)
 
+    def inspect(self) -> dict[str, Any]:
+        """``docker network inspect NAME``'s document (its one element) for this network, read from
+        the kernel and the network's state (fields: docs/modes.md). Changes nothing."""
+        from ._dockerjson import network_inspect
+
+        return network_inspect(self)
+
     def describe(self) -> str:
         """A few lines for humans: subnet, gateway, bridge, options and endpoints."""
         state = "created" if self.created else "not created"
@@ -859,6 +866,13 @@ class Connection:
         if self._gone:
             return []
         return [b for ip in self.ips for b in self.network.ports(ip)]
+
+    def inspect(self) -> dict[str, Any]:
+        """This connection as Docker's EndpointSettings (one entry of ``docker inspect``'s
+        ``.NetworkSettings.Networks``), MAC address read from the link. Changes nothing."""
+        from ._dockerjson import endpoint_settings
+
+        return endpoint_settings(self)
 
     @staticmethod
     def new_host_ifname() -> str:

@@ -212,3 +212,35 @@ def test_recover_undoes_faults_after_sigkill(host: Namespace) -> None:
         assert a.link("eth0").up and "tbf" not in b.run(["tc", "qdisc", "show", "dev", "eth0"]).stdout
         assert any("set eth0 up again" in u for u in report.undone)
         assert a.run(["ping", "-c1", "-W2", "10.62.0.3"]).returncode == 0
+
+
+CHILD_PART = r"""
+import time
+from netns_kit import Namespace
+from netns_kit.chaos import Partition
+with Partition(Namespace.open("fl0"), Namespace.open("fl1")) as p:
+    print("READY", p.table, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_recover_leaves_a_same_named_table_without_the_mark_alone(host: Namespace) -> None:
+    with nk.Transaction(keep=False):
+        a, _b = _star(2)
+        child = subprocess.Popen([sys.executable, "-c", CHILD_PART], stdout=subprocess.PIPE, env=dict(os.environ))
+        assert child.stdout is not None
+        line = child.stdout.readline().decode().split()
+        assert line[0] == "READY", line
+        table = line[1]
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        # someone else's table now has that name in fl0 (its rule carries no netns_kit mark)
+        assert a.run(["nft", "delete", "table", "inet", table]).returncode == 0
+        script = f"add table inet {table}\nadd chain inet {table} c\nadd rule inet {table} c accept\n"
+        assert a.run(["nft", "-f", "-"], input=script).returncode == 0
+        report = nk.recover()
+        assert not report.failures, report.failures
+        assert any(table in s and "does not carry the mark" in s for s in report.skipped), report.skipped
+        assert table in _tables(a)
+        assert table not in _tables(_b)  # the other namespace's table did carry the mark
+        a.run(["nft", "delete", "table", "inet", table])

@@ -20,6 +20,7 @@ EXAMPLES = [
     "topology.py",
     "topology_files.py",
     "harness.py",
+    "faults.py",
 ]
 
 

@@ -21,6 +21,7 @@ library's objects (namespaces, bridges, veth pairs, addresses, routes, NAT rules
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import os
@@ -29,9 +30,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from . import _batch, _wiring
+from . import _batch, _progress, _wiring
 from . import _nft_render as render
 from ._journal import Transaction, intent
+from ._progress import ProgressArg
 from .errors import NetnsKitError, StateError, TopologyFileError, ValidationError, attach_rollback_failures
 from .firewall import Firewall, NetworkPolicy
 from .links import Bridge, VethPair
@@ -599,21 +601,28 @@ class Topology:
     def created(self) -> bool:
         return self._made is not None
 
-    def create(self) -> Topology:
+    def create(self, *, progress: ProgressArg = None) -> Topology:
         """Build it, step by step as planned, in one Transaction (all or nothing). Undo: :meth:`remove`.
 
         All published ports go in one nft batch, after the endpoints (a failure there, as anywhere,
-        undoes everything).
+        undoes everything). ``progress``: a callable ``(done, total)`` called as namespaces, bridges
+        and endpoints are made, ``True`` for a progress bar (tqdm), or ``None`` (silent, the default).
         """
         if self._made is not None:
             raise StateError("topology is already built", obj=self.title, step="create topology")
+        _progress.check(progress, step="create topology")
         self.plan()  # validates everything before the first change
         objs: dict[str, Any] = {}
         made: list[Any] = []
-        with Transaction():
+        has_ports = any(e.publish for e in self._endpoints)
+        report = _progress.reporter(progress, len(self._namespaces) + len(self._bridges) + len(self._endpoints)
+                                    + int(has_ports), desc=f"building {self.title}", unit="object")
+        with contextlib.ExitStack() as closing, Transaction():
+            closing.callback(report.close)
             for name in self._namespaces:
                 objs[f"ns:{name}"] = Namespace(name).create()
                 made.append(objs[f"ns:{name}"])
+                report.advance()
             for b in self._bridges:
                 objs[f"br:{b.name}"] = Bridge(b.name, addresses=b.addresses, mtu=b.mtu).create()
                 made.append(objs[f"br:{b.name}"])
@@ -622,6 +631,7 @@ class Topology:
                     fw.attach_network(NetworkPolicy(b.name, tuple(a.network for a in b.addresses),
                                                     masquerade=b.masquerade, icc=b.icc))
                     made.append(_Attached(fw, b.name))
+                report.advance()
             host = Namespace.current()
             for e in self._endpoints:
                 routes = (Route("default", gateway=e.gateway),) if e.gateway is not None else ()
@@ -629,6 +639,7 @@ class Topology:
                                           routes=routes, mac=e.mac, ipv6_link_local=e.link_local,
                                           hairpin=bool(e.publish))
                 made.append(_wiring.plug(host, objs[f"ns:{e.namespace}"], port))
+                report.advance()
             for lk in self._links:
                 made.append(self._make_link(lk, objs, host))
             for im in self._impairments:
@@ -639,6 +650,7 @@ class Topology:
                 fw = Firewall.for_namespace()
                 fw.publish(*ports)
                 made.append(_Published(fw, ports))
+                report.advance()
         self._made = made
         self._objects = objs
         return self
@@ -658,10 +670,12 @@ class Topology:
             raise
         return pair
 
-    def remove(self) -> None:
+    def remove(self, *, progress: ProgressArg = None) -> None:
         """Remove everything :meth:`create` made, newest first (addresses and routes go with their
         namespace, veth pairs with their namespace end), interfaces in one request per namespace
-        (a :func:`~netns_kit.removal_batch`). Idempotent."""
+        (a :func:`~netns_kit.removal_batch`). Idempotent. ``progress``: as for :meth:`create`,
+        reported as the batch removes interfaces and namespaces."""
+        _progress.check(progress, step="remove topology")
         made, self._made = self._made, None
         self._objects = {}
         failures: list[BaseException] = []
@@ -672,7 +686,7 @@ class Topology:
                 except Exception as exc:  # keep going: everything else still gets removed
                     exc.add_note(f"while removing {obj!r} of topology {self.title!r}")
                     failures.append(exc)
-        failures += pending.flush()
+        failures += pending.flush(progress)
         if failures:
             attach_rollback_failures(failures[0], failures[1:])
             raise failures[0]

@@ -17,7 +17,7 @@ rollback) applies unchanged, because it is one: the overlay adds, in the host na
    to (output) any other address. Removing a peer deletes it from that set first, which cuts it
    off in both directions in one kernel transaction; nothing it still floods reaches the VXLAN
    device, so nothing of it is learned again. Its flood entry and the entries learned for its
-   MACs are deleted next. The rules carry the owner mark as their comment.
+   MACs are deleted next.
 
 Addresses: each host allocates only from its share (the network's ``ip_range``); its bridge takes
 the share's first host address as this host's gateway, so endpoints leave through their own host
@@ -72,10 +72,11 @@ def filter_table(vni: int) -> str:
     return f"netns_kit_vxlan_{vni}"
 
 
-def _rule(table: str, chain: str, field: str, vni: int, port: int) -> dict[str, Any]:
-    """``udp dport PORT @th,96,24 VNI ip FIELD != @peers drop``: the VNI is the 24 bits at offset 4
-    of the VXLAN header, which follows the 8-byte UDP header."""
-    return {"add": {"rule": {"family": FILTER_FAMILY, "table": table, "chain": chain, "comment": "not a peer", "expr": [
+def _rule(table: str, chain: str, field: str, vni: int, port: int, mark: str) -> dict[str, Any]:
+    """``udp dport PORT @th,96,24 VNI ip FIELD != @peers drop comment MARK``: the VNI is the 24 bits
+    at offset 4 of the VXLAN header, which follows the 8-byte UDP header. The comment is the owner
+    mark recovery looks for."""
+    return {"add": {"rule": {"family": FILTER_FAMILY, "table": table, "chain": chain, "comment": mark, "expr": [
         {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": port}},
         {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": vni}},
         {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": field}}, "right": "@peers"}},
@@ -83,12 +84,12 @@ def _rule(table: str, chain: str, field: str, vni: int, port: int) -> dict[str, 
 
 
 def filter_commands(vni: int, port: int, peers: Iterable[str], mark: str) -> list[dict[str, Any]]:
-    """One batch creating the peer filter of overlay ``vni`` (the set carries the owner ``mark``)."""
+    """One batch creating the peer filter of overlay ``vni`` (its rules carry the owner ``mark``)."""
     t = filter_table(vni)
     base = {"family": FILTER_FAMILY, "table": t}
     cmds: list[dict[str, Any]] = [
         {"create": {"table": {"family": FILTER_FAMILY, "name": t}}},
-        {"add": {"set": {**base, "name": "peers", "type": "ipv4_addr", "comment": mark}}},
+        {"add": {"set": {**base, "name": "peers", "type": "ipv4_addr"}}},
     ]
     elems = list(peers)
     if elems:
@@ -96,13 +97,42 @@ def filter_commands(vni: int, port: int, peers: Iterable[str], mark: str) -> lis
     for chain, hook, field in (("input", "input", "saddr"), ("output", "output", "daddr")):
         cmds.append({"add": {"chain": {**base, "name": chain, "type": "filter", "hook": hook,
                                        "prio": FILTER_PRIORITY, "policy": "accept"}}})
-        cmds.append(_rule(t, chain, field, vni, port))
+        cmds.append(_rule(t, chain, field, vni, port, mark))
     return cmds
 
 
 def _peer_element(cmd: str, vni: int, address: str) -> dict[str, Any]:
     return {cmd: {"element": {"family": FILTER_FAMILY, "table": filter_table(vni), "name": "peers",
                               "elem": [address]}}}
+
+
+def _filter_mark(ctx: _nft.NftContext, table: str, *, step: str) -> str | None:
+    """The owner mark of a peer filter table (its rules' comment); None if the table is absent."""
+    objs = ctx.list_table(FILTER_FAMILY, table, step=step)
+    if objs is None:
+        return None
+    for o in objs:
+        r = o.get("rule")
+        if r and r.get("comment"):
+            return str(r["comment"])
+    return ""
+
+
+def recover_filter(label: str, mark: str, table: str) -> str | None:
+    """Crash recovery of a peer filter (journal op ``nft-table``), in the calling thread's namespace:
+    the table is deleted if its rules carry ``mark``."""
+    ctx = _nft.NftContext(None, label=label)
+    have = _filter_mark(ctx, table, step="recover overlay filter")
+    if have is None:
+        return None
+    if have != mark:
+        return None
+    try:
+        ctx.run_json([{"delete": {"table": {"family": FILTER_FAMILY, "name": table}}}], obj=table,
+                     step="recover overlay filter")
+    except NotFoundError:
+        return None
+    return f"deleted table {FILTER_FAMILY} {table}"
 
 
 class _VxlanLink(_OwnedLink):
@@ -283,7 +313,7 @@ class OverlayNetwork(Network):
         ov = self.overlay
         table = filter_table(ov.vni)
         with intent(f"delete table {FILTER_FAMILY} {table} in {self.host.label}", self._remove_filter,
-                    durable=("nft_table", {"ns": self.host._ref(), "family": FILTER_FAMILY, "table": table})):
+                    durable=("nft-table", {"ns": self.host._ref(), "table": table})):
             ctx.run_json(filter_commands(ov.vni, ov.port, [str(p) for p in self._peers], _state.mark()),
                          obj=table, step="create overlay peer filter")
             self._filter = True

@@ -18,9 +18,8 @@ EXAMPLES = [
     "nat.py",
     "pipework.py",
     "topology.py",
-    "topology_files.py",
     "harness.py",
-    "faults.py",
+    "overlay.py",
 ]
 
 

@@ -59,7 +59,7 @@ from .namespace import Namespace
 from .network import Connection, Network
 from .ports import PortSpec
 
-__all__ = ["OverlayNetwork", "OverlayPeer", "recover_filter"]
+__all__ = ["OverlayNetwork", "OverlayPeer"]
 
 log = logging.getLogger("netns_kit")
 
@@ -442,6 +442,10 @@ class OverlayNetwork(Network):
                                       namespace=self.host.label, step="connect")
         return super().connect(namespace, ip=ip, ip6=ip6, ifname=ifname, name=name, aliases=aliases, mac=mac,
                                publish=publish, default_route=default_route)
+
+    def __enter__(self) -> OverlayNetwork:
+        super().__enter__()
+        return self
 
     @classmethod
     def open(cls, name: str, *, host: Namespace | None = None) -> Network:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from overlay_hosts import OUTSIDE, RemoteError, SimHost, overlay_code, start_underlay
@@ -192,18 +193,19 @@ def test_overlapping_shares_are_refused_when_a_host_joins(hosts: list[SimHost]) 
 
 @pytest.mark.pure
 def test_config_refuses_bad_settings_before_anything() -> None:
-    ok = {"vni": 42, "subnet": SUBNET, "share": "10.60.1.0/24", "local": "192.0.2.1"}
-    cfg = OverlayConfig(**ok, peers=(OverlayPeer("192.0.2.2", "10.60.2.0/24"),))  # type: ignore[arg-type]
+    ok: dict[str, Any] = {"vni": 42, "subnet": SUBNET, "share": "10.60.1.0/24", "local": "192.0.2.1"}
+    cfg = OverlayConfig(**ok, peers=(OverlayPeer("192.0.2.2", "10.60.2.0/24"),))
     assert str(cfg.gateway) == "10.60.1.0" and cfg.owner_of(ipaddress.ip_address("10.60.2.9")) is not None
-    first = OverlayConfig(**{**ok, "share": "10.60.0.0/24"})  # type: ignore[arg-type]
+    first = OverlayConfig(**{**ok, "share": "10.60.0.0/24"})
     assert str(first.gateway) == "10.60.0.1"  # never the subnet's own network address
-    for bad, match in [
+    bads: list[tuple[dict[str, Any], str]] = [
         ({"vni": 0}, "VNI 0"), ({"vni": 1 << 24}, "VNI"), ({"share": "10.61.0.0/24"}, "inside the overlay subnet"),
         ({"local": "2001:db8::1"}, "must be IPv4"), ({"subnet": "fd00::/64"}, "must be IPv4"),
         ({"local": "224.0.0.1"}, "unicast"), ({"port": 0}, "VXLAN port"),
-    ]:
+    ]
+    for bad, match in bads:
         with pytest.raises(ValidationError, match=match):
-            OverlayConfig(**{**ok, **bad})  # type: ignore[arg-type]
+            OverlayConfig(**{**ok, **bad})
     for peers, match in [
         ((OverlayPeer("192.0.2.1", "10.60.2.0/24"),), "own underlay address"),
         ((OverlayPeer("192.0.2.2", "10.60.2.0/24"), OverlayPeer("192.0.2.2", "10.60.3.0/24")), "listed twice"),
@@ -213,9 +215,10 @@ def test_config_refuses_bad_settings_before_anything() -> None:
         ((OverlayPeer("192.0.2.2", "10.70.2.0/24"),), "outside the overlay subnet"),
     ]:
         with pytest.raises(ValidationError, match=match):
-            OverlayConfig(**ok, peers=peers)  # type: ignore[arg-type]
+            OverlayConfig(**ok, peers=peers)
     with pytest.raises(ValidationError, match="mapping"):
-        OverlayNetwork("x", vni=1, subnet=SUBNET, share="10.60.1.0/24", local="192.0.2.1", peers="192.0.2.2")
+        OverlayNetwork("x", vni=1, subnet=SUBNET, share="10.60.1.0/24", local="192.0.2.1",
+                       peers="192.0.2.2")  # type: ignore[arg-type]
     assert endpoint_mac(ipaddress.ip_address("10.60.2.1")) == "02:6b:0a:3c:02:01"
 
 

@@ -1,12 +1,12 @@
 """Overlay networks: endpoint setup cost next to a local network's, and TCP throughput between two
 hosts' endpoints over the overlay next to the plain underlay between the hosts (same run, ratios).
 
-Run inside the sandbox:  bash scripts/sandbox.sh .venv/bin/python benchmarks/overlay.py 100
+Run inside the sandbox:  bash scripts/sandbox.sh .venv/bin/python benchmarks/overlay.py 100 [SECONDS]
 Two "hosts" are namespaces h1 and h2 joined by a veth pair (the underlay, 192.168.77.0/24), inside
 a throwaway host namespace. Setup: N endpoints connected one after the other to a local Network on
 h1 and to h1's side of an OverlayNetwork (namespaces made beforehand; the time of ``connect`` and of
 ``disconnect``), alternating the two in rounds of 10 so that machine noise hits both alike.
-Throughput: one TCP stream for 2 s from an endpoint on h1 to one on h2 over the overlay, and from
+Throughput: one TCP stream for SECONDS (default 2) from an endpoint on h1 to one on h2 over the overlay, and from
 h1 to h2 over the underlay, three times each, alternating; the median of each.
 """
 
@@ -63,6 +63,7 @@ def throughput(src: nk.Namespace, dst: nk.Namespace, dst_ip: str, seconds: float
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
     with isolated_host():
         h1, h2 = nk.Namespace("h1").create(), nk.Namespace("h2").create()
         try:
@@ -71,13 +72,13 @@ def main() -> None:
                 ns.add_address(ifname, f"{ip}/24")
                 ns.set_link(ifname, up=True)
                 ns.set_link("lo", up=True)
-            run(n, h1, h2)
+            run(n, h1, h2, seconds)
         finally:
             h1.remove()
             h2.remove()
 
 
-def run(n: int, h1: nk.Namespace, h2: nk.Namespace) -> None:
+def run(n: int, h1: nk.Namespace, h2: nk.Namespace, seconds: float) -> None:
     shares = {"192.168.77.1": "10.60.1.0/24", "192.168.77.2": "10.60.2.0/24"}
 
     def side(host: nk.Namespace, me: str) -> nk.OverlayNetwork:
@@ -121,11 +122,11 @@ def run(n: int, h1: nk.Namespace, h2: nk.Namespace) -> None:
             over: list[float] = []
             under: list[float] = []
             for _ in range(3):
-                over.append(throughput(e1, e2, ip2))
-                under.append(throughput(h1, h2, "192.168.77.2"))
+                over.append(throughput(e1, e2, ip2, seconds))
+                under.append(throughput(h1, h2, "192.168.77.2", seconds))
             o, u = statistics.median(over), statistics.median(under)
-            print(f"TCP h1->h2, one stream, 2 s x3: overlay endpoints {o:6.2f} Gbit/s, underlay {u:6.2f} Gbit/s "
-                  f"(overlay/underlay {o / u:4.2f})")
+            print(f"TCP h1->h2, one stream, {seconds:g} s x3: overlay endpoints {o:6.2f} Gbit/s, "
+                  f"underlay {u:6.2f} Gbit/s (overlay/underlay {o / u:4.2f})")
             c1.disconnect()
             c2.disconnect()
 

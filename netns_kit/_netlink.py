@@ -442,7 +442,8 @@ class RtnlSocket:
                   step="append fdb entry")
 
     def fdb_delete(self, index: int, dst: str, *, mac: str = ZERO_MAC, obj: str | None = None) -> bool:
-        """Delete one forwarding entry (MAC, dst) of VXLAN device ``index``; False if it was not there."""
+        """Delete one forwarding entry (MAC, dst) of VXLAN device ``index``. Idempotent: False only if
+        the kernel reported it missing (for a flood entry it may also accept the request silently)."""
         try:
             self._ack(self._fdb_msg(index, mac, dst), RTM_DELNEIGH, 0, obj=obj or dst, step="delete fdb entry")
         except NotFoundError:

@@ -246,3 +246,14 @@ def test_rollback_undoes_a_host_side_and_its_peer_changes(host: Namespace) -> No
         assert [p.address for p in ov.peers] == [ipaddress.ip_address("192.0.2.2")]  # put back by the rollback
         assert ("00:00:00:00:00:00", "192.0.2.2") in ov.forwarding()
     assert sorted(link.name for link in host.links()) == ["lo", "ulx", "uly"]
+
+
+def test_benchmark_runs_and_leaves_nothing(host: Namespace) -> None:
+    import pathlib
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "overlay.py"
+    res = host.run([sys.executable, str(script), "3", "0.2"], timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "OverlayNetwork   connect median" in res.stdout and "overlay/underlay" in res.stdout
+    assert [link.name for link in host.links()] == ["lo"]

@@ -17,7 +17,8 @@ rollback) applies unchanged, because it is one: the overlay adds, in the host na
    to (output) any other address. Removing a peer deletes it from that set first, which cuts it
    off in both directions in one kernel transaction; nothing it still floods reaches the VXLAN
    device, so nothing of it is learned again. Its flood entry and the entries learned for its
-   MACs are deleted next.
+   MACs are deleted next. The rules carry the owner mark as their comment (what
+   :func:`~netns_kit.recover` looks for).
 
 Addresses: each host allocates only from its share (the network's ``ip_range``); its bridge takes
 the share's first host address as this host's gateway, so endpoints leave through their own host
@@ -104,35 +105,6 @@ def filter_commands(vni: int, port: int, peers: Iterable[str], mark: str) -> lis
 def _peer_element(cmd: str, vni: int, address: str) -> dict[str, Any]:
     return {cmd: {"element": {"family": FILTER_FAMILY, "table": filter_table(vni), "name": "peers",
                               "elem": [address]}}}
-
-
-def _filter_mark(ctx: _nft.NftContext, table: str, *, step: str) -> str | None:
-    """The owner mark of a peer filter table (its rules' comment); None if the table is absent."""
-    objs = ctx.list_table(FILTER_FAMILY, table, step=step)
-    if objs is None:
-        return None
-    for o in objs:
-        r = o.get("rule")
-        if r and r.get("comment"):
-            return str(r["comment"])
-    return ""
-
-
-def recover_filter(label: str, mark: str, table: str) -> str | None:
-    """Crash recovery of a peer filter (journal op ``nft-table``), in the calling thread's namespace:
-    the table is deleted if its rules carry ``mark``."""
-    ctx = _nft.NftContext(None, label=label)
-    have = _filter_mark(ctx, table, step="recover overlay filter")
-    if have is None:
-        return None
-    if have != mark:
-        return None
-    try:
-        ctx.run_json([{"delete": {"table": {"family": FILTER_FAMILY, "name": table}}}], obj=table,
-                     step="recover overlay filter")
-    except NotFoundError:
-        return None
-    return f"deleted table {FILTER_FAMILY} {table}"
 
 
 class _VxlanLink(_OwnedLink):
@@ -313,7 +285,7 @@ class OverlayNetwork(Network):
         ov = self.overlay
         table = filter_table(ov.vni)
         with intent(f"delete table {FILTER_FAMILY} {table} in {self.host.label}", self._remove_filter,
-                    durable=("nft-table", {"ns": self.host._ref(), "table": table})):
+                    durable=("nft_table", {"ns": self.host._ref(), "family": FILTER_FAMILY, "table": table})):
             ctx.run_json(filter_commands(ov.vni, ov.port, [str(p) for p in self._peers], _state.mark()),
                          obj=table, step="create overlay peer filter")
             self._filter = True

@@ -153,7 +153,7 @@ def test_crash_recover_and_rebuild_one_host(hosts: list[SimHost]) -> None:
     report = b.call("rep = nk.recover()", "rep.undone")
     text = "\n".join(report)
     assert "deleted vxlan nkvx42" in text and "deleted bridge nk-ov42" in text
-    assert "deleted table inet netns_kit_vxlan_42" in text and "removed namespace b1" in text
+    assert "deleted nft table inet netns_kit_vxlan_42" in text and "removed namespace b1" in text
     assert [ln.split()[0].split("@")[0] for ln in b.sh("ip -br link").stdout.splitlines()] == ["lo", "eth0"]
     assert b.sh("nft list tables").stdout.strip() == ""
     assert b.sh("ls /run/netns").stdout.strip() == ""

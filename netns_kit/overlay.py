@@ -45,6 +45,7 @@ from ._journal import atomic_step, intent, record
 from ._netconfig import RemovalReport
 from ._netlink import IN6_ADDR_GEN_MODE_NONE
 from ._overlayconfig import VXLAN_OVERHEAD, VXLAN_PORT, OverlayConfig, OverlayPeer, endpoint_mac, peer_list, vxlan_name
+from ._progress import ProgressArg
 from ._registry import host_state
 from .errors import (
     AlreadyExistsError,
@@ -301,8 +302,8 @@ class OverlayNetwork(Network):
                          step="delete overlay peer filter")
         self._filter = False
 
-    def remove(self, *, force: bool = False) -> RemovalReport:
-        """Remove this host's side: the network (endpoints only with ``force``, see
+    def remove(self, *, force: bool = False, progress: ProgressArg = None) -> RemovalReport:
+        """Remove this host's side: the network (endpoints only with ``force``; ``progress`` as for
         :meth:`Network.remove`), then the VXLAN device and the peer filter. The other hosts' sides
         are not touched (remove this host from their peers with :meth:`remove_peer`). Idempotent."""
         check_args("OverlayNetwork.remove", force=(force, bool))
@@ -314,7 +315,7 @@ class OverlayNetwork(Network):
         failures: list[BaseException] = []
         report = RemovalReport(self.name)
         try:
-            report = super().remove(force=force)
+            report = super().remove(force=force, progress=progress)
         except StateError:
             raise  # endpoints remain (without force): nothing was changed
         except BaseException as exc:

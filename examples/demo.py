@@ -21,6 +21,7 @@ EXAMPLES = [
     "topology_files.py",
     "harness.py",
     "faults.py",
+    "overlay.py",
 ]
 
 

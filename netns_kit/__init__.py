@@ -13,6 +13,7 @@ The public surface, in the order a user meets it (everything is imported from ``
   :func:`default_network`, :class:`PortSpec` (a ``-p`` spec), :class:`PublishedPort` (one
   published port), :class:`PortBinding` (``docker port``'s answer), :func:`endpoints` /
   :class:`EndpointInfo` (``docker ps``), :class:`RemovalReport` (what a removal did and left).
+- Across hosts: :class:`OverlayNetwork` (one host's side of a VXLAN overlay), :class:`OverlayPeer`.
 - Many endpoints at once: :class:`Topology` (plan, equivalent commands, build; loaded from and saved
   to YAML as a :class:`TopologySpec`, containerlab topologies too, :class:`TopologyFileError`);
   :func:`removal_batch`.
@@ -70,6 +71,7 @@ from .modes import (
 from .namespace import Namespace
 from .nat import Masquerade, NatRule, PublishedPort
 from .network import Connection, Network, NetworkConfig, RemovalReport
+from .overlay import OverlayNetwork, OverlayPeer
 from .ports import PortBinding, PortSpec
 from .topofile import TopologySpec
 from .topology import Topology
@@ -105,6 +107,8 @@ __all__ = [
     "NetworkPolicy",
     "NoneMode",
     "NotFoundError",
+    "OverlayNetwork",
+    "OverlayPeer",
     "OwnershipError",
     "PermissionDeniedError",
     "PortBinding",

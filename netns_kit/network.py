@@ -24,6 +24,7 @@ the active :class:`~netns_kit.Transaction`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -621,6 +622,11 @@ class Network(EphemeralScope):
         the gateway or taken: AlreadyExistsError). Changes nothing."""
         self._check_live("check address").check(ip, ip6, fixed_only=True)
 
+    def _endpoint_mac(self, ip: IPAddr) -> str | None:
+        """The MAC an endpoint with address ``ip`` gets when the caller names none (None: the
+        kernel's random one; an overlay derives it from the address)."""
+        return None
+
     def _next_ifname(self, ns: Namespace) -> str:
         names = {link.name for link in ns.links()}
         i = 0
@@ -740,6 +746,8 @@ class Network(EphemeralScope):
         ifname = req.ifname if req.ifname is not None else self._next_ifname(ns)
         host_ifname = _wiring.new_host_ifname()
         addr, addr6 = addresses.take(req.ip, req.ip6, host_ifname)
+        if req.mac is None and (mac := self._endpoint_mac(addr)) is not None:
+            req = dataclasses.replace(req, mac=mac)
         try:
             alloc6 = addresses.alloc6
             conn = Connection(self, ns, ifname=ifname, names=req.names, address=addresses.alloc.interface(addr),

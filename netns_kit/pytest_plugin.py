@@ -13,6 +13,9 @@ whether the test passed or failed, and a leftover is reported as an error of the
   (``network=`` picks another network, ``mode=`` another mode, other keywords go to
   ``Endpoint``). They are removed after the test, newest first, and every process started in
   them through netns_kit is stopped.
+
+Loading the plugin costs nothing: this module imports only pytest at start-up; the library
+(and pyroute2, libnftables) is imported by the first test that uses one of the fixtures.
 """
 
 from __future__ import annotations
@@ -23,11 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .namespace import Namespace
-from .testing import isolated_host
-
 if TYPE_CHECKING:
     from .modes import Endpoint, NetworkMode
+    from .namespace import Namespace
     from .network import Network
 
 EndpointFactory = Callable[..., "list[Endpoint]"]
@@ -38,6 +39,8 @@ _serial = itertools.count()
 @pytest.fixture
 def netns_host() -> Iterator[Namespace]:
     """A fresh, empty host namespace for this test (the calling thread is switched into it)."""
+    from .testing import isolated_host
+
     with isolated_host() as host:
         yield host
 

@@ -4,8 +4,20 @@
 # by tmpfs layers (so /etc/netns/NAME files, and the storage a container engine creates when
 # netns_kit asks it about a container, never reach the disk). Nothing here touches the
 # machine's own interfaces, routes, nft ruleset, sysctls or /run/netns.
+# Without root it runs rootless: a user namespace too (the caller is root inside it, nowhere else),
+# /run a tmpfs and /etc an overlay (with an empty /etc/netns), /var/lib as it is.
 set -euo pipefail
 if [ "${NETNS_KIT_SANDBOXED:-}" = 1 ]; then exec "$@"; fi
+if [ "$(id -u)" != 0 ]; then
+  exec unshare --user --map-root-user --net --mount --propagation private -- bash -c '
+    set -euo pipefail
+    mount -t tmpfs -o mode=0755 netns-kit-run /run
+    mkdir -p /run/netns /run/.nk-etc/upper/netns /run/.nk-etc/work /run/lock
+    mount -t overlay netns-kit-etc -o lowerdir=/etc,upperdir=/run/.nk-etc/upper,workdir=/run/.nk-etc/work,userxattr /etc
+    PATH=$PATH:/usr/sbin:/sbin ip link set lo up
+    export NETNS_KIT_SANDBOXED=1
+    exec "$@"' netns-kit-sandbox "$@"
+fi
 exec unshare --net --mount --propagation private -- bash -c '
   set -euo pipefail
   mount -t tmpfs -o mode=0755 netns-kit-run /run

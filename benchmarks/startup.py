@@ -1,7 +1,8 @@
 """What installing netns_kit costs a pytest run that does not use it, and what ``import`` costs.
 
 Each case is a fresh interpreter, run ``-n`` times, alternating the cases so a busy machine slows
-them alike; the table gives the median wall time and its ratio to the anchor of its group
+them alike; the table gives the median wall time and the median CPU time (user + system, which
+other load on a shared machine disturbs less), each with its ratio to the anchor of its group
 (``python -c pass``, and the same one-test pytest run with ``-p no:netns_kit``). No root needed.
 
     python -m benchmarks.startup -n 11
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,11 +31,17 @@ IMPORTS = {
 }
 
 
-def _time(argv: list[str], cwd: str) -> float:
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time(argv: list[str], cwd: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of ``argv``."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu() - c0
 
 
 def main() -> None:
@@ -50,18 +58,18 @@ def main() -> None:
             name: [sys.executable, "-c", code] for name, code in IMPORTS.items()}
         for name, extra in pytest_cases.items():
             cases[name] = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_one.py"]
-        times: dict[str, list[float]] = {name: [] for name in cases}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
         for _ in range(args.n):
             for name, argv in cases.items():
                 times[name].append(_time(argv, tmp))
     groups = [list(IMPORTS), list(pytest_cases)]
-    print(f"| case | median of {args.n} (ms) | ratio to the anchor |")
-    print("|---|---|---|")
+    print(f"| case (median of {args.n}) | wall ms | ratio | CPU ms | ratio |")
+    print("|---|---|---|---|---|")
     for group in groups:
-        anchor = statistics.median(times[group[0]])
+        anchor = [statistics.median(t[i] for t in times[group[0]]) for i in (0, 1)]
         for name in group:
-            med = statistics.median(times[name])
-            print(f"| {name} | {med * 1000:.0f} | {med / anchor:.2f} |")
+            wall, cpu = (statistics.median(t[i] for t in times[name]) for i in (0, 1))
+            print(f"| {name} | {wall * 1000:.0f} | {wall / anchor[0]:.2f} | {cpu * 1000:.0f} | {cpu / anchor[1]:.2f} |")
 
 
 if __name__ == "__main__":

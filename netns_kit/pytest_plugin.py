@@ -14,6 +14,10 @@ whether the test passed or failed, and a leftover is reported as an error of the
   ``Endpoint``). They are removed after the test, newest first, and every process started in
   them through netns_kit is stopped.
 
+Without root (no CAP_NET_ADMIN or CAP_SYS_ADMIN), ``netns_host`` first moves the test process into
+rootless mode (:func:`netns_kit.testing.enter_rootless`: a user namespace of its own, where it is
+root), and everything above is built there; see "Rootless" in docs/testing.md.
+
 Loading the plugin costs nothing: this module imports only pytest at start-up; the library
 (and pyroute2, libnftables) is imported by the first test that uses one of the fixtures.
 """
@@ -38,7 +42,8 @@ _serial = itertools.count()
 
 @pytest.fixture
 def netns_host() -> Iterator[Namespace]:
-    """A fresh, empty host namespace for this test (the calling thread is switched into it)."""
+    """A fresh, empty host namespace for this test (the calling thread is switched into it; without
+    root, inside the process's rootless user namespace)."""
     from .testing import isolated_host
 
     with isolated_host() as host:

@@ -49,7 +49,7 @@ def build() -> None:
         client.remove()
         web.remove()
     print("left in this process's /run/netns:", sorted(os.listdir("/run/netns")) or "nothing",
-          "| mounts it could not show again:", list(mode.hidden_mounts) or "none")
+          "| entries of /run and /etc it could not show:", list(mode.hidden) or "none")
 
 
 def main() -> None:

@@ -422,67 +422,55 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
         raise _oserror(f"mount {fstype or 'bind'} {source}", target)
 
 
-def _submounts(top: str) -> list[str]:
-    """Mount points strictly below ``top`` (from /proc/self/mountinfo), outermost only, sorted."""
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        points = sorted({re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-                         for line in f})
-    out: list[str] = []
-    for point in points:
-        if point.startswith(top + "/") and not any(point.startswith(p + "/") for p in out):
-            out.append(point)
-    return out
-
-
 PRIVATE_DIRS = {"/run": ("netns", os.path.basename(STATE_DIR)), "/etc": ("netns",)}
 """What :func:`private_run_and_etc` makes private: under each directory, these entries."""
+
+
+def _shadow(top: str, private: tuple[str, ...]) -> list[str]:
+    """Cover ``top`` with a tmpfs that shows every entry of the old ``top`` again (a directory or file
+    bound back with its mounts, a symlink copied), except ``private``, which are new and empty.
+    Returns the paths that could not be bound back (missing inside)."""
+    old = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        below = f"/proc/self/fd/{old}"
+        entries = sorted(os.listdir(below))
+        _mount("netns-kit-rootless", top, "tmpfs", 0, f"mode={os.stat(below).st_mode & 0o7777:o}")
+        lost: list[str] = []
+        for name in entries:
+            if name in private:
+                continue
+            src, dst = f"{below}/{name}", os.path.join(top, name)
+            try:
+                if os.path.islink(src):
+                    os.symlink(os.readlink(src), dst)
+                    continue
+                if os.path.isdir(src):
+                    os.mkdir(dst)
+                else:
+                    os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+                _mount(src, dst, None, MS_BIND | MS_REC)
+            except OSError:
+                lost.append(dst)
+        for name in private:
+            os.mkdir(os.path.join(top, name), 0o755)
+    finally:
+        os.close(old)
+    return lost
 
 
 def private_run_and_etc() -> list[str]:
     """In the calling process's own mount namespace (see :func:`enter_user_namespace`), give it new,
     empty, in-memory ``/run/netns``, ``/run/netns-kit`` and ``/etc/netns`` (the machine's own, if
-    any, are hidden); everything else reads as before. Where those directories all exist, a tmpfs
-    is mounted on each; otherwise an overlay goes over /run (or /etc) whose writable layer is a
-    tmpfs holding them, and the mounts below /run (or /etc) are bound back on top. Nothing is
-    written to the machine's files; it all goes with the mount namespace. Returns the mounts
-    below /run and /etc that could not be bound back (they read as the directory beneath them)."""
-    need = {top: entries for top, entries in PRIVATE_DIRS.items()
-            if not all(os.path.isdir(os.path.join(top, e)) for e in entries)}
+    any, are hidden); everything else reads as before. Where those directories exist, a tmpfs is
+    mounted on each; otherwise /run (or /etc) is covered by a tmpfs that binds back each of its
+    entries (with the mounts below them) and holds the new directories. Nothing is written to the
+    machine's files; it all goes with the mount namespace. Returns the entries of /run and /etc
+    that could not be bound back (they are missing inside)."""
+    lost: list[str] = []
     for top, entries in PRIVATE_DIRS.items():
-        if top not in need:
+        if all(os.path.isdir(os.path.join(top, e)) for e in entries):
             for entry in entries:
                 _mount("netns-kit-rootless", os.path.join(top, entry), "tmpfs", 0, "mode=0755")
-    if not need:
-        return []
-    lower = {top: os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for top in need}
-    subs = {top: [p for p in _submounts(top)
-                  if not any(p == f"{top}/{e}" or p.startswith(f"{top}/{e}/") for e in need[top])]
-            for top in need}
-    lost: list[str] = []
-    try:
-        # scratch space: a tmpfs laid on the first directory to cover (its overlay covers it at once),
-        # reached by fd from then on
-        first = next(iter(need))
-        _mount("netns-kit-rootless", first, "tmpfs", 0, "mode=0755")
-        scratch = os.open(first, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            for top, entries in need.items():
-                os.makedirs(f"{first}{top}/work")
-                for entry in entries:
-                    os.makedirs(f"{first}{top}/upper/{entry}", mode=0o755)
-            for top in need:
-                layer = f"/proc/self/fd/{scratch}{top}"
-                _mount("netns-kit-" + top.strip("/"), top, "overlay", 0,
-                       f"lowerdir=/proc/self/fd/{lower[top]},upperdir={layer}/upper,workdir={layer}/work,userxattr")
-        finally:
-            os.close(scratch)
-        for top, points in subs.items():
-            for point in points:
-                try:
-                    _mount(f"/proc/self/fd/{lower[top]}{point[len(top):]}", point, None, MS_BIND | MS_REC)
-                except OSError:
-                    lost.append(point)
-    finally:
-        for fd in lower.values():
-            os.close(fd)
+        else:
+            lost += _shadow(top, entries)
     return lost

@@ -32,11 +32,11 @@ __all__ = ["LeakError", "RootlessMode", "enter_rootless", "isolated_host", "name
 @dataclass(frozen=True)
 class RootlessMode:
     """What :func:`enter_rootless` did: the user the process ran as (it is uid 0 inside now), and
-    the mounts below /run and /etc it could not show again inside (they read as empty)."""
+    the entries of /run and /etc it could not show again inside (missing there; normally none)."""
 
     uid: int
     gid: int
-    hidden_mounts: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
 
 
 _rootless: RootlessMode | None = None
@@ -55,8 +55,8 @@ def enter_rootless() -> RootlessMode:
     and gid map to 0 inside, with every capability there; its network is a new namespace with
     ``lo`` up, the process's host from then on), then, in the new mount namespace only, new
     in-memory /run/netns, /run/netns-kit (netns_kit's state and journal) and /etc/netns (a tmpfs
-    on each, or an overlay over /run or /etc with a tmpfs as its writable layer where they do not
-    exist yet); the rest of /run and /etc reads as before. Namespaces
+    on each, or, where they do not exist yet, a tmpfs over /run or /etc that binds each of its
+    entries back and holds the new directories); the rest of /run and /etc reads as before. Namespaces
     made afterwards belong to the new user namespace; the machine's own cannot be reached
     (RootlessError), and the process has no network to the outside. Nothing reaches the
     machine's files, and nothing needs undoing: the kernel drops it all when the last process of

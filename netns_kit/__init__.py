@@ -31,8 +31,9 @@ Modules whose names start with ``_`` are internal; the other modules hold the pu
 
 ``import netns_kit`` is cheap: it loads no submodule, no pyroute2 and no libnftables. Each public
 name is imported on first use (``netns_kit.Network`` or ``from netns_kit import Network`` loads
-``netns_kit.network`` and what it needs), so the pytest plugin and tools that only sometimes build
-networks pay for the library only when they do.
+``netns_kit.network`` and what it needs), and so is a submodule named as an attribute
+(``netns_kit.testing``), so the pytest plugin and tools that only sometimes build networks pay
+for the library only when they do.
 """
 
 from __future__ import annotations
@@ -207,6 +208,12 @@ _EXPORTS: dict[str, str] = {
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        if name.isidentifier() and not name.startswith("__"):  # a submodule: netns_kit.errors, .testing, ...
+            try:
+                return importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # later look-ups skip this function

@@ -59,6 +59,15 @@ def test_a_name_loads_its_module_on_first_use() -> None:
     assert {"netns_kit.network", "pyroute2"} <= set(modules)
 
 
+def test_submodules_are_attributes_as_before() -> None:
+    code = ("import netns_kit\n"
+            "assert netns_kit.errors.ValidationError.__name__ == 'ValidationError'\n"
+            "assert netns_kit.testing.named_namespaces is not None\n"
+            "assert not hasattr(netns_kit, 'no_such_module')")
+    modules = loaded_after(code)
+    assert {"netns_kit.errors", "netns_kit.testing"} <= set(modules)
+
+
 def test_attach_stays_the_function_when_its_module_is_imported() -> None:
     code = ("import netns_kit.attach, netns_kit, types\n"
             "assert not isinstance(netns_kit.attach, types.ModuleType), netns_kit.attach\n"

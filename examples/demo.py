@@ -18,7 +18,9 @@ EXAMPLES = [
     "nat.py",
     "pipework.py",
     "topology.py",
+    "topology_files.py",
     "harness.py",
+    "faults.py",
     "rootless.py",
 ]
 

@@ -13,7 +13,8 @@ The public surface, in the order a user meets it (everything is imported from ``
   :func:`default_network`, :class:`PortSpec` (a ``-p`` spec), :class:`PublishedPort` (one
   published port), :class:`PortBinding` (``docker port``'s answer), :func:`endpoints` /
   :class:`EndpointInfo` (``docker ps``), :class:`RemovalReport` (what a removal did and left).
-- Many endpoints at once: :class:`Topology` (plan, equivalent commands, build);
+- Many endpoints at once: :class:`Topology` (plan, equivalent commands, build; loaded from and saved
+  to YAML as a :class:`TopologySpec`, containerlab topologies too, :class:`TopologyFileError`);
   :func:`removal_batch`.
 - pipework: :func:`attach` / :class:`Attachment`, :class:`Container` / :class:`Engine`.
 - Undo and recovery: :class:`Transaction`, :func:`recover`.
@@ -24,7 +25,7 @@ The public surface, in the order a user meets it (everything is imported from ``
 - Errors: :class:`NetnsKitError` and its subclasses (:mod:`netns_kit.errors`).
 
 Public modules beside the package itself: :mod:`netns_kit.errors`, :mod:`netns_kit.ipam` (pure
-IPAM), :mod:`netns_kit.views` (pure rendering), and the test-harness helpers
+IPAM), :mod:`netns_kit.views` (pure rendering), :mod:`netns_kit.topofile` (topology files), and the test-harness helpers
 :mod:`netns_kit.testing`, :mod:`netns_kit.harness`, :mod:`netns_kit.chaos` and the pytest plugin.
 Modules whose names start with ``_`` are internal; the other modules hold the public classes
 (documented under their module in the API reference), and their other names may change.
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is l
         PermissionDeniedError,
         RootlessError,
         StateError,
+        TopologyFileError,
         UnsupportedError,
         ValidationError,
         rollback_failures,
@@ -84,6 +86,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is l
     from .nat import Masquerade, NatRule, PublishedPort
     from .network import Connection, Network, NetworkConfig, RemovalReport
     from .ports import PortBinding, PortSpec
+    from .topofile import TopologySpec
     from .topology import Topology
 
 __version__ = "0.1.0"
@@ -130,6 +133,8 @@ __all__ = [
     "RouteInfo",
     "StateError",
     "Topology",
+    "TopologyFileError",
+    "TopologySpec",
     "Transaction",
     "UnsupportedError",
     "ValidationError",
@@ -190,6 +195,8 @@ _EXPORTS: dict[str, str] = {
     "RouteInfo": ".model",
     "StateError": ".errors",
     "Topology": ".topology",
+    "TopologyFileError": ".errors",
+    "TopologySpec": ".topofile",
     "Transaction": "._journal",
     "UnsupportedError": ".errors",
     "ValidationError": ".errors",

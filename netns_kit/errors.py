@@ -6,6 +6,7 @@ Where a built-in meaning fits, the error also derives from that built-in, so
 
     NetnsKitError
     ├── ValidationError        (ValueError)       bad input; raised before any change
+    │   └── TopologyFileError                     a topology file's field is wrong (``field`` names it)
     ├── PermissionDeniedError  (PermissionError)  no CAP_NET_ADMIN / CAP_SYS_ADMIN
     │   └── RootlessError                         rootless mode cannot do it (the machine's own namespaces)
     ├── NotFoundError          (LookupError)      a namespace, link, process or container is missing
@@ -40,6 +41,7 @@ __all__ = [
     "PermissionDeniedError",
     "RootlessError",
     "StateError",
+    "TopologyFileError",
     "UnsupportedError",
     "ValidationError",
     "error_for_errno",
@@ -84,6 +86,17 @@ class NetnsKitError(Exception):
 
 class ValidationError(NetnsKitError, ValueError):
     """The request is malformed or impossible; nothing was changed."""
+
+
+class TopologyFileError(ValidationError):
+    """A topology file (YAML, or a containerlab topology) is malformed: ``field`` is the path of the
+    wrong field (``endpoints.web.address``, ``topology.links[0].endpoints[1]``); nothing was changed."""
+
+    def __init__(self, message: str, *, field: str, source: str | None = None) -> None:
+        self.field = field
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {message}", obj=field, step="load topology file")
 
 
 class PermissionDeniedError(NetnsKitError, PermissionError):

@@ -22,6 +22,7 @@ EXAMPLES = [
     "harness.py",
     "faults.py",
     "overlay.py",
+    "rootless.py",
 ]
 
 

@@ -8,6 +8,7 @@ Where a built-in meaning fits, the error also derives from that built-in, so
     ├── ValidationError        (ValueError)       bad input; raised before any change
     │   └── TopologyFileError                     a topology file's field is wrong (``field`` names it)
     ├── PermissionDeniedError  (PermissionError)  no CAP_NET_ADMIN / CAP_SYS_ADMIN
+    │   └── RootlessError                         rootless mode cannot do it (the machine's own namespaces)
     ├── NotFoundError          (LookupError)      a namespace, link, process or container is missing
     ├── AlreadyExistsError     (FileExistsError)  a name or address is already taken
     ├── OwnershipError                            the object was not made by netns_kit (adopt it first)
@@ -38,6 +39,7 @@ __all__ = [
     "NotFoundError",
     "OwnershipError",
     "PermissionDeniedError",
+    "RootlessError",
     "StateError",
     "TopologyFileError",
     "UnsupportedError",
@@ -99,6 +101,11 @@ class TopologyFileError(ValidationError):
 
 class PermissionDeniedError(NetnsKitError, PermissionError):
     """The process lacks the capabilities (CAP_NET_ADMIN, CAP_SYS_ADMIN) it needs."""
+
+
+class RootlessError(PermissionDeniedError):
+    """Rootless mode cannot do this: the namespace belongs to the machine (outside the process's
+    user namespace, see :func:`netns_kit.testing.enter_rootless`), or no user namespace can be made."""
 
 
 class NotFoundError(NetnsKitError, LookupError):

@@ -35,11 +35,12 @@ _log = logging.getLogger("netns_kit.netlink")  # one debug line per kernel chang
 
 # netlink and rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/pkt_sched.h)
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO = 0x1, 0x4, 0x8
-NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x200, 0x400, 0x300
+NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP, NLM_F_APPEND = 0x200, 0x400, 0x300, 0x800
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC, RTM_NEWTCLASS = 36, 37, 38, 40
 TC_H_ROOT = 0xFFFFFFFF
 
@@ -65,8 +66,12 @@ class tcmsg(_Msg):
     pass
 
 
+class ndmsg(_Msg):
+    pass
+
+
 def _pyroute2(name: str) -> Any:
-    """pyroute2's message class ``name`` (ifinfmsg, ifaddrmsg, rtmsg, tcmsg), imported on first use."""
+    """pyroute2's message class ``name`` (ifinfmsg, ifaddrmsg, rtmsg, tcmsg, ndmsg), imported on first use."""
     import importlib
 
     return getattr(importlib.import_module(f"pyroute2.netlink.rtnl.{name}"), name)
@@ -83,7 +88,7 @@ def _encodable(msg: Any) -> Any:
 
 
 _DECODERS: dict[int, str] = {RTM_NEWLINK: "ifinfmsg", RTM_NEWADDR: "ifaddrmsg", RTM_NEWROUTE: "rtmsg",
-                             RTM_NEWQDISC: "tcmsg"}
+                             RTM_NEWQDISC: "tcmsg", RTM_NEWNEIGH: "ndmsg"}
 
 IFF_UP = 0x1
 IN6_ADDR_GEN_MODE_NONE = 1  # no IPv6 link-local address on the link
@@ -104,6 +109,10 @@ assign); 107 (0x6b, "k") is none of Linux's RTPROT_* constants nor a name in ipr
 ``ip addr`` / ``ip route`` show it as ``proto 107``. Recovery deletes an address or route of a dead
 process only if it carries this mark (see :mod:`netns_kit._recovery`)."""
 RTN_UNICAST = 1
+AF_BRIDGE = 7
+NTF_SELF = 0x02
+NUD_PERMANENT = 0x80
+ZERO_MAC = "00:00:00:00:00:00"
 
 
 
@@ -430,6 +439,55 @@ class RtnlSocket:
         res = self._request(ifinfmsg(), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list links",
                             raw=True)
         return [_link_info_raw(m) for m in res]
+
+    def create_vxlan(self, name: str, *, vni: int, local: str, port: int, learning: bool = True,
+                     mtu: int | None = None, group: int | None = None) -> None:
+        """RTM_NEWLINK (exclusive) of a VXLAN device (``ip link add NAME type vxlan id VNI local
+        LOCAL dstport PORT [nolearning]``), down, without a multicast group: its flood list is the
+        all-zero FDB entries added with :meth:`fdb_append`. Undo: :meth:`delete_link`."""
+        data: list[tuple[str, Any]] = [("IFLA_VXLAN_ID", vni), ("IFLA_VXLAN_LOCAL", local),
+                                       ("IFLA_VXLAN_PORT", port), ("IFLA_VXLAN_LEARNING", 1 if learning else 0)]
+        self.create_link(name, "vxlan", mtu=mtu, info_data=data, group=group)
+
+    def _fdb_msg(self, index: int, mac: str, dst: str) -> Any:
+        msg = ndmsg()
+        msg["family"] = AF_BRIDGE
+        msg["ifindex"] = index
+        msg["state"] = NUD_PERMANENT
+        msg["flags"] = NTF_SELF
+        msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_DST", dst)]
+        return msg
+
+    def fdb_append(self, index: int, dst: str, *, mac: str = ZERO_MAC, obj: str | None = None) -> None:
+        """Append a forwarding entry to VXLAN device ``index`` (``bridge fdb append MAC dev DEV dst
+        DST``): with the all-zero MAC, one more remote that floods (broadcast, unknown unicast,
+        multicast) are copied to. Undo: :meth:`fdb_delete` (or the device's deletion)."""
+        self._ack(self._fdb_msg(index, mac, dst), RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND, obj=obj or dst,
+                  step="append fdb entry")
+
+    def fdb_delete(self, index: int, dst: str, *, mac: str = ZERO_MAC, obj: str | None = None) -> bool:
+        """Delete one forwarding entry (MAC, dst) of VXLAN device ``index``. Idempotent: False only if
+        the kernel reported it missing (for a flood entry it may also accept the request silently)."""
+        try:
+            self._ack(self._fdb_msg(index, mac, dst), RTM_DELNEIGH, 0, obj=obj or dst, step="delete fdb entry")
+        except NotFoundError:
+            return False
+        return True
+
+    def fdb(self, index: int) -> list[tuple[str, str | None, bool]]:
+        """The forwarding entries of device ``index`` as ``(mac, dst, permanent)`` (dst: the remote
+        underlay address of a VXLAN entry, None for others)."""
+        msg = ndmsg()
+        msg["family"] = AF_BRIDGE
+        out: list[tuple[str, str | None, bool]] = []
+        for m in self._request(msg, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list fdb"):
+            if m["ifindex"] != index:
+                continue
+            mac = m.get_attr("NDA_LLADDR")
+            if mac is None:
+                continue
+            out.append((str(mac), m.get_attr("NDA_DST"), bool(m["state"] & NUD_PERMANENT)))
+        return out
 
     # -- addresses ---------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ from .model import IPAddr, IPInterface, Route, parse_ip, parse_mac, parse_networ
 from .namespace import Namespace
 from .ports import PublishedPort
 
-__all__ = ["SUPPORTED_VERSIONS", "CniError", "handle", "main"]
+__all__ = ["SUPPORTED_VERSIONS", "CniError", "NetConf", "attachment_id", "handle", "main", "parse_conf"]
 
 SUPPORTED_VERSIONS = ("1.0.0", "1.1.0")
 """CNI spec versions this plugin speaks (1.0.0: the runtimes of Debian 12; 1.1.0 adds GC and STATUS)."""
@@ -71,11 +71,12 @@ E_CHECK = 101  # CHECK found the attachment differs from what ADD made
 E_EXISTS = 102  # ADD for an attachment that exists already, or a host port another one publishes
 
 
-class CniError(Exception):
-    """An error the plugin reports as the spec's error object (``code``, ``msg``, ``details``)."""
+class CniError(NetnsKitError):
+    """An error the plugin reports as the spec's error object (``code``, ``msg``, ``details``);
+    :func:`handle` turns it (and every other NetnsKitError) into that object and never raises."""
 
     def __init__(self, code: int, msg: str, details: str = "") -> None:
-        super().__init__(msg)
+        super().__init__(msg, step="CNI")
         self.code = code
         self.msg = msg
         self.details = details
@@ -290,10 +291,6 @@ class _Net:
         return out
 
 
-def _elements_cmds(op: str, elements: render.Elements, comment: str | None = None) -> list[render.Cmd]:
-    return render.element_cmds(op, elements, comment=comment)  # type: ignore[arg-type]
-
-
 # -- ADD -------------------------------------------------------------------------------------------
 
 def _ensure_network(net: _Net, host: Namespace, ctx: _nft.NftContext) -> dict[str, Any]:
@@ -335,7 +332,8 @@ def _ensure_network(net: _Net, host: Namespace, ctx: _nft.NftContext) -> dict[st
     ensure_table(ctx, host.label)
     elements = render.network_elements(conf.bridge, [r.plan.network for r in conf.ranges], internal=False,
                                        icc=True, masquerade=False)
-    ctx.run_json(_elements_cmds("add", elements, net.mark), obj=f"network {conf.name}", step="attach network")
+    ctx.run_json(render.element_cmds("add", elements, comment=net.mark), obj=f"network {conf.name}",
+                 step="attach network")
     return data
 
 
@@ -436,10 +434,10 @@ def _add(conf: NetConf, env: Mapping[str, str]) -> dict[str, Any]:
             if elements:
                 record["elements"] = render.element_keys(elements)
                 _state.write_json(path, record)
-                cmds = _elements_cmds("add", {k: v for k, v in elements.items() if not k.startswith("dnat")},
-                                      MARK_PREFIX + att)
-                cmds += _elements_cmds("create", {k: v for k, v in elements.items() if k.startswith("dnat")},
-                                       MARK_PREFIX + att)
+                cmds = render.element_cmds("add", {k: v for k, v in elements.items() if not k.startswith("dnat")},
+                                           comment=MARK_PREFIX + att)
+                cmds += render.element_cmds("create", {k: v for k, v in elements.items() if k.startswith("dnat")},
+                                            comment=MARK_PREFIX + att)
                 with _state.host_lock(host.identity):
                     ctx.run_json(cmds, obj=f"container {cid}", step="publish ports and masquerade")
             if conf.bandwidth:
@@ -535,7 +533,7 @@ def _drop_network(net: _Net, host: Namespace, ctx: _nft.NftContext) -> None:
     data = _state.read_json(net.file)
     with _state.host_lock(host.identity):
         delete_marked(ctx, net.mark, None, step="detach network")
-        ctx_drop_empty_table(ctx)
+        _drop_empty_table(ctx)
     if data is not None:
         sock = host.rtnl()
         info = sock.get_link(index=int(data.get("bridge_index") or 0)) if data.get("bridge_index") else None
@@ -553,7 +551,7 @@ def _drop_network(net: _Net, host: Namespace, ctx: _nft.NftContext) -> None:
     _state.prune_dirs(net.att_dir)
 
 
-def ctx_drop_empty_table(ctx: _nft.NftContext) -> None:
+def _drop_empty_table(ctx: _nft.NftContext) -> None:
     """Delete netns_kit's table if no element of anyone is left in it."""
     objs = ctx.list_table(render.FAMILY, render.TABLE, step="inspect table")
     if objs is None:

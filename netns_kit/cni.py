@@ -321,13 +321,17 @@ def _ensure_network(net: _Net, host: Namespace, ctx: _nft.NftContext) -> dict[st
                 sock.add_address(info.index, gw, obj=f"{gw} on {conf.bridge}")
                 data["gateways"].append(str(gw))
     data["subnets"] = [str(r.plan.network) for r in conf.ranges]
+    # route_localnet: a port published on 127.0.0.1 is DNATed onto the bridge (the table's guard chain
+    # drops 127.0.0.0/8 arriving from a bridge); forwarding: the way out for a gateway or masquerade
+    keys = [f"net/ipv4/conf/{conf.bridge}/route_localnet"] if any(r.plan.version == 4 for r in conf.ranges) else []
     if conf.is_gateway or conf.ip_masq:
-        for r in conf.ranges:
-            key = "net/ipv4/ip_forward" if r.plan.version == 4 else "net/ipv6/conf/all/forwarding"
-            with host.enter():
-                old = _sys.write_sysctl(_sys.PROC_SYS + key, "1")
-            if old is not None and old != "1":
-                data["forwarding"][key] = old
+        keys += ["net/ipv4/ip_forward" if r.plan.version == 4 else "net/ipv6/conf/all/forwarding"
+                 for r in conf.ranges]
+    for key in keys:
+        with host.enter():
+            old = _sys.write_sysctl(_sys.PROC_SYS + key, "1")
+        if old is not None and old != "1":
+            data["forwarding"][key] = old
     _state.write_json(net.file, data)
     ensure_table(ctx, host.label)
     elements = render.network_elements(conf.bridge, [r.plan.network for r in conf.ranges], internal=False,

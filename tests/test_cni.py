@@ -242,6 +242,21 @@ def test_dual_stack(cni: Cni, host: Namespace, containers: list[Namespace]) -> N
     assert nft_comments() == "" and state("nk") == []
 
 
+def test_a_port_published_on_loopback_is_reachable_from_the_host_only(cni: Cni, host: Namespace,
+                                                                       containers: list[Namespace]) -> None:
+    from traffic import connect
+
+    a = container(containers, "cni-lo")
+    ports = {"portMappings": [{"hostPort": 8087, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}]}
+    with outside_world(host) as out:
+        cni.ok("ADD", conf(runtimeConfig=ports), cid="lo", netns=a.path)
+        with serve(a, "0.0.0.0", 80):
+            assert wait_connect(host, "127.0.0.1", 8087) == "hello from cni-lo\n"
+            assert connect(out, HOST_IP, 8087) is None  # not from other hosts (moby#41872)
+        cni.ok("DEL", conf(), cid="lo", netns=a.path)
+    assert nft_comments() == "" and state("nk") == []
+
+
 def test_del_without_the_namespace_or_prevresult_removes_everything(cni: Cni, host: Namespace,
                                                                     containers: list[Namespace]) -> None:
     a = container(containers, "cni-gone")

@@ -45,10 +45,12 @@ class UndoEntry:
 class Journal:
     """An ordered undo log."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, step: bool = False) -> None:
         self.entries: list[UndoEntry] = []
         # on-disk entries of finished atomic steps, undone by a whole-object entry in ``entries``
         self.handed: list[int] = []
+        # an atomic step's journal: confirmations may wait for the step's end (see atomic_step)
+        self.step = step
 
     def record(self, description: str, undo: Undo, durable: int | None = None) -> None:
         self.entries.append(UndoEntry(description, undo, durable))
@@ -117,14 +119,16 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
     """
     log.debug("change: %s", description)
     journal = _active.get()
+    if journal is None:
+        # made and kept at once: recovery would never touch it, so the disk gets nothing
+        if durable is not None:
+            _state.check_op(durable[0])
+        return
     did: int | None = None
     if durable is not None:
         did = _state.intend(durable[0], **durable[1])
-        _state.confirm(did)
-    if journal is not None:
-        journal.record(description, undo, did)
-    elif did is not None:
-        _state.keep([did])
+        _state.confirm(did, lazy=journal.step)
+    journal.record(description, undo, did)
 
 
 @contextmanager
@@ -137,7 +141,8 @@ def intent(description: str, undo: Undo, durable: Durable | None = None,
     is withdrawn so the rollback cannot touch what someone else owns.
 
     ``durable=(op, args)`` writes the intent to the on-disk journal first (see
-    :mod:`netns_kit._state`), confirms it after the body, and settles it with the entry.
+    :mod:`netns_kit._state`), confirms it after the body, and settles it with the entry. Outside
+    any journal the change is kept at once: one ``keep`` line, no separate confirmation.
     """
     log.debug("change: %s", description)
     journal = _active.get()
@@ -154,9 +159,10 @@ def intent(description: str, undo: Undo, durable: Durable | None = None,
             _state.done([did])
         raise
     if did is not None:
-        _state.confirm(did)
         if journal is None:
-            _state.keep([did])
+            _state.keep([did])  # made and kept: the one line settles it
+        else:
+            _state.confirm(did, lazy=journal.step)
 
 
 def detached(create: Callable[[], object]) -> Journal:
@@ -208,13 +214,18 @@ def atomic_step() -> Iterator[None]:
     On failure the step's own changes are undone and the error is re-raised with
     any undo failures attached. On success the recorded undos are dropped: the
     caller records one undo for the whole object instead.
+
+    The step's on-disk confirmations are deferred to its end (a step is one library call): kept
+    at once, a change needs none, so a step outside any transaction writes an intent and a
+    ``keep`` line per change and nothing else.
     """
-    journal = Journal()
+    journal = Journal(step=True)
     token = _active.set(journal)
     try:
         yield
     except BaseException as exc:
         _active.reset(token)
+        _state.flush()
         attach_rollback_failures(exc, journal.rollback())
         raise
     _active.reset(token)
@@ -223,8 +234,11 @@ def atomic_step() -> Iterator[None]:
     parent = _active.get()
     if parent is not None:
         parent.handed.extend(journal.durable_ids())
+        if not parent.step:  # an enclosing step flushes at its own end
+            _state.flush()
     else:
         _state.keep(journal.durable_ids())
+        _state.flush()
 
 
 class Transaction:

@@ -315,7 +315,14 @@ def ensure_run_dir() -> None:
 # -- the on-disk journal ----------------------------------------------------------------------------
 
 class _DiskJournal:
-    """This process's journal file. Lines: intent {i, op, a}, ok {ok, a?}, done {done}, keep {keep}."""
+    """This process's journal file. Lines: intent {i, op, a}, ok {ok, a?}, done {done}, keep {keep}.
+
+    A confirmation may be *deferred* (``ok(..., lazy=True)``): it is written together with the
+    next line in one ``write(2)``, or dropped when that line settles the same change (a settled
+    change needs no confirmation). Only a caller that writes or flushes before it returns to user
+    code defers (see :func:`netns_kit._journal.atomic_step`), so nothing stays unwritten longer
+    than the one call that made the change.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -324,6 +331,7 @@ class _DiskJournal:
         self._next = 0
         self._open_ids: set[int] = set()
         self._lines = 0
+        self._pending: dict[int, str] = {}  # deferred confirmations, by change id
 
     def _file(self) -> int:
         pid = os.getpid()
@@ -333,6 +341,7 @@ class _DiskJournal:
                 self._open_ids = set()
                 self._next = 0
                 self._lines = 0
+                self._pending = {}
             _ensure_dir(journal_dir())
             path = os.path.join(journal_dir(), owner_id() + ".jsonl")
             self._fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -340,34 +349,56 @@ class _DiskJournal:
             self._path = path
         return self._fd
 
-    def _write(self, obj: JsonDict) -> None:
-        # one write(2) per line on an O_APPEND file: lines from threads never interleave, and a
+    def _emit(self, text: str, lines: int) -> None:
+        # one write(2) per call on an O_APPEND file: lines from threads never interleave, and a
         # killed process loses nothing it wrote (the page cache outlives the process).
-        os.write(self._file(), (json.dumps(obj, separators=(",", ":")) + "\n").encode())
-        self._lines += 1
+        fd = self._file()
+        if self._pending:
+            lines += len(self._pending)
+            text = "".join(self._pending.values()) + text
+            self._pending.clear()
+        os.write(fd, text.encode())
+        self._lines += lines
+
+    def _write(self, obj: JsonDict) -> None:
+        self._emit(json.dumps(obj, separators=(",", ":")) + "\n", 1)
 
     def intend(self, op: str, args: JsonDict) -> int:
         with self._lock:
             self._file()
             self._next += 1
             i = self._next
-            self._write({"i": i, "op": op, "a": args})
+            self._emit(f'{{"i":{i},"op":{json.dumps(op)},"a":{json.dumps(args, separators=(",", ":"))}}}\n', 1)
             self._open_ids.add(i)
             return i
 
-    def ok(self, i: int, extra: JsonDict | None = None) -> None:
+    def ok(self, i: int, extra: JsonDict | None = None, *, lazy: bool = False) -> None:
         with self._lock:
             if i in self._open_ids and self._pid == os.getpid():
-                self._write({"ok": i, "a": extra or {}})
+                line = f'{{"ok":{i},"a":{json.dumps(extra, separators=(",", ":")) if extra else "{}"}}}\n'
+                if lazy:
+                    self._pending[i] = line
+                else:
+                    self._emit(line, 1)
+
+    def flush(self) -> None:
+        """Write the deferred confirmations now."""
+        with self._lock:
+            if self._pending and self._pid == os.getpid():
+                self._emit("", 0)
 
     def settle(self, ids: list[int], how: str) -> None:
         with self._lock:
             if self._pid != os.getpid():
                 return
+            text = []
             for i in ids:
                 if i in self._open_ids:
                     self._open_ids.discard(i)
-                    self._write({how: i})
+                    self._pending.pop(i, None)
+                    text.append(f'{{"{how}":{i}}}\n')
+            if text:
+                self._emit("".join(text), len(text))
             if not self._open_ids and self._lines > 4096:
                 self._truncate()
 
@@ -378,7 +409,11 @@ class _DiskJournal:
 
     def close_if_settled(self) -> None:
         with self._lock:
-            if self._fd is not None and self._pid == os.getpid() and not self._open_ids:
+            if self._fd is not None and self._pid == os.getpid():
+                if self._open_ids:
+                    if self._pending:
+                        self._emit("", 0)
+                    return
                 os.close(self._fd)
                 self._fd = None
                 with contextlib.suppress(FileNotFoundError):
@@ -405,9 +440,22 @@ def intend(op: str, **args: Any) -> int:
     return _disk.intend(op, args)
 
 
-def confirm(i: int, **extra: Any) -> None:
-    """The change ``i`` was made (the kernel acknowledged it)."""
-    _disk.ok(i, extra)
+def check_op(op: str) -> None:
+    """ValueError unless ``op`` names a recovery action."""
+    if op not in OPS:
+        raise ValueError(f"unknown recovery op {op!r}")
+
+
+def confirm(i: int, *, lazy: bool = False, **extra: Any) -> None:
+    """The change ``i`` was made (the kernel acknowledged it). ``lazy``: written with the next line
+    (or dropped if that line settles ``i``); the caller then writes or calls :func:`flush` before it
+    returns to user code."""
+    _disk.ok(i, extra, lazy=lazy)
+
+
+def flush() -> None:
+    """Write the confirmations deferred with ``confirm(lazy=True)``."""
+    _disk.flush()
 
 
 def done(ids: list[int]) -> None:

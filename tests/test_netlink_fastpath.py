@@ -168,3 +168,50 @@ def test_veth_with_a_taken_name_changes_nothing_and_says_which(host: Namespace) 
                     VethPair(name, peer, peer_namespace=ns, master="no-such-bridge").create()
             assert tx.undo_steps == []
         assert (host.links(), ns.links()) == before
+
+
+def test_direct_packers_match_the_fast_writer() -> None:
+    """The hot requests' bodies, packed without a pyroute2 message, equal what _fast_body makes of
+    the equivalent message (which test_fast_writer_matches_pyroute2 checks against pyroute2)."""
+    from netns_kit._netlink import IN6_ADDR_GEN_MODE_NONE, OWNER_PROTO, RtnlSocket, _addr_body, _fast_body, _link_body
+
+    sock = RtnlSocket.__new__(RtnlSocket)
+    set_forms: list[dict[str, object]] = [
+        {}, {"up": True}, {"up": False}, {"alias": "netns-kit:1.2", "group": 0},
+        {"alias": "netns-kit:1.2", "group": 0, "addr_gen_mode": IN6_ADDR_GEN_MODE_NONE, "up": True},
+        {"alias": "netns-kit:1.2", "group": 0, "hairpin": True}, {"hairpin": False, "name": "eth1"},
+        {"mtu": 1400, "mac": "02:00:00:00:00:01", "master": 3, "ns_fd": 9, "name": "dev-ü"}, {"master": 0},
+    ]
+    for form in set_forms:
+        up = form.get("up")
+        msg = ifinfmsg()
+        msg["index"] = 7
+        if up is not None:
+            msg["flags"] = 1 if up else 0
+            msg["change"] = 1
+        attrs = RtnlSocket._link_attrs(mtu=form.get("mtu"), mac=form.get("mac"), master=form.get("master"),  # type: ignore[arg-type]
+                                       ns_fd=form.get("ns_fd"), alias=form.get("alias"), group=form.get("group"),  # type: ignore[arg-type]
+                                       addr_gen_mode=form.get("addr_gen_mode"))  # type: ignore[arg-type]
+        if form.get("name") is not None:
+            attrs.append(("IFLA_IFNAME", form["name"]))
+        if form.get("hairpin") is not None:
+            from netns_kit._netlink import _brport_linkinfo
+            attrs.append(_brport_linkinfo(bool(form["hairpin"])))
+        msg["attrs"] = attrs
+        packed = _link_body(7, 1 if up else 0, 0 if up is None else 1,
+                            **{k: v for k, v in form.items() if k != "up"})  # type: ignore[arg-type]
+        assert packed == _fast_body(msg), form
+    peer = {"name": "eth0", "ns_fd": 11, "mtu": 1400, "mac": "02:00:00:00:00:02", "group": 0x4e6b0001}
+    for kind, up, p, extra in (("veth", False, peer, {"master": 3, "group": 0x4e6b0001}),
+                               ("veth", True, {"name": "v2"}, {}), ("bridge", False, None, {"mtu": 9000})):
+        msg = RtnlSocket._link_msg("x0", kind, up=up, mtu=extra.get("mtu"), mac=None, master=extra.get("master"),
+                                   link=None, info_data=None, peer=p, ns_fd=None, group=extra.get("group"))
+        packed = _link_body(0, 1 if up else 0, 1 if up else 0, name="x0", kind=kind, peer=p, **extra)
+        assert packed == _fast_body(msg), (kind, p)
+        assert _fast_body(msg) == _pyroute2_body(msg), (kind, p)
+    for iface in ("10.1.2.3/24", "10.1.2.3/31", "10.1.2.3/32", "fd00::5/64"):
+        for nodad in (True, False):
+            for proto in (None, OWNER_PROTO):
+                ip = ipaddress.ip_interface(iface)
+                assert _addr_body(4, ip, nodad=nodad, proto=proto) == \
+                    _fast_body(sock._addr_msg(4, ip, nodad=nodad, proto=proto)), (iface, nodad, proto)

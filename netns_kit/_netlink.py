@@ -281,7 +281,7 @@ class RtnlSocket:
                             obj=name, step=step, raw=True)
         for chunk in res:
             if struct.unpack_from("=H", chunk, 4)[0] == RTM_NEWLINK:
-                a = _attrs(chunk, 32, min(struct.unpack_from("=I", chunk, 0)[0], len(chunk)))
+                a = _attrs(chunk, 32, min(struct.unpack_from("=I", chunk, 0)[0], len(chunk)), (IFLA_IFNAME, IFLA_LINK))
                 if _asciiz(a.get(IFLA_IFNAME)) == name:
                     return _link_index_raw(chunk), _u32(a.get(IFLA_LINK))
         return None
@@ -370,7 +370,7 @@ class RtnlSocket:
             for index in indexes:
                 self.delete_link(index, obj=obj)
             return
-        used = {link.group for link in self.links()}
+        used = self._groups()
         group = 0
         while group in used or group == 0:
             group = _random.randrange(1 << 24, 1 << 31)
@@ -392,6 +392,13 @@ class RtnlSocket:
         except KernelError:
             for index in tagged:
                 self.delete_link(index, obj=obj)
+
+    def _groups(self) -> set[int | None]:
+        """The interface group of every link in the namespace (one dump; only IFLA_GROUP is read)."""
+        res = self._request(_IFINFO.pack(0, 0, 0, 0, 0) + _SKIP_STATS, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP,
+                            obj=None, step="list links", raw=True)
+        return {_u32(_attrs(m, 32, min(struct.unpack_from("=I", m, 0)[0], len(m)), (IFLA_GROUP,)).get(IFLA_GROUP))
+                for m in res}
 
     def get_link(self, *, name: str | None = None, index: int | None = None) -> LinkInfo | None:
         """One link by name or index, or None if absent."""
@@ -652,16 +659,25 @@ IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_PROTO = 11
 _NLA_TYPE_MASK = 0x3FFF
+_NLA_HDR = struct.Struct("=HH")
 
 
-def _attrs(data: bytes, off: int, end: int) -> dict[int, bytes]:
-    """Top-level attributes in ``data[off:end]``, by type (the first of each type wins)."""
+def _attrs(data: bytes, off: int, end: int, only: tuple[int, ...] = ()) -> dict[int, bytes]:
+    """Top-level attributes in ``data[off:end]``, by type (the first of each type wins); with
+    ``only``, just those types, read until each was seen once."""
     out: dict[int, bytes] = {}
+    unpack = _NLA_HDR.unpack_from
     while off + 4 <= end:
-        alen, atype = struct.unpack_from("=HH", data, off)
+        alen, atype = unpack(data, off)
         if alen < 4:
             break
-        out.setdefault(atype & _NLA_TYPE_MASK, data[off + 4:off + alen])
+        atype &= _NLA_TYPE_MASK
+        if not only:
+            out.setdefault(atype, data[off + 4:off + alen])
+        elif atype in only and atype not in out:
+            out[atype] = data[off + 4:off + alen]
+            if len(out) == len(only):
+                break
         off += (alen + 3) & ~3
     return out
 

@@ -87,6 +87,9 @@ def _new_ctx(label: str) -> Any:
                                step="open nftables") from exc
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every batch
+
+
 class NftContext:
     """One libnftables context bound to one network namespace. Thread-safe (one call at a time)."""
 
@@ -110,7 +113,7 @@ class NftContext:
             return []
         if any(next(iter(c)) != "list" for c in commands):
             _log.debug("nft: %s %s in %s (one batch of %d commands)", step, obj or "", self.label, len(commands))
-        text = json.dumps({"nftables": commands}, separators=(",", ":"))
+        text = _compact({"nftables": commands})
         with self._lock:
             rc, raw, err = self._ctx.cmd(text)
         if rc != 0:

@@ -314,6 +314,9 @@ def ensure_run_dir() -> None:
 
 # -- the on-disk journal ----------------------------------------------------------------------------
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps with options makes one per call)
+
+
 class _DiskJournal:
     """This process's journal file. Lines: intent {i, op, a}, ok {ok, a?}, done {done}, keep {keep}.
 
@@ -368,14 +371,14 @@ class _DiskJournal:
             self._file()
             self._next += 1
             i = self._next
-            self._emit(f'{{"i":{i},"op":{json.dumps(op)},"a":{json.dumps(args, separators=(",", ":"))}}}\n', 1)
+            self._emit(f'{{"i":{i},"op":{json.dumps(op)},"a":{_compact(args)}}}\n', 1)
             self._open_ids.add(i)
             return i
 
     def ok(self, i: int, extra: JsonDict | None = None, *, lazy: bool = False) -> None:
         with self._lock:
             if i in self._open_ids and self._pid == os.getpid():
-                line = f'{{"ok":{i},"a":{json.dumps(extra, separators=(",", ":")) if extra else "{}"}}}\n'
+                line = f'{{"ok":{i},"a":{_compact(extra) if extra else "{}"}}}\n'
                 if lazy:
                     self._pending[i] = line
                 else:

@@ -90,13 +90,25 @@ def _start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# this process's PID, kept up to date across os.fork() (read on every journal line and mark: a
+# getpid() system call each time would be ~30 per endpoint)
+os.register_at_fork(after_in_child=_forked)
+
 _owner_cache: tuple[int, str] | None = None
 
 
 def owner_id() -> str:
     """``"<pid>.<start time>"`` of this process: unique on this boot, even when PIDs are reused."""
     global _owner_cache
-    pid = os.getpid()
+    pid = _pid
     if _owner_cache is None or _owner_cache[0] != pid:
         _owner_cache = (pid, f"{pid}.{_start_time(pid)}")
     return _owner_cache[1]
@@ -337,7 +349,7 @@ class _DiskJournal:
         self._pending: dict[int, str] = {}  # deferred confirmations, by change id
 
     def _file(self) -> int:
-        pid = os.getpid()
+        pid = _pid
         if self._fd is None or self._pid != pid:
             if self._pid != pid:  # forked: the parent's entries are the parent's
                 self._fd = None
@@ -377,7 +389,7 @@ class _DiskJournal:
 
     def ok(self, i: int, extra: JsonDict | None = None, *, lazy: bool = False) -> None:
         with self._lock:
-            if i in self._open_ids and self._pid == os.getpid():
+            if i in self._open_ids and self._pid == _pid:
                 line = f'{{"ok":{i},"a":{_compact(extra) if extra else "{}"}}}\n'
                 if lazy:
                     self._pending[i] = line
@@ -387,12 +399,12 @@ class _DiskJournal:
     def flush(self) -> None:
         """Write the deferred confirmations now."""
         with self._lock:
-            if self._pending and self._pid == os.getpid():
+            if self._pending and self._pid == _pid:
                 self._emit("", 0)
 
     def settle(self, ids: list[int], how: str) -> None:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != _pid:
                 return
             text = []
             for i in ids:
@@ -412,7 +424,7 @@ class _DiskJournal:
 
     def close_if_settled(self) -> None:
         with self._lock:
-            if self._fd is not None and self._pid == os.getpid():
+            if self._fd is not None and self._pid == _pid:
                 if self._open_ids:
                     if self._pending:
                         self._emit("", 0)

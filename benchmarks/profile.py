@@ -1,12 +1,17 @@
-"""Where netns_kit's time goes: cProfile of one approach, or wall time per kernel request kind.
+"""Where netns_kit's time goes: cProfile of one approach, or time per kernel request kind.
 
     bash scripts/sandbox.sh .venv/bin/python -m benchmarks.profile [APPROACH] [N] [--top K]
     bash scripts/sandbox.sh .venv/bin/python -m benchmarks.profile netns_kit 200 --steps
+    bash scripts/sandbox.sh .venv/bin/python -m benchmarks.profile netns_kit_network 1000 --steps --cpu
 
-``--steps`` (netns_kit only) times every rtnetlink request by its step name, the namespace
-creation (unshare + bind mount + the socket opened inside + ``lo`` up) and the nft batches, so
-the split between the kernel's work and the library's own Python shows without a profiler's
-overhead. Runs in a fresh network namespace of its own (``unshare --net``), like benchmarks.run.
+``--steps`` (``netns_kit`` and ``netns_kit_network``) times every rtnetlink request by its step
+name, the namespace creation (unshare + bind mount + the socket opened inside + ``lo`` up) and the
+nft batches, so the split between the kernel's work and the library's own Python shows without a
+profiler's overhead: over all endpoints, and for a tenth of the endpoints while few are there
+("few") and while ~N are there ("many"), so growth with N shows step by step. ``--cpu`` counts
+the thread's CPU time instead of wall time (other processes on a shared machine then do not
+look like growth). Runs in a fresh network namespace of its own (``unshare --net``), like
+benchmarks.run.
 """
 
 from __future__ import annotations
@@ -46,25 +51,38 @@ def profile_here(name: str, n: int, top: int) -> None:
 
 class _Marking(list[float]):
     """An approach's list of per-endpoint setup times that moves the step clock's bucket on to the
-    next endpoint whenever one is appended (both netns_kit approaches append after each endpoint)."""
+    next endpoint whenever one is appended (both netns_kit approaches append after each endpoint).
+    ``clock``: the clock of the steps (with ``--cpu`` the thread's CPU time): ``spent`` gets each
+    endpoint's duration on that clock."""
 
-    def __init__(self, bucket: list[int]) -> None:
+    def __init__(self, bucket: list[int], clock: Callable[[], float]) -> None:
         super().__init__()
         self.bucket = bucket
+        self.clock = clock
+        self.last = clock()
+        self.spent: list[float] = []
 
     def append(self, value: float) -> None:
+        now = self.clock()
+        self.spent.append(now - self.last)
         super().append(value)
         self.bucket[0] = len(self)
+        self.last = self.clock()
 
 
-def steps_here(name: str, n: int) -> None:
+def steps_here(name: str, n: int, *, cpu: bool = False) -> None:
     """Wall time of every kernel request by kind and the rest (netns_kit's own Python, its journal
     and state files), per endpoint over all endpoints and over the first and the last tenth.
 
     Setup: the tenths are the first and last endpoints built. Teardown (the Docker-shaped path
     only, whose removal batches run in tenths here): the batch removing the first tenth while the
     network holds all N, and the one removing the last tenth while it holds only those.
+
+    ``cpu``: every figure is the calling thread's CPU time (``time.thread_time``: user and system
+    time, the kernel's work on behalf of the requests included) instead of wall time, so that
+    other processes taking the CPUs on a shared machine do not show up as growth.
     """
+    clock = time.thread_time if cpu else time.perf_counter
     from netns_kit import _netlink, _nft, _sys
 
     mod = importlib.import_module(f"benchmarks.approach_{name}")
@@ -83,11 +101,11 @@ def steps_here(name: str, n: int) -> None:
             if not depth[0]:
                 top_level.add(key)
             depth[0] += 1
-            t0 = time.perf_counter()
+            t0 = clock()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent[key][bucket[0]] += time.perf_counter() - t0
+                spent[key][bucket[0]] += clock() - t0
                 count[key] += 1
                 depth[0] -= 1
         return wrapper
@@ -103,8 +121,9 @@ def steps_here(name: str, n: int) -> None:
     remove = getattr(approach, "_remove", None)
     if remove is not None:  # the Docker-shaped path's teardown: one bucket per removal batch
         def in_batches(eps: list[Any]) -> float:
+            t0 = clock()
             wall = float(remove(eps))
-            batch_walls.append(wall)
+            batch_walls.append(clock() - t0)
             bucket[0] += 1
             return wall
         approach._remove = in_batches
@@ -117,12 +136,13 @@ def steps_here(name: str, n: int) -> None:
         top_level.clear()
         bucket[0] = 0
         if phase == "setup":
-            approach._setup_times = _Marking(bucket)
-            times = approach._setup_times
-        t0 = time.perf_counter()
+            approach._setup_times = marking = _Marking(bucket, clock)
+            times = marking.spent
+        t0 = clock()
         getattr(approach, phase)()
-        total = time.perf_counter() - t0
-        print(f"{name} {phase}, N={n}: {total * 1000 / n:.3f} ms per endpoint")
+        total = clock() - t0
+        print(f"{name} {phase}, N={n}: {total * 1000 / n:.3f} ms per endpoint"
+              + (" (CPU time of the thread)" if cpu else ""))
         # "few": a tenth of the endpoints while few are there; "many": a tenth while ~N are there
         if phase == "setup":
             firsts, lasts = range(0, k), range(n - k, n)
@@ -170,11 +190,12 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--steps", action="store_true",
                     help="time kernel requests by kind, first and last tenth (netns_kit, netns_kit_network)")
+    ap.add_argument("--cpu", action="store_true", help="with --steps: the thread's CPU time instead of wall time")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inside:
         if args.steps:
-            steps_here(args.approach, args.n)
+            steps_here(args.approach, args.n, cpu=args.cpu)
         else:
             profile_here(args.approach, args.n, args.top)
         return 0
@@ -182,7 +203,7 @@ def main() -> int:
         print("run it through scripts/sandbox.sh (see the module docstring)", file=sys.stderr)
         return 2
     cmd = ["unshare", "--net", "--", sys.executable, "-m", "benchmarks.profile", args.approach, str(args.n),
-           "--top", str(args.top), "--inside"] + (["--steps"] if args.steps else [])
+           "--top", str(args.top), "--inside"] + (["--steps"] if args.steps else []) + (["--cpu"] if args.cpu else [])
     return subprocess.run(cmd).returncode
 
 

@@ -133,21 +133,22 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
     did: int | None = None
     if durable is not None:
         did = _state.intend(durable[0], **durable[1])
-        _state.confirm(did, lazy=journal.step)
+        _state.confirm(did, lazy=journal.step and durable[0] in _state.DEFERRABLE_OPS)
     journal.record(description, undo, did)
 
 
 class _Intent:
     """The ``with`` block of :func:`intent` (a class: cheaper than a generator on this hot path)."""
 
-    __slots__ = ("did", "entry", "journal", "unchanged_on")
+    __slots__ = ("did", "entry", "journal", "lazy", "unchanged_on")
 
     def __init__(self, journal: Journal | None, entry: UndoEntry, did: int | None,
-                 unchanged_on: tuple[type[BaseException], ...]) -> None:
+                 unchanged_on: tuple[type[BaseException], ...], lazy: bool) -> None:
         self.journal = journal
         self.entry = entry
         self.did = did
         self.unchanged_on = unchanged_on
+        self.lazy = lazy
 
     def __enter__(self) -> None:
         return None
@@ -160,7 +161,7 @@ class _Intent:
                 if journal is None:
                     _state.keep([did])  # made and kept: the one line settles it
                 else:
-                    _state.confirm(did, lazy=journal.step)
+                    _state.confirm(did, lazy=self.lazy)
         elif issubclass(exc_type, self.unchanged_on):
             if journal is not None and self.entry in journal.entries:
                 journal.entries.remove(self.entry)
@@ -186,7 +187,8 @@ def intent(description: str, undo: Undo, durable: Durable | None = None,
     entry = UndoEntry(description, undo, did)
     if journal is not None:
         journal.entries.append(entry)
-    return _Intent(journal, entry, did, unchanged_on)
+    lazy = journal is not None and journal.step and durable is not None and durable[0] in _state.DEFERRABLE_OPS
+    return _Intent(journal, entry, did, unchanged_on, lazy)
 
 
 def detached(create: Callable[[], object]) -> Journal:
@@ -267,9 +269,10 @@ def atomic_step() -> AbstractContextManager[None]:
     any undo failures attached. On success the recorded undos are dropped: the
     caller records one undo for the whole object instead.
 
-    The step's on-disk confirmations are deferred to its end (a step is one library call): kept
-    at once, a change needs none, so a step outside any transaction writes an intent and a
-    ``keep`` line per change and nothing else.
+    The step's on-disk confirmations of namespaces and interfaces (whose recovery reads their
+    ownership mark, see :data:`netns_kit._state.DEFERRABLE_OPS`) are deferred to its end (a step
+    is one library call): kept at once, a change needs none, so creating a namespace or a veth
+    pair outside any transaction writes an intent and a ``keep`` line and nothing else.
     """
     return _AtomicStep()
 

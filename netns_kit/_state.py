@@ -13,6 +13,11 @@ then confirmed (``ok``) after the kernel acknowledged it. A change then ends one
 - ``keep``: it was kept on purpose (an explicit ``create()`` outside any transaction, or a
   ``Transaction(keep=True)`` that committed). Kept changes are never touched by recovery.
 
+A change kept as soon as it is made (outside any transaction) needs no confirmation: its intent
+is followed by ``keep`` alone, two lines per change; inside an atomic step the confirmations of
+namespaces and interfaces are written with the step's end (:data:`DEFERRABLE_OPS`, see
+:func:`netns_kit._journal.atomic_step`). Each call writes its lines with one ``write(2)``.
+
 A process that dies with entries neither done nor kept (SIGKILL, OOM, power cut of the
 process) leaves them in its journal; :func:`netns_kit._recovery.recover` (run by any later process) undoes them,
 newest first, and removes the journal. A journal belongs to a process identified by PID *and*
@@ -441,6 +446,14 @@ atexit.register(_disk.close_if_settled)
 
 OPS: set[str] = {"netns", "link", "address", "route", "sysctl", "nft"}
 """The kinds of change the on-disk journal records (each one :mod:`netns_kit._recovery` can undo)."""
+
+
+DEFERRABLE_OPS: frozenset[str] = frozenset({"netns", "link"})
+"""Kinds of change whose confirmation may wait for the end of the atomic step that makes them:
+recovery of these reads the ownership mark in the kernel (the ``lo`` alias of a namespace, the
+alias or group of an interface) and treats a confirmed and an unconfirmed entry alike when the
+object exists. Addresses, routes, sysctls and nft elements depend on the confirmation (on kernels
+without address marks, or for the values to put back): theirs is written at once."""
 
 
 def register_op(op: str) -> None:

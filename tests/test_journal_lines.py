@@ -62,7 +62,8 @@ def test_inside_a_step_values_to_put_back_are_confirmed_at_once(host: Namespace)
     with Transaction(keep=False):
         with atomic_step():
             br = Bridge("br-jl3").create()
-            Firewall.for_namespace(host).attach_network(NetworkPolicy(bridge="br-jl3", subnets=(ipaddress.ip_network("10.63.0.0/24"),)))
+            policy = NetworkPolicy(bridge="br-jl3", subnets=(ipaddress.ip_network("10.63.0.0/24"),))
+            Firewall.for_namespace(host).attach_network(policy)
             inside = {e.op: e for e in _open_entries().values()
                       if e.op == "nft" or e.args.get("name") == "br-jl3"}
             assert inside["nft"].confirmed

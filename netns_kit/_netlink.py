@@ -521,14 +521,14 @@ class RtnlSocket:
     def add_route(self, route: Route, oif: int | None) -> None:
         """RTM_NEWROUTE (exclusive), with netns_kit's mark as its protocol (:data:`OWNER_PROTO`):
         fails with AlreadyExistsError if the same route exists."""
-        self._ack(self._route_msg(route, oif), RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
+        self._ack(_route_body(route, oif, OWNER_PROTO), RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
                   obj=f"route {route.dst}", step="add route")
 
     def delete_route(self, route: Route, oif: int | None, *, proto: int = OWNER_PROTO) -> bool:
         """RTM_DELROUTE of the route with protocol ``proto`` (the kernel matches it: by default only a
         route netns_kit added is deleted, never a same-looking one of someone else); False if none."""
         try:
-            self._ack(self._route_msg(route, oif, proto), RTM_DELROUTE, 0, obj=f"route {route.dst}",
+            self._ack(_route_body(route, oif, proto), RTM_DELROUTE, 0, obj=f"route {route.dst}",
                       step="delete route")
         except NotFoundError:
             return False
@@ -963,4 +963,28 @@ def _addr_body(index: int, iface: IPInterface, *, nodad: bool, proto: int | None
         out += _nla_u32(8, IFA_F_NODAD)
     if proto is not None:
         out += _nla(IFA_PROTO, struct.pack("=B", proto))
+    return out
+
+
+_RTMSG = struct.Struct("=BBBBBBBBI")
+
+
+def _route_body(route: Route, oif: int | None, proto: int) -> bytes:
+    """The body of :meth:`RtnlSocket._route_msg`'s message, packed directly."""
+    net = route.network
+    v4 = net.version == 4
+    gw = route.gateway_ip
+    out = _RTMSG.pack(socket.AF_INET if v4 else socket.AF_INET6, net.prefixlen, 0, 0,
+                      route.table if route.table < 256 else 252, proto, RT_SCOPE_UNIVERSE if gw is not None
+                      else RT_SCOPE_LINK, RTN_UNICAST, 0)
+    if net.prefixlen:
+        out += _nla(1, net.network_address.packed)
+    if gw is not None:
+        out += _nla(5, gw.packed)
+    if oif is not None:
+        out += _nla_u32(4, oif)
+    if route.metric is not None:
+        out += _nla_u32(6, route.metric)
+    if route.table >= 256:
+        out += _nla_u32(15, route.table)
     return out

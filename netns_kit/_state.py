@@ -119,14 +119,29 @@ def owner_id() -> str:
     return _owner_cache[1]
 
 
+_mark_cache: tuple[str, str, int] = ("", "", 0)  # (owner, its mark, its tag)
+
+
+def _marks() -> tuple[str, str, int]:
+    global _mark_cache
+    owner = owner_id()
+    if _mark_cache[0] != owner:
+        _mark_cache = (owner, MARK_PREFIX + owner, _tag_of(owner))
+    return _mark_cache
+
+
 def mark() -> str:
     """The ownership mark this process puts on what it creates."""
-    return MARK_PREFIX + owner_id()
+    return _marks()[1]
+
+
+def _tag_of(owner: str) -> int:
+    return (zlib.crc32(owner.encode()) & 0x7FFFFFFF) | 0x40000000
 
 
 def tag(owner: str | None = None) -> int:
     """The interface group (IFLA_GROUP) that marks a link between its creation and its alias."""
-    return (zlib.crc32((owner or owner_id()).encode()) & 0x7FFFFFFF) | 0x40000000
+    return _tag_of(owner) if owner else _marks()[2]
 
 
 def owner_alive(owner: str) -> bool:

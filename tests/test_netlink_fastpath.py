@@ -214,6 +214,13 @@ def test_direct_packers_match_the_fast_writer() -> None:
         packed = _link_body(0, 1 if up else 0, 1 if up else 0, name="x0", kind=kind, peer=p, **extra)
         assert packed == _fast_body(msg), (kind, p)
         assert _fast_body(msg) == _pyroute2_body(msg), (kind, p)
+    from netns_kit._netlink import RTPROT_STATIC, _route_body
+    from netns_kit.model import Route
+    for route, oif in ((Route(gateway="10.0.0.1"), None), (Route("10.5.0.0/16", dev="eth0", metric=50), 3),
+                       (Route("fd00:1::/64", gateway="fd00::1", table=1000), 2), (Route(gateway="fd00::1"), None),
+                       (Route("10.6.0.0/24", gateway="10.0.0.1", table=7), None)):
+        for rproto in (OWNER_PROTO, RTPROT_STATIC):
+            assert _route_body(route, oif, rproto) == _fast_body(sock._route_msg(route, oif, rproto)), route
     for iface in ("10.1.2.3/24", "10.1.2.3/31", "10.1.2.3/32", "fd00::5/64"):
         for nodad in (True, False):
             for proto in (None, OWNER_PROTO):

@@ -24,6 +24,7 @@ from typing import Any
 
 from pyroute2.netlink import (
     NLM_F_ACK,
+    NLM_F_APPEND,
     NLM_F_CREATE,
     NLM_F_DUMP,
     NLM_F_ECHO,
@@ -35,14 +36,17 @@ from pyroute2.netlink import (
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
+    RTM_DELNEIGH,
     RTM_DELQDISC,
     RTM_DELROUTE,
     RTM_GETADDR,
     RTM_GETLINK,
+    RTM_GETNEIGH,
     RTM_GETQDISC,
     RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
+    RTM_NEWNEIGH,
     RTM_NEWQDISC,
     RTM_NEWROUTE,
     RTM_NEWTCLASS,
@@ -50,6 +54,7 @@ from pyroute2.netlink.rtnl import (
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
@@ -79,6 +84,10 @@ assign); 107 (0x6b, "k") is none of Linux's RTPROT_* constants nor a name in ipr
 ``ip addr`` / ``ip route`` show it as ``proto 107``. Recovery deletes an address or route of a dead
 process only if it carries this mark (see :mod:`netns_kit._recovery`)."""
 RTN_UNICAST = 1
+AF_BRIDGE = 7
+NTF_SELF = 0x02
+NUD_PERMANENT = 0x80
+ZERO_MAC = "00:00:00:00:00:00"
 
 
 
@@ -93,7 +102,7 @@ def address_marks_kept() -> bool:
 
 
 _DECODERS: dict[int, Any] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
-                             RTM_NEWQDISC: tcmsg}
+                             RTM_NEWQDISC: tcmsg, RTM_NEWNEIGH: ndmsg}
 
 
 
@@ -424,6 +433,55 @@ class RtnlSocket:
         res = self._request(_IFINFO.pack(0, 0, 0, 0, 0) + _SKIP_STATS, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP,
                             obj=None, step="list links", raw=True)
         return [_link_info_raw(m) for m in res]
+
+    def create_vxlan(self, name: str, *, vni: int, local: str, port: int, learning: bool = True,
+                     mtu: int | None = None, group: int | None = None) -> None:
+        """RTM_NEWLINK (exclusive) of a VXLAN device (``ip link add NAME type vxlan id VNI local
+        LOCAL dstport PORT [nolearning]``), down, without a multicast group: its flood list is the
+        all-zero FDB entries added with :meth:`fdb_append`. Undo: :meth:`delete_link`."""
+        data: list[tuple[str, Any]] = [("IFLA_VXLAN_ID", vni), ("IFLA_VXLAN_LOCAL", local),
+                                       ("IFLA_VXLAN_PORT", port), ("IFLA_VXLAN_LEARNING", 1 if learning else 0)]
+        self.create_link(name, "vxlan", mtu=mtu, info_data=data, group=group)
+
+    def _fdb_msg(self, index: int, mac: str, dst: str) -> Any:
+        msg = ndmsg()
+        msg["family"] = AF_BRIDGE
+        msg["ifindex"] = index
+        msg["state"] = NUD_PERMANENT
+        msg["flags"] = NTF_SELF
+        msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_DST", dst)]
+        return msg
+
+    def fdb_append(self, index: int, dst: str, *, mac: str = ZERO_MAC, obj: str | None = None) -> None:
+        """Append a forwarding entry to VXLAN device ``index`` (``bridge fdb append MAC dev DEV dst
+        DST``): with the all-zero MAC, one more remote that floods (broadcast, unknown unicast,
+        multicast) are copied to. Undo: :meth:`fdb_delete` (or the device's deletion)."""
+        self._ack(self._fdb_msg(index, mac, dst), RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND, obj=obj or dst,
+                  step="append fdb entry")
+
+    def fdb_delete(self, index: int, dst: str, *, mac: str = ZERO_MAC, obj: str | None = None) -> bool:
+        """Delete one forwarding entry (MAC, dst) of VXLAN device ``index``. Idempotent: False only if
+        the kernel reported it missing (for a flood entry it may also accept the request silently)."""
+        try:
+            self._ack(self._fdb_msg(index, mac, dst), RTM_DELNEIGH, 0, obj=obj or dst, step="delete fdb entry")
+        except NotFoundError:
+            return False
+        return True
+
+    def fdb(self, index: int) -> list[tuple[str, str | None, bool]]:
+        """The forwarding entries of device ``index`` as ``(mac, dst, permanent)`` (dst: the remote
+        underlay address of a VXLAN entry, None for others)."""
+        msg = ndmsg()
+        msg["family"] = AF_BRIDGE
+        out: list[tuple[str, str | None, bool]] = []
+        for m in self._request(msg, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, obj=None, step="list fdb"):
+            if m["ifindex"] != index:
+                continue
+            mac = m.get_attr("NDA_LLADDR")
+            if mac is None:
+                continue
+            out.append((str(mac), m.get_attr("NDA_DST"), bool(m["state"] & NUD_PERMANENT)))
+        return out
 
     # -- addresses ---------------------------------------------------------------------------------
 

@@ -459,7 +459,7 @@ _disk = _DiskJournal()
 atexit.register(_disk.close_if_settled)
 
 
-OPS: set[str] = {"netns", "link", "address", "route", "sysctl", "nft"}
+OPS: set[str] = {"netns", "link", "address", "route", "sysctl", "nft", "nft_table", "link_up", "qdisc"}
 """The kinds of change the on-disk journal records (each one :mod:`netns_kit._recovery` can undo)."""
 
 

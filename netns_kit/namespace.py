@@ -27,6 +27,7 @@ from .errors import (
     NetnsKitError,
     NotFoundError,
     OwnershipError,
+    RootlessError,
     StateError,
     ValidationError,
 )
@@ -98,7 +99,19 @@ class _Opener:
 
     def __call__(self) -> RtnlSocket:
         with self.ns._fd() as fd:
+            _check_reachable(fd, self.ns.label)
             return RtnlSocket.open(fd, label=self.ns.label)
+
+
+def _check_reachable(fd: int, label: str) -> None:
+    """RootlessError, before any change, if the namespace lies outside this process's user namespace
+    (in rootless mode: the machine's own network, which only root may change)."""
+    if not _sys.userns_reaches(fd):
+        raise RootlessError(
+            f"namespace {label!r} belongs to the machine, outside this process's user namespace (rootless "
+            "mode): netns_kit can change only namespaces made inside it; build inside "
+            "netns_kit.testing.isolated_host(), or run as root", obj=label, namespace=label,
+            step="open namespace")
 
 
 _pool = _SocketPool()
@@ -434,8 +447,10 @@ class Namespace(EphemeralScope):
         asyncio loop (it is two ``setns`` calls, nothing is awaited).
         """
         _sys.check_privileges()
-        with self._fd() as fd, _sys.entered(fd, label=self.label):
-            yield self
+        with self._fd() as fd:
+            _check_reachable(fd, self.label)
+            with _sys.entered(fd, label=self.label):
+                yield self
 
     def run(
         self,

@@ -79,7 +79,7 @@ class OverlayPeer:
 
 def peer_list(peers: Mapping[str, str] | Iterable[OverlayPeer]) -> tuple[OverlayPeer, ...]:
     """``peers`` as OverlayPeers: a mapping underlay address -> share, or OverlayPeer objects."""
-    if isinstance(peers, str):
+    if isinstance(peers, (str, bytes)) or not isinstance(peers, Iterable):
         raise ValidationError("peers must be a mapping of underlay address to share, or OverlayPeer objects",
                               obj=repr(peers))
     if isinstance(peers, Mapping):
@@ -87,7 +87,7 @@ def peer_list(peers: Mapping[str, str] | Iterable[OverlayPeer]) -> tuple[Overlay
     out = tuple(peers)
     for p in out:
         if not isinstance(p, OverlayPeer):
-            raise ValidationError(f"peer {p!r} must be an OverlayPeer (or give a mapping address -> share)",
+            raise ValidationError(f"peers: {p!r} must be an OverlayPeer (or give a mapping address -> share)",
                                   obj=repr(p))
     return out
 

@@ -106,6 +106,8 @@ def check_args(owner: str, **args: tuple[Any, ...]) -> None:
     allowed entry is a type, ``None`` (None accepted), or a list of types (an iterable of those,
     not a str). ValidationError naming the first wrong argument; nothing else happens."""
     for name, (value, *allowed) in args.items():
+        if type(value) in allowed:  # the common case: exactly an allowed type (a bool only if bool is)
+            continue
         none = None in allowed
         if value is None and none:
             continue

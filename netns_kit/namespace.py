@@ -529,6 +529,13 @@ class Namespace(EphemeralScope):
             raise NotFoundError(f"no interface {name!r}", obj=name, namespace=self.label, step="get link")
         return info
 
+    def _index_of(self, sock: RtnlSocket, name: str) -> int:
+        """The index of interface ``name`` (validated); NotFoundError as :meth:`link` raises it."""
+        index = sock.link_index(validate_ifname(name))
+        if index is None:
+            raise NotFoundError(f"no interface {name!r}", obj=name, namespace=self.label, step="get link")
+        return index
+
     def has_link(self, name: str) -> bool:
         """True if the namespace has an interface called ``name``."""
         check_args("Namespace.has_link", name=(name, str))
@@ -559,9 +566,8 @@ class Namespace(EphemeralScope):
         check_args("Namespace.add_address", ifname=(ifname, str), address=(address, str, *IFACE_TYPES),
                    nodad=(nodad, bool))
         iface = parse_interface(address)
-        link = self.link(ifname)
         sock = self.rtnl()
-        index = link.index
+        index = self._index_of(sock, ifname)
         with intent(f"delete address {iface} from {ifname} in {self.label}",
                     lambda: self._undo_rtnl().delete_address(index, iface),
                     durable=("address", {"ns": self._ref(), "ifname": ifname, "index": index,
@@ -594,7 +600,7 @@ class Namespace(EphemeralScope):
         """
         check_args("Namespace.add_route", route=(route, Route))
         sock = self.rtnl()
-        oif = self.link(route.dev).index if route.dev is not None else None
+        oif = self._index_of(sock, route.dev) if route.dev is not None else None
         with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
                     durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
                                        "metric": route.metric, "table": route.table, "oif": oif,

@@ -31,6 +31,7 @@ Modules whose names start with ``_`` are internal; the other modules hold the pu
 """
 
 from ._batch import RemovalBatch, removal_batch
+from ._dns import NameService
 from ._inspection import observe
 from ._journal import Transaction
 from ._recovery import RecoveryReport, recover
@@ -93,6 +94,7 @@ __all__ = [
     "LeakError",
     "LinkInfo",
     "Masquerade",
+    "NameService",
     "Namespace",
     "NatRule",
     "NetnsKitError",

@@ -102,6 +102,12 @@ def owner_id() -> str:
     return _owner_cache[1]
 
 
+def owner_of(pid: int) -> str | None:
+    """``"<pid>.<start time>"`` of process ``pid`` (None if it is gone): its identity as an owner."""
+    start = _start_time(pid)
+    return None if start is None else f"{pid}.{start}"
+
+
 def mark() -> str:
     """The ownership mark this process puts on what it creates."""
     return MARK_PREFIX + owner_id()
@@ -246,6 +252,11 @@ def delete_json(path: str) -> None:
 
 def networks_dir() -> str:
     return os.path.join(STATE_DIR, "networks")
+
+
+def dns_dir() -> str:
+    """Where the name service of each host namespace records itself (``<dev>-<ino>.json``, its log)."""
+    return os.path.join(STATE_DIR, "dns")
 
 
 # -- locks ----------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ Name resolution: for every named namespace attached to a network, netns_kit writ
 ``/etc/netns/NAME/hosts`` (see :mod:`netns_kit._hostsfile`). It lists the namespace's own names
 and, on networks with ``resolve_names`` (every user-defined network; not the default ``bridge``
 network, as in Docker), the names of the other endpoints. A file netns_kit did not write is left
-alone.
+alone. Networks with ``resolve_names`` also have a DNS service on their gateway (one resolver
+process per host, :mod:`netns_kit._dns`), which answers for every endpoint of every process, and
+their named endpoints get an ``/etc/netns/NAME/resolv.conf`` pointing at it.
 
 Everything a create/connect does is undone in reverse by remove/disconnect, and recorded in
 the active :class:`~netns_kit.Transaction`.
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from . import _batch, _hostsfile, _state, _wiring
+from . import _batch, _dns, _hostsfile, _state, _wiring
 from ._journal import EphemeralScope, atomic_step, record
 from ._leases import LeaseBook, NetworkAddresses
 from ._netconfig import (
@@ -145,6 +147,7 @@ class Network(EphemeralScope):
         self._attached_fw = False
         self._owned = True  # False for Network.open() until adopt()
         self._state_path: str | None = None  # the shared state file (settings), once created
+        self._dns_port: int | None = None  # the name service's port its gateway's port 53 goes to
 
     # -- read-only views ----------------------------------------------------------------------------
 
@@ -238,7 +241,15 @@ class Network(EphemeralScope):
         if self.subnet6 is not None:
             subnets.append(self.subnet6)
         return NetworkPolicy(bridge=self.bridge, subnets=tuple(subnets), internal=self.config.internal,
-                             icc=self.config.icc, masquerade=self.config.masquerades)
+                             icc=self.config.icc, masquerade=self.config.masquerades,
+                             dns=(str(self.gateway), self._dns_port) if self._dns_port is not None else None)
+
+    def dns_flags(self) -> list[str]:
+        """Options for a container engine whose container joins an endpoint's namespace (``podman run
+        --network ns:/run/netns/NAME``): ``--dns GATEWAY --dns-option ndots:0`` and the host's search
+        domains, so that its resolv.conf points at the network's name service. Changes nothing."""
+        self._check_live("dns flags")
+        return _dns.engine_flags(str(self.gateway))
 
     def describe(self) -> str:
         """A few lines for humans: subnet, gateway, bridge, options and endpoints."""
@@ -299,6 +310,12 @@ class Network(EphemeralScope):
         except BaseException:
             forget_host_if_empty(host)
             raise
+        if self._dns_port is not None:
+            try:
+                _dns.serve(self, self._dns_port)
+            except BaseException:
+                self.remove(force=True)
+                raise
         record(f"remove network {self.name} in {host.label}", lambda: self.remove(force=True))
         return self
 
@@ -336,6 +353,8 @@ class Network(EphemeralScope):
         self._addresses = NetworkAddresses(
             AddressAllocator(plan), AddressAllocator(self.config.plan6) if self.config.plan6 is not None else None,
             book)
+        if self.config.resolve_names:
+            self._dns_port = _dns.reserve_port(host)
         try:
             with atomic_step():
                 self._bridge = Bridge(self.bridge, namespace=host, addresses=addrs, mtu=self.config.mtu,
@@ -354,6 +373,7 @@ class Network(EphemeralScope):
             self._addresses = None
             self._bridge = None
             self._attached_fw = False
+            self._dns_port = None
             raise
         self._created, self._removed = True, False
         st.networks[self.name] = self
@@ -439,6 +459,11 @@ class Network(EphemeralScope):
                     self._lease_book(self._state_path).remove_directory()
                     _state.delete_json(self._state_path)
                 self._state_path = None
+                if self._dns_port is not None:
+                    try:
+                        _dns.release(self.host)  # the last network with name resolution stops the service
+                    except Exception as exc:
+                        failures.append(exc)
             if st.networks.get(self.name) is self:
                 del st.networks[self.name]
         forget_host_if_empty(self.host)
@@ -506,6 +531,7 @@ class Network(EphemeralScope):
             AddressAllocator(net.config.plan6) if net.config.plan6 is not None else None, net._lease_book(path))
         net._bridge = Bridge.open(net.bridge, namespace=host)
         net._state_path = path
+        net._dns_port = int(data["dns_port"]) if data.get("dns_port") else None
         net._owned = False
         net._created = True
         return net
@@ -559,6 +585,7 @@ class Network(EphemeralScope):
             "gateway6": str(p6.gateway_ip) if p6 is not None else None,
             "ip_range6": str(p6.range) if p6 is not None else None, "mtu": c.mtu, "internal": c.internal,
             "icc": c.icc, "masquerade": c.masquerade, "resolve_names": c.resolve_names,
+            "dns_port": self._dns_port,
         }
 
     def _reclaim_dead(self) -> bool:
@@ -724,7 +751,7 @@ class Network(EphemeralScope):
         ns = req.namespace
         ifname = req.ifname if req.ifname is not None else self._next_ifname(ns)
         host_ifname = _wiring.new_host_ifname()
-        addr, addr6 = addresses.take(req.ip, req.ip6, host_ifname)
+        addr, addr6 = addresses.take(req.ip, req.ip6, host_ifname, req.names, req.identity)
         try:
             alloc6 = addresses.alloc6
             conn = Connection(self, ns, ifname=ifname, names=req.names, address=addresses.alloc.interface(addr),
@@ -742,6 +769,7 @@ class Network(EphemeralScope):
         try:
             self._shared_hosts()
             _hostsfile.on_connect(st, conn)
+            _dns.on_connect(st, conn)
         except OSError as exc:
             log.warning("could not write hosts files for network %s: %s", self.name, exc)
         return conn
@@ -792,6 +820,7 @@ class Network(EphemeralScope):
             shared.rewrite_pending = True
             pending.after(f"rewriting the hosts file of network {self.name}",
                           lambda: shared.rewrite() if shared.exists and self.created else None)
+        _dns.on_disconnect(st, conn)
         _hostsfile.on_disconnect(st, conn, defer=defer)
         if not self._owned and not self._connections and shared is not None:
             shared.drop()

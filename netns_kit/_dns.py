@@ -137,15 +137,19 @@ def reserve_port(host: Namespace) -> int:
         return port
 
 
+# The service process imports only the modules it needs (not the package's __init__, which loads
+# pyroute2 and libnftables): the package is given to it as a bare namespace of its directory.
+_BOOT = ("import sys, types; pkg = types.ModuleType('netns_kit'); pkg.__path__ = [sys.argv[1]]; "
+         "sys.modules['netns_kit'] = pkg; from netns_kit._dnsd import main; sys.exit(main(sys.argv[2:]))")
+
+
 def _start(host: Namespace, data: dict[str, object]) -> None:
     """Start the service process of ``host`` and record it (caller holds the host's dns lock)."""
     ident = host.identity
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([pkg_parent, *filter(None, [env.get("PYTHONPATH")])])
+    pkg_dir = os.path.dirname(os.path.abspath(__file__))
     _state.ensure_dir(_state.dns_dir())
     with host.enter():
-        pid = _procs.start_service([sys.executable, "-m", "netns_kit._dnsd", _key(ident)], env=env,
+        pid = _procs.start_service([sys.executable, "-c", _BOOT, pkg_dir, _key(ident)], env=dict(os.environ),
                                    log_path=_log_path(ident))
     owner = _state.owner_of(pid) or f"{pid}.0"
     _state.write_json(_record_path(ident), {**data, "pid": pid, "owner": owner, "started_by": _state.owner_id()})

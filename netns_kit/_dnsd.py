@@ -1,22 +1,27 @@
 """The name service of one host namespace's user-defined networks: a small resolver process
-(internal; run as ``python -m netns_kit._dnsd DEV-INO PORT``, started by :mod:`netns_kit._dns`).
+(internal; run as ``python -m netns_kit._dnsd DEV-INO``, started by :mod:`netns_kit._dns`).
 
 It owns nothing but its sockets. Everything it answers comes from the shared state on disk that
 every netns_kit process writes (:mod:`netns_kit._state`, :mod:`netns_kit._leases`):
 
 - ``/run/netns-kit/networks/<dev>-<ino>/<network>.json``: the networks (gateway, subnets,
-  ``internal``, ``resolve_names``), served while their bridge exists;
+  ``internal``, ``resolve_names``, the service port ``dns_port``), served while their bridge exists;
 - ``<network>.leases/<ip>``: one file per endpoint address, with its names and namespace.
 
 inotify on those directories tells it of every change; before answering any query it reads the
 events already queued, so a connect or disconnect that returned before the query was sent is
 always seen (the kernel queues the event when the lease file is closed or unlinked).
 
-Sockets: UDP and TCP on ``<gateway>:PORT`` of each network (``PORT`` is the host's service port,
-never 53); the network's nft DNAT element sends ``<gateway>:53`` there. Queries it cannot answer
+Sockets: UDP and TCP on ``<gateway>:<dns_port>`` of each network (never port 53); the network's
+nft DNAT elements send ``<gateway>:53`` there. Queries it cannot answer
 go to the nameservers of the host's /etc/resolv.conf (re-read when it changes), over UDP from the
-event loop or over TCP from a thread per TCP client. SIGTERM stops it; it also stops by itself when
-its host has had no network to serve for a few seconds.
+event loop or over TCP from a thread per TCP client. SIGTERM stops it (netns_kit does when the
+host's last network with name resolution is removed, or :func:`netns_kit.recover` when they all went
+with their owner). It also stops by itself when its host has had no network to serve for a few
+seconds, or when nothing but itself keeps its host namespace alive (no netns_kit process owning one
+of its networks or endpoints is alive, no other process is in the namespace, it is neither the
+initial namespace nor named under /run/netns): a throwaway host whose creator died is never kept
+alive by its name service.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ log = logging.getLogger("netns_kit.dns")
 RESOLV_CONF = "/etc/resolv.conf"
 UPSTREAM_TIMEOUT = 2.0  # seconds per upstream server, then the next one
 IDLE_EXIT = 3.0  # seconds without any network to serve before the process exits by itself
+ORPHAN_CHECK = 2.0  # seconds between checks that something besides this process keeps the host alive
 TICK = 0.5  # housekeeping: dead owners' leases, lost watches, upstream timeouts
 _DIR_EVENTS = (_sys.IN_CLOSE_WRITE | _sys.IN_MOVED_TO | _sys.IN_MOVED_FROM | _sys.IN_DELETE | _sys.IN_CREATE
                | _sys.IN_DELETE_SELF | _sys.IN_ONLYDIR)
@@ -71,17 +77,17 @@ class _Pending:
 @dataclass
 class _Served:
     info: NetInfo
+    port: int
     udp: socket.socket | None = None
     tcp: socket.socket | None = None
     watch: int | None = None
 
 
 class Server:
-    """The resolver of one host namespace (identity ``host``) on service port ``port``."""
+    """The resolver of one host namespace (identity ``host``)."""
 
-    def __init__(self, host: tuple[int, int], port: int) -> None:
+    def __init__(self, host: tuple[int, int]) -> None:
         self.host = host
-        self.port = port
         self.directory = os.path.join(_state.networks_dir(), f"{host[0]}-{host[1]}")
         self.table = NameTable()
         self.lock = threading.RLock()  # the table, the sockets, the watches: event loop and TCP threads
@@ -99,6 +105,7 @@ class Server:
         self.resolv_key: tuple[int, int, int] | None = None
         self.stop = False
         self.idle_since: float | None = None
+        self.next_orphan_check = time.monotonic() + ORPHAN_CHECK
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
 
@@ -135,31 +142,42 @@ class Server:
             self._load_network(name)
 
     def _load_network(self, name: str) -> None:
-        data = _state.read_json(os.path.join(self.directory, name + ".json"))
-        info = self._network_info(data) if data is not None else None
+        try:
+            data = _state.read_json(os.path.join(self.directory, name + ".json"))
+        except (OSError, ValueError):
+            data = None
+        found = self._network_info(data) if data is not None else None
         served = self.served.get(name)
-        if info is None:
+        if found is None:
             if served is not None:
                 self._drop(name)
             return
-        if served is not None and served.info == info:
+        info, port = found
+        if served is not None and served.info == info and served.port == port:
             self._bind(served)
             return
         if served is not None:
             self._drop(name)
-        served = self.served[name] = _Served(info)
+        served = self.served[name] = _Served(info, port)
         with self.lock:
             self.table.set_network(info)
-        book = os.path.join(self.directory, name + ".leases")
-        with contextlib.suppress(OSError):
-            served.watch = _sys.inotify_watch(self.inotify, book, _DIR_EVENTS)
-            self.by_watch[served.watch] = name
-        self._load_leases(name)
+        self._watch_leases(served)
         self._bind(served)
-        log.info("serving network %s on %s:%d", name, info.gateway, self.port)
+        log.info("serving network %s on %s:%d", name, info.gateway, port)
 
-    def _network_info(self, data: dict[str, object]) -> NetInfo | None:
-        if not data.get("resolve_names", True) or not data.get("gateway"):
+    def _watch_leases(self, served: _Served) -> None:
+        """Watch the network's lease directory (made just after its state file) and read it."""
+        if served.watch is None:
+            try:
+                served.watch = _sys.inotify_watch(self.inotify, os.path.join(self.directory, served.info.name
+                                                                             + ".leases"), _DIR_EVENTS)
+            except OSError:
+                return  # not there yet: its creation is an event of the networks directory
+            self.by_watch[served.watch] = served.info.name
+        self._load_leases(served.info.name)
+
+    def _network_info(self, data: dict[str, object]) -> tuple[NetInfo, int] | None:
+        if not data.get("resolve_names", True) or not data.get("gateway") or not data.get("dns_port"):
             return None
         try:  # only while its bridge exists (a network of a dead process, bridge gone, is not served)
             if socket.if_nametoindex(str(data["bridge"])) != int(str(data["bridge_index"])):
@@ -167,7 +185,8 @@ class Server:
         except (OSError, KeyError, ValueError):
             return None
         subnets = tuple(parse_network(str(data[k])) for k in _SUBNET_KEYS if data.get(k))
-        return NetInfo(str(data["name"]), str(data["gateway"]), subnets, bool(data.get("internal")))
+        info = NetInfo(str(data["name"]), str(data["gateway"]), subnets, bool(data.get("internal")))
+        return info, int(str(data["dns_port"]))
 
     def _load_leases(self, network: str) -> None:
         book = LeaseBook(os.path.join(self.directory, network + ".leases"))
@@ -209,13 +228,13 @@ class Server:
         log.info("stopped serving network %s", name)
 
     def _bind(self, served: _Served) -> None:
-        """UDP and TCP sockets on the network's gateway address and the service port."""
-        gw = served.info.gateway
+        """UDP and TCP sockets on the network's gateway address and its service port."""
+        gw, port = served.info.gateway, served.port
         try:
             if served.udp is None:
                 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 udp.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)
-                udp.bind((gw, self.port))
+                udp.bind((gw, port))
                 udp.setblocking(False)
                 served.udp = udp
                 self.sel.register(udp, selectors.EVENT_READ, ("udp", served.info.name))
@@ -223,14 +242,13 @@ class Server:
                 tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 tcp.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)
-                tcp.bind((gw, self.port))
+                tcp.bind((gw, port))
                 tcp.listen(64)
                 tcp.setblocking(False)
                 served.tcp = tcp
                 self.sel.register(tcp, selectors.EVENT_READ, ("tcp", served.info.name))
         except OSError as exc:
-            log.warning("cannot listen on %s:%d for network %s: %s (retrying)", gw, self.port, served.info.name,
-                        exc)
+            log.warning("cannot listen on %s:%d for network %s: %s (retrying)", gw, port, served.info.name, exc)
 
     def sync(self) -> None:
         """Apply every queued inotify event (called before each answer)."""
@@ -251,11 +269,21 @@ class Server:
                     rescan = True
                 elif name.endswith(".json"):
                     rescan = True
+                elif name.endswith(".leases") and name[: -len(".leases")] in self.served:
+                    lost = self.served[name[: -len(".leases")]]
+                    if lost.watch is not None:  # the directory was replaced: watch the new one
+                        self.by_watch.pop(lost.watch, None)
+                        lost.watch = None
+                    self._watch_leases(lost)
                 continue
             network = self.by_watch.get(wd)
             if network is None:
                 continue
             if mask & (_sys.IN_DELETE_SELF | _sys.IN_IGNORED):
+                served = self.served.get(network)
+                if served is not None and served.watch == wd:
+                    served.watch = None
+                self.by_watch.pop(wd, None)
                 reload.add(network)
             elif name:
                 touched[(network, name)] = None
@@ -289,6 +317,8 @@ class Server:
         for served in self.served.values():
             if served.udp is None or served.tcp is None:
                 self._bind(served)
+            if served.watch is None:
+                self._watch_leases(served)
         now = time.monotonic()
         if self.served:
             self.idle_since = None
@@ -297,6 +327,22 @@ class Server:
         elif now - self.idle_since > IDLE_EXIT:
             log.info("no network left to serve: exiting")
             self.stop = True
+        if now >= self.next_orphan_check:
+            self.next_orphan_check = now + ORPHAN_CHECK
+            if self.orphaned():
+                log.info("nothing but this process keeps host namespace %d-%d: exiting", *self.host)
+                self.stop = True
+
+    def orphaned(self) -> bool:
+        """True if no live netns_kit process owns one of the served networks or endpoints, and no
+        other process, /run/netns entry or the initial namespace is this host namespace."""
+        owners = {e.owner for _n, e in self.table.all_entries() if e.owner}
+        for name in self.served:
+            data = _state.read_json(os.path.join(self.directory, name + ".json")) or {}
+            owners.add(str(data.get("owner") or ""))
+        if any(o and _state.owner_alive(o) for o in owners):
+            return False
+        return not _namespace_held(self.host)
 
     # -- upstream ----------------------------------------------------------------------------------
 
@@ -484,6 +530,29 @@ def _strip(addr: str) -> str:
     return addr[7:] if addr.startswith("::ffff:") else addr
 
 
+def _namespace_held(ident: tuple[int, int]) -> bool:
+    """True if the network namespace ``ident`` is the initial one, is named under /run/netns, or
+    has a process other than this one (any thread) in it."""
+    candidates = ["/proc/1/ns/net"]
+    with contextlib.suppress(OSError):
+        candidates += [os.path.join("/run/netns", n) for n in os.listdir("/run/netns")]
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            if _sys.stat_identity(path) == ident:
+                return True
+    me = str(os.getpid())
+    want = f"net:[{ident[1]}]"
+    with contextlib.suppress(OSError):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or pid == me:
+                continue
+            with contextlib.suppress(OSError):
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    if os.readlink(f"/proc/{pid}/task/{tid}/ns/net") == want:
+                        return True
+    return False
+
+
 def _has_link(name: str) -> bool:
     try:
         socket.if_nametoindex(name)
@@ -531,16 +600,15 @@ def _forward_tcp(data: bytes, upstreams: list[str], query: dns.message.Message) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m netns_kit._dnsd DEV-INO PORT``: serve the networks of this host namespace."""
+    """``python -m netns_kit._dnsd DEV-INO``: serve the networks of this host namespace."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s netns-kit-dns[%(process)d] %(message)s")
     dev, ino = (int(x) for x in args[0].split("-", 1))
-    port = int(args[1])
     if _sys.stat_identity("/proc/thread-self/ns/net") != (dev, ino):
         log.error("not in host namespace %d-%d: refusing to serve it", dev, ino)
         return 2
-    server = Server((dev, ino), port)
-    log.info("started for host %d-%d on port %d", dev, ino, port)
+    server = Server((dev, ino))
+    log.info("started for host %d-%d", dev, ino)
     try:
         server.run()
     except Exception:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -357,8 +358,10 @@ class Network(EphemeralScope):
             self._dns_port = _dns.reserve_port(host)
         try:
             with atomic_step():
+                # a MAC of its own: a bridge without one takes its lowest port's, and changes it when
+                # that port goes, leaving every endpoint's ARP entry for the gateway stale for seconds
                 self._bridge = Bridge(self.bridge, namespace=host, addresses=addrs, mtu=self.config.mtu,
-                                      ipv6_link_local=self.config.plan6 is None)
+                                      ipv6_link_local=self.config.plan6 is None, mac=_bridge_mac())
                 self._bridge.create()
                 Firewall.for_namespace(host).attach_network(self.policy())
                 self._attached_fw = True
@@ -1033,6 +1036,13 @@ def _live_state(host: Namespace, data: dict[str, Any] | None) -> dict[str, Any] 
     if info is None or info.name != data.get("bridge") or info.kind != "bridge":
         return None
     return data
+
+
+def _bridge_mac() -> str:
+    """A random locally administered unicast MAC address (as Docker gives its bridges)."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
 
 
 def _has_default(ns: Namespace, family: int) -> bool:

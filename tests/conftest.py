@@ -32,6 +32,7 @@ from netns_kit import Namespace
 # Test modules (file stems) in which every test needs no root and no kernel state.
 # Checked by running them as an unprivileged user outside the sandbox (scripts/check.sh does).
 PURE_MODULES = frozenset({
+    "test_dns_model",
     "test_import_graph",
     "test_ipam",
     "test_model",

@@ -303,16 +303,18 @@ with nk.Network("crash", subnet="10.50.0.0/24") as net, nk.Endpoint("k-ep", net)
 
 
 def test_podman_container_in_an_endpoint_namespace_resolves(podman: Podman, host: Namespace) -> None:  # noqa: F811
-    with Network("app", subnet="10.20.0.0/24") as app, Endpoint("web", app) as web, \
-            Endpoint("db", app, aliases=["database"]) as db:
+    """``podman run --network ns:/run/netns/web`` with the network's ``dns_flags()``: the container's
+    own resolver (busybox nslookup, not the C library) asks the service."""
+    with Network("app", subnet="10.20.0.0/24") as app, Network("other", subnet="10.22.0.0/24") as other, \
+            Endpoint("web", app), Endpoint("db", app, aliases=["database"]) as db, Endpoint("elsewhere", other):
         podman.containers.append("nk-dns")
-        podman("run", "-d", "--name", "nk-dns", "--runtime", "runc", "--network", f"ns:/run/netns/{web.name}",
+        podman("run", "-d", "--name", "nk-dns", "--runtime", "runc", "--network", "ns:/run/netns/web",
                *app.dns_flags(), "--cgroup-parent", podman.cgroup_parent, *ULIMITS, IMAGE, "sleep", "600")
         assert "nameserver 10.20.0.1" in podman.exec("nk-dns", "cat", "/etc/resolv.conf").stdout
         out = podman.exec("nk-dns", "/bin/busybox", "nslookup", "database")
         assert str(db.address) in out.stdout, out
-        assert "NXDOMAIN" in podman.exec("nk-dns", "/bin/busybox", "nslookup", "nowhere.invalid").stdout + \
-            podman.exec("nk-dns", "/bin/busybox", "nslookup", "nowhere.invalid").stderr
+        out = podman.exec("nk-dns", "/bin/busybox", "nslookup", "elsewhere")
+        assert "NXDOMAIN" in out.stdout and out.returncode != 0, out  # another network's name
 
 
 def test_service_port_is_not_53_and_gateway_53_is_redirected(host: Namespace) -> None:

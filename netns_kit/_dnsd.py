@@ -10,7 +10,9 @@ every netns_kit process writes (:mod:`netns_kit._state`, :mod:`netns_kit._leases
 
 inotify on those directories tells it of every change; before answering any query it reads the
 events already queued, so a connect or disconnect that returned before the query was sent is
-always seen (the kernel queues the event when the lease file is closed or unlinked).
+always seen (the kernel queues the event when the lease file is closed or unlinked). Local UDP
+answers (and the decision to forward a question) are kept, by question (all but its ID) and the
+asker's scope, until the next change; answers from upstream are relayed, never kept.
 
 Sockets: UDP and TCP on ``<gateway>:<dns_port>`` of each network (never port 53); the network's
 nft DNAT elements send ``<gateway>:53`` there. Queries it cannot answer
@@ -57,6 +59,8 @@ UPSTREAM_TIMEOUT = 2.0  # seconds per upstream server, then the next one
 IDLE_EXIT = 3.0  # seconds without any network to serve before the process exits by itself
 ORPHAN_CHECK = 2.0  # seconds between checks that something besides this process keeps the host alive
 TICK = 0.5  # housekeeping: dead owners' leases, lost watches, upstream timeouts
+CACHE_SIZE = 4096  # local answers kept (by question and scope) until the next change of the table
+_FORWARD = b""  # in the cache: "this question goes upstream" (upstream answers are never cached)
 _DIR_EVENTS = (_sys.IN_CLOSE_WRITE | _sys.IN_MOVED_TO | _sys.IN_MOVED_FROM | _sys.IN_DELETE | _sys.IN_CREATE
                | _sys.IN_DELETE_SELF | _sys.IN_ONLYDIR)
 _SUBNET_KEYS = ("subnet", "subnet6")
@@ -99,6 +103,8 @@ class Server:
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.inotify, selectors.EVENT_READ, "inotify")
         self.pending: dict[tuple[str, bytes], _Pending] = {}
+        self.cache: dict[tuple[bytes, frozenset[str] | None], bytes] = {}
+        self.cache_generation = -1
         self.up4 = self._upstream_socket(socket.AF_INET)
         self.up6 = self._upstream_socket(socket.AF_INET6)
         self.resolv: ResolvConf = ResolvConf()
@@ -429,18 +435,34 @@ class Server:
                 return
             except OSError:
                 continue
+            self._sync()
+            if self.table.generation != self.cache_generation:
+                self.cache.clear()
+                self.cache_generation = self.table.generation
+            key = (data[2:], self.table.scope(addr[0], local))
+            hit = self.cache.get(key)
+            if hit is not None:  # the same question from the same scope since the last change
+                if hit == _FORWARD:
+                    self._forward_udp(data, addr, sock, self.upstreams())
+                    continue
+                with contextlib.suppress(OSError):
+                    sock.sendto(data[:2] + hit, addr)
+                continue
             try:
                 query = dns.message.from_wire(data)
             except dns.exception.DNSException:
                 continue
-            with self.lock:
-                self.sync()
-                resp = respond(query, self.table, addr[0], local)
+            resp = respond(query, self.table, addr[0], local)
+            if len(self.cache) >= CACHE_SIZE:
+                self.cache.clear()
             if resp is None:
+                self.cache[key] = _FORWARD
                 self._forward_udp(data, addr, sock, self.upstreams())
                 continue
+            out = wire(resp, udp_limit(query))
+            self.cache[key] = out[2:]
             with contextlib.suppress(OSError):
-                sock.sendto(wire(resp, udp_limit(query)), addr)
+                sock.sendto(out, addr)
 
     def _tcp_accept(self, sock: socket.socket, network: str) -> None:
         served = self.served.get(network)

@@ -81,10 +81,12 @@ class NameTable:
     _by_ip: dict[str, tuple[str, Entry]] = field(default_factory=dict)
     _ns_nets: dict[Identity, dict[str, int]] = field(default_factory=dict)  # namespace -> network -> count
     _gateways: dict[str, str] = field(default_factory=dict)  # gateway address -> network
+    generation: int = 0  # bumped by every change (answers cached by the service are dropped)
 
     # -- changes ----------------------------------------------------------------------------------
 
     def set_network(self, info: NetInfo) -> None:
+        self.generation += 1
         old = self.networks.get(info.name)
         if old is not None and old.gateway != info.gateway:
             self._gateways.pop(old.gateway, None)
@@ -94,6 +96,7 @@ class NameTable:
         self._names.setdefault(info.name, {})
 
     def drop_network(self, name: str) -> None:
+        self.generation += 1
         for ip in list(self._entries.get(name, {})):
             self.remove(name, ip)
         info = self.networks.pop(name, None)
@@ -106,6 +109,7 @@ class NameTable:
         """Record ``entry`` on ``network`` (replacing what that address had)."""
         if network not in self.networks:
             return
+        self.generation += 1
         self.remove(network, entry.ip)
         ip = _norm(entry.ip)
         if ip is None:
@@ -128,6 +132,7 @@ class NameTable:
         entry = entries.pop(norm, None)
         if entry is None:
             return
+        self.generation += 1
         if self._by_ip.get(norm, (None,))[0] == network:
             del self._by_ip[norm]
         names = self._names[network]

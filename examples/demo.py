@@ -19,6 +19,7 @@ EXAMPLES = [
     "pipework.py",
     "topology.py",
     "harness.py",
+    "names.py",
 ]
 
 

@@ -2,7 +2,7 @@
 
 Run inside the sandbox (it rewrites the sandbox's own /etc/resolv.conf, an overlay):
 
-    bash scripts/sandbox.sh .venv/bin/python -m benchmarks.dns [N]
+    bash scripts/sandbox.sh .venv/bin/python -m benchmarks.name_service [N]
 
 One host namespace, one user-defined network (``bench``, 10.60.0.0/24) with two endpoints,
 ``client`` and ``target``. netns_kit's service answers on the gateway's port 53 (the nft redirect

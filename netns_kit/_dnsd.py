@@ -60,6 +60,7 @@ IDLE_EXIT = 3.0  # seconds without any network to serve before the process exits
 ORPHAN_CHECK = 2.0  # seconds between checks that something besides this process keeps the host alive
 TICK = 0.5  # housekeeping: dead owners' leases, lost watches, upstream timeouts
 CACHE_SIZE = 4096  # local answers kept (by question and scope) until the next change of the table
+TCP_CLIENTS = 64  # TCP connections served at once (a thread each; 10 s idle timeout)
 _FORWARD = b""  # in the cache: "this question goes upstream" (upstream answers are never cached)
 _DIR_EVENTS = (_sys.IN_CLOSE_WRITE | _sys.IN_MOVED_TO | _sys.IN_MOVED_FROM | _sys.IN_DELETE | _sys.IN_CREATE
                | _sys.IN_DELETE_SELF | _sys.IN_ONLYDIR)
@@ -105,6 +106,7 @@ class Server:
         self.pending: dict[tuple[str, bytes], _Pending] = {}
         self.cache: dict[tuple[bytes, frozenset[str] | None], bytes] = {}
         self.cache_generation = -1
+        self.tcp_slots = threading.BoundedSemaphore(TCP_CLIENTS)
         self.up4 = self._upstream_socket(socket.AF_INET)
         self.up6 = self._upstream_socket(socket.AF_INET6)
         self.resolv: ResolvConf = ResolvConf()
@@ -474,11 +476,20 @@ class Server:
                 return
             except OSError:
                 return
+            if not self.tcp_slots.acquire(blocking=False):  # too many TCP clients at once: refuse this one
+                conn.close()
+                continue
             conn.setblocking(True)
             conn.settimeout(10)
             threading.Thread(target=self._tcp_client, args=(conn, addr[0], local), daemon=True).start()
 
     def _tcp_client(self, conn: socket.socket, client: str, local: str) -> None:
+        try:
+            self._tcp_exchange(conn, client, local)
+        finally:
+            self.tcp_slots.release()
+
+    def _tcp_exchange(self, conn: socket.socket, client: str, local: str) -> None:
         with conn:
             while True:
                 try:

@@ -325,3 +325,20 @@ def test_service_port_is_not_53_and_gateway_53_is_redirected(host: Namespace) ->
         assert "10.20.0.1 . udp . 53" in nft and f": 10.20.0.1 . {svc.port}" in nft
         assert app.ports() == []  # the redirect is not a published port
     assert "10.20.0.1" not in host.run(["nft", "list", "ruleset"]).stdout
+
+
+def test_the_benchmark_runs(host: Namespace) -> None:
+    """benchmarks/name_service.py keeps working (a tiny run; no figure is asserted)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-m", "benchmarks.name_service", "20"], cwd=repo, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "| local name | aardvark-dns |" in res.stdout and "| forwarded name | netns_kit |" in res.stdout
+    assert not os.path.exists(_state.dns_dir())  # its network's service stopped with it
+    left = []  # aardvark-dns processes of this sandbox (same mount namespace), not other programs'
+    mine = os.stat("/proc/self/ns/mnt").st_ino
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"aardvark-dns" in f.read() and os.stat(f"/proc/{pid}/ns/mnt").st_ino == mine:
+                left.append(pid)
+    assert left == []

@@ -165,12 +165,16 @@ def _probe(host: Namespace, gateway: str, port: int, wait: float) -> bool:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with sock:
         sock.settimeout(0.05)
+        sock.connect((gateway, port))  # connected: "nobody listens yet" comes back at once (ICMP)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
-                sock.sendto(data, (gateway, port))
+                sock.send(data)
                 reply = sock.recv(4096)
-            except (TimeoutError, ConnectionRefusedError):
+            except TimeoutError:
+                continue
+            except ConnectionRefusedError:
+                time.sleep(0.002)
                 continue
             except OSError:
                 return False

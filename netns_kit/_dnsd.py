@@ -83,6 +83,7 @@ class _Pending:
 class _Served:
     info: NetInfo
     port: int
+    bridge: tuple[str, int] = ("", 0)  # name and index: served while it exists
     udp: socket.socket | None = None
     tcp: socket.socket | None = None
     watch: int | None = None
@@ -112,6 +113,7 @@ class Server:
         self.resolv: ResolvConf = ResolvConf()
         self.resolv_key: tuple[int, int, int] | None = None
         self.stop = False
+        self.signalled = False  # stopped by a signal: whoever sent it deletes the record
         self.idle_since: float | None = None
         self.next_orphan_check = time.monotonic() + ORPHAN_CHECK
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -160,13 +162,13 @@ class Server:
             if served is not None:
                 self._drop(name)
             return
-        info, port = found
-        if served is not None and served.info == info and served.port == port:
+        info, port, bridge = found
+        if served is not None and served.info == info and served.port == port and served.bridge == bridge:
             self._bind(served)
             return
         if served is not None:
             self._drop(name)
-        served = self.served[name] = _Served(info, port)
+        served = self.served[name] = _Served(info, port, bridge)
         with self.lock:
             self.table.set_network(info)
         self._watch_leases(served)
@@ -184,17 +186,18 @@ class Server:
             self.by_watch[served.watch] = served.info.name
         self._load_leases(served.info.name)
 
-    def _network_info(self, data: dict[str, object]) -> tuple[NetInfo, int] | None:
+    def _network_info(self, data: dict[str, object]) -> tuple[NetInfo, int, tuple[str, int]] | None:
         if not data.get("resolve_names", True) or not data.get("gateway") or not data.get("dns_port"):
             return None
         try:  # only while its bridge exists (a network of a dead process, bridge gone, is not served)
-            if socket.if_nametoindex(str(data["bridge"])) != int(str(data["bridge_index"])):
-                return None
-        except (OSError, KeyError, ValueError):
+            bridge = (str(data["bridge"]), int(str(data["bridge_index"])))
+        except (KeyError, ValueError):
+            return None
+        if not _bridge_is(*bridge):
             return None
         subnets = tuple(parse_network(str(data[k])) for k in _SUBNET_KEYS if data.get(k))
         info = NetInfo(str(data["name"]), str(data["gateway"]), subnets, bool(data.get("internal")))
-        return info, int(str(data["dns_port"]))
+        return info, int(str(data["dns_port"])), bridge
 
     def _load_leases(self, network: str) -> None:
         book = LeaseBook(os.path.join(self.directory, network + ".leases"))
@@ -322,7 +325,10 @@ class Server:
             for network, entry in doomed:
                 self.stale.add((network, entry.ip, entry.owner))
                 self.table.remove(network, entry.ip)
-        for served in self.served.values():
+        for name, served in list(self.served.items()):
+            if not _bridge_is(*served.bridge):  # removed by hand, or with its host: nothing to serve
+                self._drop(name)
+                continue
             if served.udp is None or served.tcp is None:
                 self._bind(served)
             if served.watch is None:
@@ -554,6 +560,7 @@ class Server:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stop = True
+        self.signalled = True
 
 
 _IP_FREEBIND = 15
@@ -561,6 +568,29 @@ _IP_FREEBIND = 15
 
 def _strip(addr: str) -> str:
     return addr[7:] if addr.startswith("::ffff:") else addr
+
+
+def _bridge_is(name: str, index: int) -> bool:
+    try:
+        return socket.if_nametoindex(name) == index
+    except OSError:
+        return False
+
+
+def _forget_record(dev: int, ino: int) -> None:
+    """After exiting by itself: delete the host's service record and log if they still name this
+    process (skipped if a process holds the host's ``dns`` lock: it is starting or stopping one)."""
+    record = os.path.join(_state.dns_dir(), f"{dev}-{ino}.json")
+    try:
+        with _state.lock(f"dns-{dev}-{ino}", blocking=False):
+            data = _state.read_json(record) or {}
+            if data.get("pid") != os.getpid():
+                return
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(_state.dns_dir(), f"{dev}-{ino}.log"))
+            _state.delete_json(record)
+    except (BlockingIOError, OSError) as exc:
+        log.info("left the service record to its owner: %s", exc)
 
 
 def _namespace_held(ident: tuple[int, int]) -> bool:
@@ -647,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         log.exception("stopped by an error")
         return 1
+    if not server.signalled:
+        _forget_record(dev, ino)
     log.info("stopped")
     return 0
 

@@ -265,8 +265,9 @@ _held = threading.local()
 
 
 @contextlib.contextmanager
-def lock(key: str) -> Iterator[None]:
-    """Hold the inter-process lock ``key`` for the body (blocking). Re-entrant within a thread.
+def lock(key: str, *, blocking: bool = True) -> Iterator[None]:
+    """Hold the inter-process lock ``key`` for the body (blocking; with ``blocking=False``,
+    BlockingIOError if another holds it). Re-entrant within a thread.
 
     ``flock`` on ``/run/netns-kit/locks/<key>.lock``; each acquisition opens its own file
     description, so other threads of this process are excluded too. Released on exit or death.
@@ -286,7 +287,7 @@ def lock(key: str) -> Iterator[None]:
     _ensure_dir(_locks_dir)
     fd = open_regular(os.path.join(_locks_dir, key + ".lock"), os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         held[key] = 1
         try:
             yield

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import dns.flags
@@ -277,6 +278,26 @@ def test_service_lives_with_the_networks_and_survives_its_starter(host: Namespac
         assert NameService.of(host).running  # "extra" still has name resolution
         assert str(extra.gateway) == "10.41.0.1"
     assert not NameService.of(host).running and not _state.owner_alive(owner)  # stopped with the last one
+
+
+def test_service_exits_by_itself_when_nothing_is_left_to_serve(host: Namespace) -> None:
+    """A kept network whose creator exited, its bridge then deleted by hand: the service stops
+    serving it, exits by itself and deletes its own record; recover() removes the stale state."""
+    subprocess.run([sys.executable, "-c", "import netns_kit as nk; nk.Network('handmade', subnet='10.42.0.0/24')"
+                    ".create()"], check=True)
+    svc = NameService.of(host)
+    assert svc.running and svc.pid is not None
+    owner = _state.owner_of(svc.pid)
+    assert owner is not None
+    host.run(["ip", "link", "del", "nk-handmade"], check=True)
+    deadline = time.monotonic() + 60  # a bounded wait for it to notice (no duration is asserted)
+    while _state.owner_alive(owner) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _state.owner_alive(owner)
+    assert not os.path.exists(_state.dns_dir())  # it took its record and log along
+    report = nk.recover()
+    assert any("state file and leases of network handmade" in u for u in report.undone), report.undone
+    host.run(["nft", "delete", "table", "inet", "netns_kit"], check=True)  # the kept policy, by hand
 
 
 def test_recover_stops_the_service_of_a_killed_owner(host: Namespace) -> None:

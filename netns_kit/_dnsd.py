@@ -217,6 +217,8 @@ class Server:
         with self.lock:
             if lease is None or not lease.names:
                 self.table.remove(network, ip)
+                if lease is None and self.stale:  # given back: forget that it was a dead process's
+                    self.stale = {s for s in self.stale if s[:2] != (network, ip)}
                 return
             if (network, ip, lease.owner) in self.stale:
                 return

@@ -4,8 +4,9 @@ One resolver process per host namespace (:mod:`netns_kit._dnsd`) answers for eve
 ``resolve_names`` in it, whoever made them. This module starts it, finds it, stops it, and writes
 the endpoints' resolv.conf:
 
-- :func:`reserve_port` (at :meth:`Network.create`): the host's service port, picked once by the
-  kernel (free for UDP and TCP) and recorded in ``/run/netns-kit/dns/<dev>-<ino>.json``; the
+- :func:`reserve_port` (at :meth:`Network.create`): the host's service port, picked once (the
+  highest port below the ephemeral range free for UDP and TCP) and recorded in
+  ``/run/netns-kit/dns/<dev>-<ino>.json``; the
   network records it too and its firewall policy DNATs ``<gateway>:53`` (UDP and TCP) to
   ``<gateway>:<port>``. The service never binds port 53, so a resolver the host runs there
   (systemd-resolved, dnsmasq, named) is never in its way, nor it in theirs.
@@ -109,17 +110,23 @@ class NameService:
 
 
 def _pick_port(host: Namespace) -> int:
-    """A port free for UDP and TCP on every address of ``host`` (the kernel picks it)."""
+    """The highest port below ``host``'s ephemeral range (``net.ipv4.ip_local_port_range``) that no
+    socket holds for UDP or TCP on any address: outside the range, it never competes with the
+    host ports picked for ``-p 80`` nor with outgoing connections."""
     with host.enter():
-        for _ in range(32):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.bind(("0.0.0.0", 0))
-                port = int(udp.getsockname()[1])
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                    try:
-                        tcp.bind(("0.0.0.0", port))
-                    except OSError:
-                        continue
+        text = _sys.read_sysctl("net.ipv4.ip_local_port_range") or ""
+        try:
+            low = int(text.split()[0])
+        except (ValueError, IndexError):
+            low = 32768
+        for port in range(min(low, 65536) - 1, 1023, -1):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    udp.bind(("0.0.0.0", port))
+                    tcp.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
                 return port
     raise StateError("no port free for both UDP and TCP for the name service", namespace=host.label,
                      step="pick name service port")

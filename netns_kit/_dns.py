@@ -12,7 +12,8 @@ the endpoints' resolv.conf:
   (systemd-resolved, dnsmasq, named) is never in its way, nor it in theirs.
 - :func:`serve` (end of :meth:`Network.create`): starts the process if none runs for the host
   (a session of its own, through :mod:`netns_kit._procs`; it outlives the process that started
-  it), then waits until it answers on the new network's gateway.
+  it), then waits until it listens on the new network's gateway (it says so in
+  ``dns/<dev>-<ino>.serving``).
 - :func:`release` (end of :meth:`Network.remove`): when no network with name resolution is left
   in the host, the process is stopped (by its recorded PID and start time) and its record goes.
 - :func:`on_connect` / :func:`on_disconnect`: ``/etc/netns/NAME/resolv.conf`` of a named
@@ -37,10 +38,6 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-import dns.message
-import dns.rdatatype
-import dns.reversename
 
 from . import _procs, _state, _sys
 from ._dnsmodel import ResolvConf
@@ -133,15 +130,17 @@ def _pick_port(host: Namespace) -> int:
 
 
 def reserve_port(host: Namespace) -> int:
-    """The host's service port (picked and recorded on first use)."""
+    """The host's service port: the running service's, else one a network of the host already
+    uses, else a new one (:func:`_pick_port`). Nothing is written: the network's state file and
+    the service's record keep it."""
     ident = host.identity
     with _lock(ident):
         data = _state.read_json(_record_path(ident)) or {}
         if data.get("port"):
             return int(data["port"])
-        port = _pick_port(host)
-        _state.write_json(_record_path(ident), {**data, "port": port})
-        return port
+        for port in _networks_left(ident).values():
+            return port
+        return _pick_port(host)
 
 
 # The service process imports only the modules it needs (not the package's __init__, which loads
@@ -163,31 +162,19 @@ def _start(host: Namespace, data: dict[str, object]) -> None:
     log.info("started the name service of %s (pid %d)", host.label, pid)
 
 
-def _probe(host: Namespace, gateway: str, port: int, wait: float) -> bool:
-    """True if the service answers on ``gateway:port`` within ``wait`` seconds (a PTR query of the
-    gateway: answered from the network's own data, never forwarded)."""
-    query = dns.message.make_query(dns.reversename.from_address(gateway), dns.rdatatype.PTR)
-    data = query.to_wire()
-    with host.enter():
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with sock:
-        sock.settimeout(0.05)
-        sock.connect((gateway, port))  # connected: "nobody listens yet" comes back at once (ICMP)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                sock.send(data)
-                reply = sock.recv(4096)
-            except TimeoutError:
-                continue
-            except ConnectionRefusedError:
-                time.sleep(0.002)
-                continue
-            except OSError:
-                return False
-            if reply[:2] == data[:2]:
-                return True
-    return False
+def _serving_path(identity: tuple[int, int]) -> str:
+    return os.path.join(_state.dns_dir(), _key(identity) + ".serving")
+
+
+def _answers(identity: tuple[int, int], pid: int, network: str, port: int) -> bool:
+    """True if the service ``pid`` says it listens for ``network`` on ``port``: it writes
+    ``dns/<host>.serving`` once both sockets of a network are bound (a file, not a probe query:
+    the host's ``lo`` may be down, and local traffic to the gateway goes through it)."""
+    try:
+        data = _state.read_json(_serving_path(identity)) or {}
+    except (OSError, ValueError):
+        return False
+    return data.get("pid") == pid and (data.get("networks") or {}).get(network) == port
 
 
 def serve(network: Network, port: int) -> None:
@@ -195,7 +182,6 @@ def serve(network: Network, port: int) -> None:
     StateError (naming the service's log) if it does not within :data:`READY_TIMEOUT` seconds."""
     host = network.host
     ident = host.identity
-    gateway = str(network.gateway)
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         with _lock(ident):
@@ -203,26 +189,35 @@ def serve(network: Network, port: int) -> None:
             owner = str(data.get("owner") or "")
             if not owner or not _state.owner_alive(owner):
                 _start(host, {**data, "port": data.get("port") or port})
-        if _probe(host, gateway, port, 0.5):
-            return
+                data = _state.read_json(_record_path(ident)) or {}
+                owner = str(data.get("owner") or "")
+        pid = int(str(data.get("pid") or 0))
+        while time.monotonic() < deadline and _state.owner_alive(owner):
+            if _answers(ident, pid, network.name, port):
+                return
+            time.sleep(0.002)
         if time.monotonic() > deadline:
-            raise StateError(f"the name service does not answer on {gateway}:{port} (see {_log_path(ident)})",
-                             obj=network.name, namespace=host.label, step="start name service")
+            raise StateError(f"the name service does not answer on {network.gateway}:{port} (see "
+                             f"{_log_path(ident)})", obj=network.name, namespace=host.label,
+                             step="start name service")
 
 
-def _networks_left(identity: tuple[int, int]) -> list[str]:
-    """Networks with name resolution recorded for the host (any process's)."""
+def _networks_left(identity: tuple[int, int]) -> dict[str, int]:
+    """Networks with name resolution recorded for the host (any process's), with their port."""
     directory = os.path.join(_state.networks_dir(), _key(identity))
     try:
         entries = sorted(os.listdir(directory))
     except FileNotFoundError:
-        return []
-    out = []
+        return {}
+    out = {}
     for e in entries:
         if e.endswith(".json"):
-            data = _state.read_json(os.path.join(directory, e)) or {}
+            try:
+                data = _state.read_json(os.path.join(directory, e)) or {}
+            except (OSError, ValueError):
+                continue
             if data.get("resolve_names", True) and data.get("dns_port"):
-                out.append(e[: -len(".json")])
+                out[e[: -len(".json")]] = int(str(data["dns_port"]))
     return out
 
 
@@ -232,7 +227,7 @@ def _stop(identity: tuple[int, int], data: dict[str, object]) -> bool:
     stopped = False
     if owner and data.get("pid"):
         stopped = _procs.stop_service(int(str(data["pid"])), lambda: _state.owner_alive(owner))
-    for path in (_log_path(identity),):
+    for path in (_log_path(identity), _serving_path(identity)):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     _state.delete_json(_record_path(identity))

@@ -108,6 +108,7 @@ class Server:
         self.cache: dict[tuple[bytes, frozenset[str] | None], bytes] = {}
         self.cache_generation = -1
         self.tcp_slots = threading.BoundedSemaphore(TCP_CLIENTS)
+        self.published: dict[str, int] | None = None  # what the serving file says
         self.up4 = self._upstream_socket(socket.AF_INET)
         self.up6 = self._upstream_socket(socket.AF_INET6)
         self.resolv: ResolvConf = ResolvConf()
@@ -238,6 +239,7 @@ class Server:
                 _sys.inotify_rm_watch(self.inotify, served.watch)
         with self.lock:
             self.table.drop_network(name)
+        self._publish_serving()
         log.info("stopped serving network %s", name)
 
     def _bind(self, served: _Served) -> None:
@@ -262,6 +264,21 @@ class Server:
                 self.sel.register(tcp, selectors.EVENT_READ, ("tcp", served.info.name))
         except OSError as exc:
             log.warning("cannot listen on %s:%d for network %s: %s (retrying)", gw, port, served.info.name, exc)
+            return
+        self._publish_serving()
+
+    def _publish_serving(self) -> None:
+        """``dns/<host>.serving``: the networks whose sockets are bound, with their port (what a
+        creating process waits for)."""
+        networks = {n: s.port for n, s in self.served.items() if s.udp is not None and s.tcp is not None}
+        if networks == self.published:
+            return
+        try:
+            _state.write_json(os.path.join(_state.dns_dir(), f"{self.host[0]}-{self.host[1]}.serving"),
+                              {"pid": os.getpid(), "networks": networks})
+            self.published = networks
+        except OSError as exc:
+            log.warning("cannot write the serving file: %s", exc)
 
     def sync(self) -> None:
         """Apply every queued inotify event (called before each answer)."""
@@ -588,8 +605,9 @@ def _forget_record(dev: int, ino: int) -> None:
             data = _state.read_json(record) or {}
             if data.get("pid") != os.getpid():
                 return
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(_state.dns_dir(), f"{dev}-{ino}.log"))
+            for suffix in (".log", ".serving"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(_state.dns_dir(), f"{dev}-{ino}{suffix}"))
             _state.delete_json(record)
     except (BlockingIOError, OSError) as exc:
         log.info("left the service record to its owner: %s", exc)

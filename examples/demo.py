@@ -18,7 +18,11 @@ EXAMPLES = [
     "nat.py",
     "pipework.py",
     "topology.py",
+    "topology_files.py",
     "harness.py",
+    "faults.py",
+    "overlay.py",
+    "rootless.py",
     "names.py",
 ]
 

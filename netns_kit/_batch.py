@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+from . import _progress
+from ._progress import ProgressArg
 from .errors import NetnsKitError, NotFoundError, attach_rollback_failures
 
 if TYPE_CHECKING:
@@ -58,10 +60,12 @@ class RemovalBatch:
         journal entries: after a failure they stay pending, for ``recover()``)."""
         self._on_success.append(action)
 
-    def flush(self) -> list[BaseException]:
+    def flush(self, progress: ProgressArg = None) -> list[BaseException]:
         """Make the collected removals: each namespace's interfaces in one kernel batch, then the
-        deferred actions in the order they came. Keeps going past failures and returns them."""
+        deferred actions in the order they came. Keeps going past failures and returns them.
+        ``progress``: see :mod:`netns_kit._progress` (one unit per interface and per action)."""
         failures: list[BaseException] = []
+        report = _progress.reporter(progress, len(self), desc="removing", unit="object")
         links, self._links = self._links, {}
         for ns, todo in links.values():
             if not ns.exists:  # the namespace is gone, and its interfaces with it
@@ -72,6 +76,7 @@ class RemovalBatch:
             except NetnsKitError as exc:
                 exc.add_note(f"while deleting {what} in {ns.label}")
                 failures.append(exc)
+            report.advance(len(todo))
         after, self._after = self._after, []
         for description, action in after:
             try:
@@ -81,6 +86,8 @@ class RemovalBatch:
             except Exception as exc:  # every removal gets its chance
                 exc.add_note(f"while {description}")
                 failures.append(exc)
+            report.advance()
+        report.finish()
         settle, self._on_success = self._on_success, []
         if not failures:
             for action in settle:
@@ -108,13 +115,16 @@ def collecting() -> Iterator[RemovalBatch]:
 
 
 @contextmanager
-def removal_batch() -> Iterator[RemovalBatch]:
+def removal_batch(*, progress: ProgressArg = None) -> Iterator[RemovalBatch]:
     """Collect the removals made in the block and make them together when it ends (see the module).
 
     Nested blocks join the outermost one. If a removal fails, the others are still made and
     :class:`~netns_kit.NetnsKitError` is raised at the end with every failure attached (or,
-    if the block itself raised, the failures are attached to that exception).
+    if the block itself raised, the failures are attached to that exception). ``progress``
+    reports the removals made when the block ends: a callable ``(done, total)``, ``True`` for a
+    progress bar (tqdm), or ``None`` (silent, the default); see :mod:`netns_kit._progress`.
     """
+    _progress.check(progress, step="removal batch")
     outer = _current.get()
     if outer is not None:
         yield outer
@@ -123,9 +133,9 @@ def removal_batch() -> Iterator[RemovalBatch]:
         try:
             yield batch
         except BaseException as exc:
-            attach_rollback_failures(exc, batch.flush())
+            attach_rollback_failures(exc, batch.flush(progress))
             raise
-    failures = batch.flush()
+    failures = batch.flush(progress)
     if failures:
         err = NetnsKitError(f"{len(failures)} removal(s) failed", step="removal batch")
         attach_rollback_failures(err, failures)

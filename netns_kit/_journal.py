@@ -9,8 +9,8 @@ as already undone, and attaches every failure to the original exception.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -45,10 +45,12 @@ class UndoEntry:
 class Journal:
     """An ordered undo log."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, step: bool = False) -> None:
         self.entries: list[UndoEntry] = []
         # on-disk entries of finished atomic steps, undone by a whole-object entry in ``entries``
         self.handed: list[int] = []
+        # an atomic step's journal: confirmations may wait for the step's end (see atomic_step)
+        self.step = step
 
     def record(self, description: str, undo: Undo, durable: int | None = None) -> None:
         self.entries.append(UndoEntry(description, undo, durable))
@@ -108,6 +110,12 @@ class Journal:
 _active: ContextVar[Journal | None] = ContextVar("netns_kit_journal", default=None)
 
 
+def recording() -> bool:
+    """True if a journal is active (a :class:`Transaction`, an atomic step or a ``with`` block):
+    only then does :func:`record` keep anything, so a caller may skip building its arguments."""
+    return _active.get() is not None
+
+
 def record(description: str, undo: Undo, durable: Durable | None = None) -> None:
     """Record ``undo`` in the active journal, if any. Called right after a change succeeded.
 
@@ -117,19 +125,52 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
     """
     log.debug("change: %s", description)
     journal = _active.get()
+    if journal is None:
+        # made and kept at once: recovery would never touch it, so the disk gets nothing
+        if durable is not None:
+            _state.check_op(durable[0])
+        return
     did: int | None = None
     if durable is not None:
         did = _state.intend(durable[0], **durable[1])
-        _state.confirm(did)
-    if journal is not None:
-        journal.record(description, undo, did)
-    elif did is not None:
-        _state.keep([did])
+        _state.confirm(did, lazy=journal.step and durable[0] in _state.DEFERRABLE_OPS)
+    journal.record(description, undo, did)
 
 
-@contextmanager
+class _Intent:
+    """The ``with`` block of :func:`intent` (a class: cheaper than a generator on this hot path)."""
+
+    __slots__ = ("did", "entry", "journal", "lazy", "unchanged_on")
+
+    def __init__(self, journal: Journal | None, entry: UndoEntry, did: int | None,
+                 unchanged_on: tuple[type[BaseException], ...], lazy: bool) -> None:
+        self.journal = journal
+        self.entry = entry
+        self.did = did
+        self.unchanged_on = unchanged_on
+        self.lazy = lazy
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        journal, did = self.journal, self.did
+        if exc_type is None:
+            if did is not None:
+                if journal is None:
+                    _state.keep([did])  # made and kept: the one line settles it
+                else:
+                    _state.confirm(did, lazy=self.lazy)
+        elif issubclass(exc_type, self.unchanged_on):
+            if journal is not None and self.entry in journal.entries:
+                journal.entries.remove(self.entry)
+            if did is not None:
+                _state.done([did])
+
+
 def intent(description: str, undo: Undo, durable: Durable | None = None,
-           unchanged_on: tuple[type[BaseException], ...] = (AlreadyExistsError,)) -> Iterator[None]:
+           unchanged_on: tuple[type[BaseException], ...] = (AlreadyExistsError,)) -> AbstractContextManager[None]:
     """Record ``undo`` *before* making a change, so a failure between the kernel call and
     the bookkeeping cannot leave it unrecorded. ``undo`` must be safe if the change never
     happened. If the body raises one of ``unchanged_on`` (the kernel refused the one change the
@@ -137,7 +178,8 @@ def intent(description: str, undo: Undo, durable: Durable | None = None,
     is withdrawn so the rollback cannot touch what someone else owns.
 
     ``durable=(op, args)`` writes the intent to the on-disk journal first (see
-    :mod:`netns_kit._state`), confirms it after the body, and settles it with the entry.
+    :mod:`netns_kit._state`), confirms it after the body, and settles it with the entry. Outside
+    any journal the change is kept at once: one ``keep`` line, no separate confirmation.
     """
     log.debug("change: %s", description)
     journal = _active.get()
@@ -145,18 +187,8 @@ def intent(description: str, undo: Undo, durable: Durable | None = None,
     entry = UndoEntry(description, undo, did)
     if journal is not None:
         journal.entries.append(entry)
-    try:
-        yield
-    except unchanged_on:
-        if journal is not None and entry in journal.entries:
-            journal.entries.remove(entry)
-        if did is not None:
-            _state.done([did])
-        raise
-    if did is not None:
-        _state.confirm(did)
-        if journal is None:
-            _state.keep([did])
+    lazy = journal is not None and journal.step and durable is not None and durable[0] in _state.DEFERRABLE_OPS
+    return _Intent(journal, entry, did, unchanged_on, lazy)
 
 
 def detached(create: Callable[[], object]) -> Journal:
@@ -201,30 +233,48 @@ class EphemeralScope:
             else:
                 scope.settle()
 
-@contextmanager
-def atomic_step() -> Iterator[None]:
+class _AtomicStep:
+    """The ``with`` block of :func:`atomic_step` (a class: cheaper than a generator on this hot path)."""
+
+    __slots__ = ("journal", "token")
+
+    def __enter__(self) -> None:
+        self.journal = Journal(step=True)
+        self.token = _active.set(self.journal)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        _active.reset(self.token)
+        journal = self.journal
+        if exc is not None:
+            _state.flush()
+            attach_rollback_failures(exc, journal.rollback())
+            return
+        # the step's undos are dropped (the caller records one for the whole object), but its
+        # on-disk entries follow the caller's fate: kept with it, or undone with it
+        parent = _active.get()
+        if parent is not None:
+            parent.handed.extend(journal.durable_ids())
+            if not parent.step:  # an enclosing step flushes at its own end
+                _state.flush()
+        else:
+            _state.keep(journal.durable_ids())
+            _state.flush()
+
+
+def atomic_step() -> AbstractContextManager[None]:
     """Group the changes of one multi-step operation: all of them, or none.
 
     On failure the step's own changes are undone and the error is re-raised with
     any undo failures attached. On success the recorded undos are dropped: the
     caller records one undo for the whole object instead.
+
+    The step's on-disk confirmations of namespaces and interfaces (whose recovery reads their
+    ownership mark, see :data:`netns_kit._state.DEFERRABLE_OPS`) are deferred to its end (a step
+    is one library call): kept at once, a change needs none, so creating a namespace or a veth
+    pair outside any transaction writes an intent and a ``keep`` line and nothing else.
     """
-    journal = Journal()
-    token = _active.set(journal)
-    try:
-        yield
-    except BaseException as exc:
-        _active.reset(token)
-        attach_rollback_failures(exc, journal.rollback())
-        raise
-    _active.reset(token)
-    # the step's undos are dropped (the caller records one for the whole object), but its
-    # on-disk entries follow the caller's fate: kept with it, or undone with it
-    parent = _active.get()
-    if parent is not None:
-        parent.handed.extend(journal.durable_ids())
-    else:
-        _state.keep(journal.durable_ids())
+    return _AtomicStep()
 
 
 class Transaction:

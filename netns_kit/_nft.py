@@ -87,6 +87,9 @@ def _new_ctx(label: str) -> Any:
                                step="open nftables") from exc
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every batch
+
+
 class NftContext:
     """One libnftables context bound to one network namespace. Thread-safe (one call at a time)."""
 
@@ -99,6 +102,9 @@ class NftContext:
         else:
             with ns.enter():
                 self._ctx = _new_ctx(self.label)
+        # JSON output on for good: libnftables then reads JSON input too, and run_json need not
+        # switch it on and off around every batch (run_text switches it off for its script)
+        self._ctx.set_json_output(True)
         self._lock = threading.Lock()
 
     def run_json(self, commands: list[dict[str, Any]], *, obj: str | None, step: str) -> list[dict[str, Any]]:
@@ -107,10 +113,12 @@ class NftContext:
             return []
         if any(next(iter(c)) != "list" for c in commands):
             _log.debug("nft: %s %s in %s (one batch of %d commands)", step, obj or "", self.label, len(commands))
+        text = _compact({"nftables": commands})
         with self._lock:
-            rc, out, err = self._ctx.json_cmd({"nftables": commands})
+            rc, raw, err = self._ctx.cmd(text)
         if rc != 0:
             raise map_error(str(err), obj=obj, namespace=self.label, step=step)
+        out = json.loads(raw) if raw else None
         if isinstance(out, dict):
             items = out.get("nftables", [])
             return [i for i in items if isinstance(i, dict)]

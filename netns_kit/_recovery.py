@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import _dns, _state, _sys
+from . import _dns, _nft, _state, _sys
 from ._hostsfile import release_etc_netns
 from ._leases import LeaseBook
 from ._netlink import RTPROT_STATIC, RtnlSocket
@@ -29,6 +29,8 @@ from .namespace import Namespace
 __all__ = ["RecoveryReport", "recover", "register_recoverer"]
 
 log = logging.getLogger("netns_kit")
+
+TC_H_ROOT = 0xFFFFFFFF  # a root qdisc's parent
 
 
 @dataclass
@@ -245,6 +247,55 @@ def _recover_nft(e: JournalEntry, f: _NsFinder) -> str | None:
         return recover_change(path, MARK_PREFIX + e.owner, args)
 
 
+def _recover_nft_table(e: JournalEntry, f: _NsFinder) -> str | None:
+    """A table of its own a fault made (a partition, packet loss): deleted if its rules carry the owner's
+    mark as their comment."""
+    path = f.path_of(e.args["ns"])
+    if path is None:
+        return None
+    family, table = str(e.args["family"]), str(e.args["table"])
+    want = MARK_PREFIX + e.owner
+    with _sys.netns_fd(path, label=path) as fd, _sys.entered(fd, label=path):
+        ctx = _nft.NftContext(None, label=path)
+        text = ctx.table_text(family, table, step="recover table")
+        if text is None:
+            return None
+        if f'comment "{want}"' not in text:
+            raise _Skip(f"table {family} {table} does not carry the mark {want!r}")
+        ctx.run_json([{"delete": {"table": {"family": family, "name": table}}}], obj=f"table {family} {table}",
+                     step="recover table")
+    return f"deleted nft table {family} {table}"
+
+
+def _recover_link_up(e: JournalEntry, f: _NsFinder) -> str | None:
+    """A link a flap left down (the process died while it was down): set up again."""
+    sock = f.sock(e.args["ns"])
+    if sock is None:
+        return None
+    info = sock.get_link(index=int(e.args["index"]))
+    if info is None or info.name != e.args["ifname"] or info.up:
+        return None
+    sock.set_link(info.index, up=True, obj=info.name)
+    return f"set {info.name} up again"
+
+
+def _recover_qdisc(e: JournalEntry, f: _NsFinder) -> str | None:
+    """A root qdisc of a bandwidth limit or netem: deleted if the interface's root qdisc is still that kind."""
+    sock = f.sock(e.args["ns"])
+    if sock is None:
+        return None
+    index = int(e.args["index"])
+    info = sock.get_link(index=index)
+    if info is None or info.name != e.args["ifname"]:
+        return None
+    kind = str(e.args["kind"])
+    if not any(k == kind and parent == TC_H_ROOT for _i, k, _h, parent in sock.qdiscs(index)):
+        return None
+    if sock.delete_qdisc(index, obj=info.name):
+        return f"deleted the {kind} root qdisc of {info.name}"
+    return None
+
+
 class _Skip(Exception):
     """Recovery leaves this entry alone (not provably ours)."""
 
@@ -256,6 +307,9 @@ _RECOVERERS: dict[str, Recoverer] = {
     "route": _recover_route,
     "sysctl": _recover_sysctl,
     "nft": _recover_nft,
+    "nft_table": _recover_nft_table,
+    "link_up": _recover_link_up,
+    "qdisc": _recover_qdisc,
 }
 
 

@@ -13,6 +13,11 @@ then confirmed (``ok``) after the kernel acknowledged it. A change then ends one
 - ``keep``: it was kept on purpose (an explicit ``create()`` outside any transaction, or a
   ``Transaction(keep=True)`` that committed). Kept changes are never touched by recovery.
 
+A change kept as soon as it is made (outside any transaction) needs no confirmation: its intent
+is followed by ``keep`` alone, two lines per change; inside an atomic step the confirmations of
+namespaces and interfaces are written with the step's end (:data:`DEFERRABLE_OPS`, see
+:func:`netns_kit._journal.atomic_step`). Each call writes its lines with one ``write(2)``.
+
 A process that dies with entries neither done nor kept (SIGKILL, OOM, power cut of the
 process) leaves them in its journal; :func:`netns_kit._recovery.recover` (run by any later process) undoes them,
 newest first, and removes the journal. A journal belongs to a process identified by PID *and*
@@ -90,13 +95,25 @@ def _start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# this process's PID, kept up to date across os.fork() (read on every journal line and mark: a
+# getpid() system call each time would be ~30 per endpoint)
+os.register_at_fork(after_in_child=_forked)
+
 _owner_cache: tuple[int, str] | None = None
 
 
 def owner_id() -> str:
     """``"<pid>.<start time>"`` of this process: unique on this boot, even when PIDs are reused."""
     global _owner_cache
-    pid = os.getpid()
+    pid = _pid
     if _owner_cache is None or _owner_cache[0] != pid:
         _owner_cache = (pid, f"{pid}.{_start_time(pid)}")
     return _owner_cache[1]
@@ -108,14 +125,29 @@ def owner_of(pid: int) -> str | None:
     return None if start is None else f"{pid}.{start}"
 
 
+_mark_cache: tuple[str, str, int] = ("", "", 0)  # (owner, its mark, its tag)
+
+
+def _marks() -> tuple[str, str, int]:
+    global _mark_cache
+    owner = owner_id()
+    if _mark_cache[0] != owner:
+        _mark_cache = (owner, MARK_PREFIX + owner, _tag_of(owner))
+    return _mark_cache
+
+
 def mark() -> str:
     """The ownership mark this process puts on what it creates."""
-    return MARK_PREFIX + owner_id()
+    return _marks()[1]
+
+
+def _tag_of(owner: str) -> int:
+    return (zlib.crc32(owner.encode()) & 0x7FFFFFFF) | 0x40000000
 
 
 def tag(owner: str | None = None) -> int:
     """The interface group (IFLA_GROUP) that marks a link between its creation and its alias."""
-    return (zlib.crc32((owner or owner_id()).encode()) & 0x7FFFFFFF) | 0x40000000
+    return _tag_of(owner) if owner else _marks()[2]
 
 
 def owner_alive(owner: str) -> bool:
@@ -326,8 +358,18 @@ def ensure_run_dir() -> None:
 
 # -- the on-disk journal ----------------------------------------------------------------------------
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps with options makes one per call)
+
+
 class _DiskJournal:
-    """This process's journal file. Lines: intent {i, op, a}, ok {ok, a?}, done {done}, keep {keep}."""
+    """This process's journal file. Lines: intent {i, op, a}, ok {ok, a?}, done {done}, keep {keep}.
+
+    A confirmation may be *deferred* (``ok(..., lazy=True)``): it is written together with the
+    next line in one ``write(2)``, or dropped when that line settles the same change (a settled
+    change needs no confirmation). Only a caller that writes or flushes before it returns to user
+    code defers (see :func:`netns_kit._journal.atomic_step`), so nothing stays unwritten longer
+    than the one call that made the change.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -336,15 +378,17 @@ class _DiskJournal:
         self._next = 0
         self._open_ids: set[int] = set()
         self._lines = 0
+        self._pending: dict[int, str] = {}  # deferred confirmations, by change id
 
     def _file(self) -> int:
-        pid = os.getpid()
+        pid = _pid
         if self._fd is None or self._pid != pid:
             if self._pid != pid:  # forked: the parent's entries are the parent's
                 self._fd = None
                 self._open_ids = set()
                 self._next = 0
                 self._lines = 0
+                self._pending = {}
             _ensure_dir(journal_dir())
             path = os.path.join(journal_dir(), owner_id() + ".jsonl")
             self._fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -352,34 +396,56 @@ class _DiskJournal:
             self._path = path
         return self._fd
 
-    def _write(self, obj: JsonDict) -> None:
-        # one write(2) per line on an O_APPEND file: lines from threads never interleave, and a
+    def _emit(self, text: str, lines: int) -> None:
+        # one write(2) per call on an O_APPEND file: lines from threads never interleave, and a
         # killed process loses nothing it wrote (the page cache outlives the process).
-        os.write(self._file(), (json.dumps(obj, separators=(",", ":")) + "\n").encode())
-        self._lines += 1
+        fd = self._file()
+        if self._pending:
+            lines += len(self._pending)
+            text = "".join(self._pending.values()) + text
+            self._pending.clear()
+        os.write(fd, text.encode())
+        self._lines += lines
+
+    def _write(self, obj: JsonDict) -> None:
+        self._emit(json.dumps(obj, separators=(",", ":")) + "\n", 1)
 
     def intend(self, op: str, args: JsonDict) -> int:
         with self._lock:
             self._file()
             self._next += 1
             i = self._next
-            self._write({"i": i, "op": op, "a": args})
+            self._emit(f'{{"i":{i},"op":{json.dumps(op)},"a":{_compact(args)}}}\n', 1)
             self._open_ids.add(i)
             return i
 
-    def ok(self, i: int, extra: JsonDict | None = None) -> None:
+    def ok(self, i: int, extra: JsonDict | None = None, *, lazy: bool = False) -> None:
         with self._lock:
-            if i in self._open_ids and self._pid == os.getpid():
-                self._write({"ok": i, "a": extra or {}})
+            if i in self._open_ids and self._pid == _pid:
+                line = f'{{"ok":{i},"a":{_compact(extra) if extra else "{}"}}}\n'
+                if lazy:
+                    self._pending[i] = line
+                else:
+                    self._emit(line, 1)
+
+    def flush(self) -> None:
+        """Write the deferred confirmations now."""
+        with self._lock:
+            if self._pending and self._pid == _pid:
+                self._emit("", 0)
 
     def settle(self, ids: list[int], how: str) -> None:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != _pid:
                 return
+            text = []
             for i in ids:
                 if i in self._open_ids:
                     self._open_ids.discard(i)
-                    self._write({how: i})
+                    self._pending.pop(i, None)
+                    text.append(f'{{"{how}":{i}}}\n')
+            if text:
+                self._emit("".join(text), len(text))
             if not self._open_ids and self._lines > 4096:
                 self._truncate()
 
@@ -390,7 +456,11 @@ class _DiskJournal:
 
     def close_if_settled(self) -> None:
         with self._lock:
-            if self._fd is not None and self._pid == os.getpid() and not self._open_ids:
+            if self._fd is not None and self._pid == _pid:
+                if self._open_ids:
+                    if self._pending:
+                        self._emit("", 0)
+                    return
                 os.close(self._fd)
                 self._fd = None
                 with contextlib.suppress(FileNotFoundError):
@@ -401,8 +471,16 @@ _disk = _DiskJournal()
 atexit.register(_disk.close_if_settled)
 
 
-OPS: set[str] = {"netns", "link", "address", "route", "sysctl", "nft"}
+OPS: set[str] = {"netns", "link", "address", "route", "sysctl", "nft", "nft_table", "link_up", "qdisc"}
 """The kinds of change the on-disk journal records (each one :mod:`netns_kit._recovery` can undo)."""
+
+
+DEFERRABLE_OPS: frozenset[str] = frozenset({"netns", "link"})
+"""Kinds of change whose confirmation may wait for the end of the atomic step that makes them:
+recovery of these reads the ownership mark in the kernel (the ``lo`` alias of a namespace, the
+alias or group of an interface) and treats a confirmed and an unconfirmed entry alike when the
+object exists. Addresses, routes, sysctls and nft elements depend on the confirmation (on kernels
+without address marks, or for the values to put back): theirs is written at once."""
 
 
 def register_op(op: str) -> None:
@@ -417,9 +495,22 @@ def intend(op: str, **args: Any) -> int:
     return _disk.intend(op, args)
 
 
-def confirm(i: int, **extra: Any) -> None:
-    """The change ``i`` was made (the kernel acknowledged it)."""
-    _disk.ok(i, extra)
+def check_op(op: str) -> None:
+    """ValueError unless ``op`` names a recovery action."""
+    if op not in OPS:
+        raise ValueError(f"unknown recovery op {op!r}")
+
+
+def confirm(i: int, *, lazy: bool = False, **extra: Any) -> None:
+    """The change ``i`` was made (the kernel acknowledged it). ``lazy``: written with the next line
+    (or dropped if that line settles ``i``); the caller then writes or calls :func:`flush` before it
+    returns to user code."""
+    _disk.ok(i, extra, lazy=lazy)
+
+
+def flush() -> None:
+    """Write the confirmations deferred with ``confirm(lazy=True)``."""
+    _disk.flush()
 
 
 def done(ids: list[int]) -> None:

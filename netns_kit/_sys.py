@@ -19,10 +19,18 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import AlreadyExistsError, NotFoundError, PermissionDeniedError, ValidationError, error_for_errno
+from .errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    PermissionDeniedError,
+    RootlessError,
+    ValidationError,
+    error_for_errno,
+)
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 MS_BIND = 4096
 MS_REC = 16384
 MS_SHARED = 1 << 20
@@ -51,6 +59,18 @@ def _oserror(step: str, path: str | None = None) -> OSError:
     return OSError(err, f"{step}: {os.strerror(err)}", path)
 
 
+def missing_capabilities() -> list[str]:
+    """The capabilities netns_kit needs (CAP_NET_ADMIN, CAP_SYS_ADMIN) that the calling thread's
+    effective set lacks, in its own user namespace."""
+    cap_eff = 0
+    with open(f"/proc/self/task/{threading.get_native_id()}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                cap_eff = int(line.split()[1], 16)
+    return [name for bit, name in ((CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"))
+            if not cap_eff >> bit & 1]
+
+
 def check_privileges() -> None:
     """Raise PermissionDeniedError once, at the first kernel call, if CAP_NET_ADMIN/CAP_SYS_ADMIN are missing."""
     global _caps_checked
@@ -59,16 +79,11 @@ def check_privileges() -> None:
     with _caps_lock:
         if _caps_checked:
             return
-        cap_eff = 0
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    cap_eff = int(line.split()[1], 16)
-        missing = [name for bit, name in ((CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"))
-                   if not cap_eff >> bit & 1]
+        missing = missing_capabilities()
         if missing:
             raise PermissionDeniedError(
-                f"netns_kit needs {' and '.join(missing)} (run as root, or grant the capabilities)",
+                f"netns_kit needs {' and '.join(missing)} (run as root, grant the capabilities, or use "
+                "rootless mode: netns_kit.testing.isolated_host() enters a user namespace of its own)",
                 step="privilege check",
             )
         _caps_checked = True
@@ -88,6 +103,9 @@ def open_netns(path: str, *, label: str) -> int:
     except ProcessLookupError as exc:
         raise NotFoundError(f"process behind {path} has exited", obj=label, step="open namespace") from exc
     except PermissionError as exc:
+        if not in_initial_userns():
+            raise RootlessError(f"cannot open {path}: it lies outside this process's user namespace (rootless "
+                                "mode), with the machine's own processes", obj=label, step="open namespace") from exc
         raise PermissionDeniedError(f"cannot open {path}", obj=label, step="open namespace") from exc
 
 
@@ -198,6 +216,21 @@ def remove_named_netns(path: str) -> bool:
 
 
 NS_GET_NSTYPE = 0xB703
+NS_GET_USERNS = 0xB701
+
+
+def userns_reaches(fd: int) -> bool:
+    """True if the namespace ``fd`` belongs to the calling process's user namespace or one made
+    inside it (where the process's capabilities count); False if it belongs to an outer one (the
+    machine's own namespaces, seen from a user namespace). ioctl NS_GET_USERNS: EPERM means outer."""
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+    except PermissionError:
+        return False
+    except OSError:  # an older kernel without the ioctl: the kernel itself will answer
+        return True
+    os.close(owner)
+    return True
 
 
 def is_netns_fd(fd: int) -> bool:
@@ -421,3 +454,89 @@ def inotify_read(fd: int) -> list[tuple[int, int, str]]:
             name = data[pos:pos + length].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             pos += length
             out.append((wd, mask, name))
+
+
+# -- rootless: a user namespace and private /run and /etc ------------------------------------------
+
+def in_initial_userns() -> bool:
+    """True if the process runs in the machine's initial user namespace (its uid map is the identity
+    over every uid), False inside a user namespace (rootless mode, ``unshare -U``)."""
+    with open("/proc/self/uid_map", encoding="ascii") as f:
+        return f.read().split() == ["0", "0", "4294967295"]
+
+
+def enter_user_namespace() -> tuple[int, int]:
+    """Move the whole process into a new user namespace in which its uid and gid are 0 (with every
+    capability there), with a new mount namespace and a new, empty network namespace owned by it;
+    every mount is made private. Returns the (uid, gid) the process had. Cannot be undone; the
+    kernel refuses it (EINVAL) in a process that runs more than one thread. Files of other users
+    show as ``nobody`` inside."""
+    uid, gid = os.getuid(), os.getgid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) != 0:
+        raise _oserror("unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET)")
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w", encoding="ascii") as f:
+            f.write(text)
+    if _libc.mount(b"none", b"/", None, MS_PRIVATE | MS_REC, None) != 0:
+        raise _oserror("make / private")
+    return uid, gid
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                   data.encode() if data is not None else None) != 0:
+        raise _oserror(f"mount {fstype or 'bind'} {source}", target)
+
+
+PRIVATE_DIRS = {"/run": ("netns", os.path.basename(STATE_DIR)), "/etc": ("netns",)}
+"""What :func:`private_run_and_etc` makes private: under each directory, these entries."""
+
+
+def _shadow(top: str, private: tuple[str, ...]) -> list[str]:
+    """Cover ``top`` with a tmpfs that shows every entry of the old ``top`` again (a directory or file
+    bound back with its mounts, a symlink copied), except ``private``, which are new and empty.
+    Returns the paths that could not be bound back (missing inside)."""
+    old = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        below = f"/proc/self/fd/{old}"
+        entries = sorted(os.listdir(below))
+        _mount("netns-kit-rootless", top, "tmpfs", 0, f"mode={os.stat(below).st_mode & 0o7777:o}")
+        lost: list[str] = []
+        for name in entries:
+            if name in private:
+                continue
+            src, dst = f"{below}/{name}", os.path.join(top, name)
+            try:
+                if os.path.islink(src):
+                    os.symlink(os.readlink(src), dst)
+                    continue
+                if os.path.isdir(src):
+                    os.mkdir(dst)
+                else:
+                    os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+                _mount(src, dst, None, MS_BIND | MS_REC)
+            except OSError:
+                lost.append(dst)
+        for name in private:
+            os.mkdir(os.path.join(top, name), 0o755)
+    finally:
+        os.close(old)
+    return lost
+
+
+def private_run_and_etc() -> list[str]:
+    """In the calling process's own mount namespace (see :func:`enter_user_namespace`), give it new,
+    empty, in-memory ``/run/netns``, ``/run/netns-kit`` and ``/etc/netns`` (the machine's own, if
+    any, are hidden); everything else reads as before. Where those directories exist, a tmpfs is
+    mounted on each; otherwise /run (or /etc) is covered by a tmpfs that binds back each of its
+    entries (with the mounts below them) and holds the new directories. Nothing is written to the
+    machine's files; it all goes with the mount namespace. Returns the entries of /run and /etc
+    that could not be bound back (they are missing inside)."""
+    lost: list[str] = []
+    for top, entries in PRIVATE_DIRS.items():
+        if all(os.path.isdir(os.path.join(top, e)) for e in entries):
+            for entry in entries:
+                _mount("netns-kit-rootless", os.path.join(top, entry), "tmpfs", 0, "mode=0755")
+        else:
+            lost += _shadow(top, entries)
+    return lost

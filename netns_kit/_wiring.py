@@ -16,6 +16,11 @@ any change), and :func:`plug` makes it:
 
 Undo: :func:`unplug` deletes the veth pair by the identity recorded at creation.
 Host-side names come from :func:`new_host_ifname` unless the caller names the interface.
+
+The macvlan driver (pipework's ``macvlan`` mode) is the other way in: a :class:`MacvlanPort` says
+which host interface is the parent, and :func:`plug_macvlan` makes the macvlan born inside the
+namespace under its final name, with its addresses and routes; :meth:`MacvlanLink.remove` deletes it
+by the index recorded at creation (a macvlan has no host end).
 """
 
 from __future__ import annotations
@@ -24,11 +29,16 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from ._journal import intent
 from .links import Bridge, VethPair
 from .model import IPInterface, Route
 from .namespace import Namespace
 
-__all__ = ["BridgePort", "host_ifname_for", "new_host_ifname", "plug", "unplug"]
+__all__ = ["MACVLAN_MODES", "BridgePort", "MacvlanLink", "MacvlanPort", "host_ifname_for", "new_host_ifname",
+           "plug", "plug_macvlan", "unplug"]
+
+#: The kernel's macvlan modes (IFLA_MACVLAN_MODE values) by the names ``ip link`` uses.
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
 
 HOST_IFNAME_PREFIX = "vnk"
 
@@ -87,3 +97,58 @@ def unplug(pair: VethPair) -> None:
     """Delete the veth pair (its addresses and routes go with it). Idempotent; in a
     :func:`~netns_kit.removal_batch` the deletion is collected."""
     pair.remove()
+
+
+@dataclass(frozen=True)
+class MacvlanPort:
+    """What one namespace gets on a macvlan of a host interface (a value: nothing is made until
+    :func:`plug_macvlan`). ``parent`` is the host interface's index (or the 802.1Q device under it)."""
+
+    parent: int
+    ifname: str
+    mode: str = "bridge"
+    addresses: tuple[IPInterface, ...] = ()
+    routes: tuple[Route, ...] = ()
+    mac: str | None = None
+    mtu: int | None = None
+
+
+class MacvlanLink:
+    """A macvlan made by :func:`plug_macvlan`; :meth:`remove` deletes it by its recorded index."""
+
+    def __init__(self, target: Namespace, ifname: str) -> None:
+        self.target = target
+        self.ifname = ifname
+        self.index: int | None = None
+
+    def remove(self) -> None:
+        """Delete the macvlan (its addresses and routes go with it): by the index recorded at creation,
+        or (creation interrupted before the index was read) by name, and only if it is a macvlan.
+        Idempotent; a namespace that is gone counts as done."""
+        if not self.target.exists:
+            return
+        sock = self.target.rtnl()
+        cur = sock.get_link(index=self.index) if self.index is not None else sock.get_link(name=self.ifname)
+        if cur is not None and cur.name == self.ifname and cur.kind == "macvlan":
+            sock.delete_link(cur.index, obj=self.ifname)
+        self.index = None
+
+
+def plug_macvlan(host: Namespace, target: Namespace, port: MacvlanPort) -> MacvlanLink:
+    """Make ``port``: a macvlan of host interface ``port.parent`` born in ``target`` as ``port.ifname``,
+    up, with its addresses and routes. Journaled in the active transaction (a rollback or ``recover()``
+    deletes it); on a failure halfway the macvlan is deleted again before the error propagates."""
+    link = MacvlanLink(target, port.ifname)
+    with intent(f"delete macvlan {port.ifname} in {target.label}", link.remove), target._fd() as fd:
+        host.rtnl().create_link(port.ifname, "macvlan", up=True, link=port.parent, ns_fd=fd, mtu=port.mtu,
+                                mac=port.mac, info_data=[("IFLA_MACVLAN_MODE", MACVLAN_MODES[port.mode])])
+    try:
+        link.index = target.link(port.ifname).index
+        for a in port.addresses:
+            target.add_address(port.ifname, a)
+        for r in port.routes:
+            target.add_route(r)
+    except BaseException:
+        link.remove()
+        raise
+    return link

@@ -71,7 +71,7 @@ Target: TypeAlias = "Namespace | Container | int | str | os.PathLike[str]"
 """What can be attached: a Namespace, a Container, a PID, a path, or a string naming a
 named namespace (``/run/netns/NAME``) or, failing that, a running container."""
 
-MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
+MACVLAN_MODES = _wiring.MACVLAN_MODES
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 ARPOP_REQUEST = 1
@@ -294,7 +294,7 @@ class Attachment(EphemeralScope):
         self.host = host
         self.namespace: Namespace | None = None
         self._link: VethPair | None = None
-        self._macvlan_index: int | None = None
+        self._macvlan: _wiring.MacvlanLink | None = None
         self._made_bridge: Bridge | None = None
         self._vlan_name: str | None = None
         self._made_vlan: int | None = None
@@ -431,7 +431,7 @@ class Attachment(EphemeralScope):
         if self._created and not self._removed:
             raise StateError("attachment was already created", obj=self.ifname, step="attach")
         host, target, bridge_info, parent, veth_name, mtu = self._plan()
-        self._link, self._macvlan_index, self._made_bridge = None, None, None
+        self._link, self._macvlan, self._made_bridge = None, None, None
         self._vlan_name, self._made_vlan = None, None
         self.namespace = target
         self.host = host
@@ -454,20 +454,12 @@ class Attachment(EphemeralScope):
                 self.host_ifname = veth_name
             else:
                 assert parent is not None
-                sock = host.rtnl()
                 lower = parent.index
                 if self.vlan is not None:
                     lower = self._ensure_vlan(host, parent, mtu)
-                with intent(f"delete macvlan {self.ifname} in {target.label}",
-                            lambda: self._delete_macvlan(target)), target._fd() as fd:
-                    sock.create_link(self.ifname, "macvlan", up=True, link=lower, ns_fd=fd, mtu=mtu,
-                                     mac=self.requested_mac, info_data=[("IFLA_MACVLAN_MODE",
-                                                               MACVLAN_MODES[self.macvlan_mode])])
-                self._macvlan_index = target.link(self.ifname).index
-                for a in self.addresses:
-                    target.add_address(self.ifname, a)
-                for r in self._all_routes():
-                    target.add_route(r)
+                mport = _wiring.MacvlanPort(lower, self.ifname, self.macvlan_mode, addresses=tuple(self.addresses),
+                                            routes=tuple(self._all_routes()), mac=self.requested_mac, mtu=mtu)
+                self._macvlan = _wiring.plug_macvlan(host, target, mport)
             info = target.link(self.ifname)
             self.mac = info.mac
             if self.announce and self.addresses and info.mac:
@@ -494,9 +486,9 @@ class Attachment(EphemeralScope):
                 pass
             except Exception as exc:
                 errors.append(exc)
-        if self.macvlan is not None and self.namespace is not None:
+        if self._macvlan is not None:
             try:
-                self._delete_macvlan(self.namespace)
+                self._macvlan.remove()
             except NotFoundError:
                 pass
             except Exception as exc:
@@ -545,17 +537,6 @@ class Attachment(EphemeralScope):
             sock.get_link(name=self._vlan_name)
         if cur is not None and cur.name == self._vlan_name and cur.kind == "vlan":
             sock.delete_link(cur.index, obj=self._vlan_name)
-
-    def _delete_macvlan(self, target: Namespace) -> None:
-        """Delete the macvlan this attachment made: by recorded index, or (if creation was interrupted
-        before the index was read) by name, and only if it is a macvlan."""
-        if not target.exists:
-            return
-        sock = target.rtnl()
-        cur = sock.get_link(index=self._macvlan_index) if self._macvlan_index is not None else \
-            sock.get_link(name=self.ifname)
-        if cur is not None and cur.name == self.ifname and cur.kind == "macvlan":
-            sock.delete_link(cur.index, obj=self.ifname)
 
     def __enter__(self) -> Attachment:
         if not self.created:

@@ -6,7 +6,9 @@ Where a built-in meaning fits, the error also derives from that built-in, so
 
     NetnsKitError
     ├── ValidationError        (ValueError)       bad input; raised before any change
+    │   └── TopologyFileError                     a topology file's field is wrong (``field`` names it)
     ├── PermissionDeniedError  (PermissionError)  no CAP_NET_ADMIN / CAP_SYS_ADMIN
+    │   └── RootlessError                         rootless mode cannot do it (the machine's own namespaces)
     ├── NotFoundError          (LookupError)      a namespace, link, process or container is missing
     ├── AlreadyExistsError     (FileExistsError)  a name or address is already taken
     ├── OwnershipError                            the object was not made by netns_kit (adopt it first)
@@ -37,7 +39,9 @@ __all__ = [
     "NotFoundError",
     "OwnershipError",
     "PermissionDeniedError",
+    "RootlessError",
     "StateError",
+    "TopologyFileError",
     "UnsupportedError",
     "ValidationError",
     "error_for_errno",
@@ -84,8 +88,24 @@ class ValidationError(NetnsKitError, ValueError):
     """The request is malformed or impossible; nothing was changed."""
 
 
+class TopologyFileError(ValidationError):
+    """A topology file (YAML, or a containerlab topology) is malformed: ``field`` is the path of the
+    wrong field (``endpoints.web.address``, ``topology.links[0].endpoints[1]``); nothing was changed."""
+
+    def __init__(self, message: str, *, field: str, source: str | None = None) -> None:
+        self.field = field
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {message}", obj=field, step="load topology file")
+
+
 class PermissionDeniedError(NetnsKitError, PermissionError):
     """The process lacks the capabilities (CAP_NET_ADMIN, CAP_SYS_ADMIN) it needs."""
+
+
+class RootlessError(PermissionDeniedError):
+    """Rootless mode cannot do this: the namespace belongs to the machine (outside the process's
+    user namespace, see :func:`netns_kit.testing.enter_rootless`), or no user namespace can be made."""
 
 
 class NotFoundError(NetnsKitError, LookupError):

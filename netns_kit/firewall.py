@@ -39,7 +39,7 @@ from typing import Any
 
 from . import _nft, _state, _sys
 from . import _nft_render as render
-from ._journal import record
+from ._journal import record, recording
 from .errors import AlreadyExistsError, ExhaustedError, NotFoundError, OwnershipError, ValidationError
 from .model import NET_TYPES, IPNet, check_args, overlap, parse_network, validate_ifname
 from .namespace import Namespace
@@ -540,12 +540,14 @@ class Firewall:
     # -- published ports ----------------------------------------------------------------------------
 
     def _conflict(self, port: PublishedPort,
-                  keys: dict[tuple[int, str, int], dict[str | None, PublishedPort]]) -> PublishedPort | None:
-        """A publication in ``keys`` that would take a host port of ``port`` (same family and protocol).
+                  keys: dict[tuple[int, str, int], dict[str | None, PublishedPort]],
+                  slots: list[tuple[int, str, int]] | None = None) -> PublishedPort | None:
+        """A publication in ``keys`` that would take a host port of ``port`` (same family and protocol;
+        ``slots``: its :func:`~netns_kit._nft_render.port_slots`, if the caller has them).
 
         Every-address and one-address publications of the same port conflict, as sockets would.
         """
-        for key in render.port_slots(port):
+        for key in slots if slots is not None else render.port_slots(port):
             taken = keys.get(key)
             if not taken:
                 continue
@@ -586,9 +588,10 @@ class Firewall:
         ns = self.namespace
         with self._guard():
             pending: dict[tuple[int, str, int], dict[str | None, PublishedPort]] = {}
-            for port in ports:
-                self._check_publish(port, pending)
-                for key in render.port_slots(port):
+            slots = [render.port_slots(port) for port in ports]
+            for port, port_slots in zip(ports, slots, strict=True):
+                self._check_publish(port, pending, port_slots)
+                for key in port_slots:
                     pending.setdefault(key, {})[port.host_ip] = port
             mark = _state.mark()
             parts = [render.port_elements(port) for port in ports]
@@ -618,19 +621,23 @@ class Firewall:
                 self._delete_elements(added, obj=what, step="undo publish port")
                 _state.done([pre])
                 raise
-            for port in ports:
+            for port, port_slots in zip(ports, slots, strict=True):
                 self._ports[port] = None
                 self._per_family[port.family] += 1
                 self._per_ip[port.container_ip] = self._per_ip.get(port.container_ip, 0) + 1
-                for key in render.port_slots(port):
+                for key in port_slots:
                     self._keys.setdefault(key, {})[port.host_ip] = port
             sysctls = self._sync_forwarding()
-        record(f"unpublish {', '.join(p.spec for p in ports)} in {ns.label}", lambda: self.unpublish(*ports),
-               durable=self._durable(added, sysctls))
+        if recording():  # outside any journal the change is kept at once: nothing to record
+            record(f"unpublish {', '.join(p.spec for p in ports)} in {ns.label}", lambda: self.unpublish(*ports),
+                   durable=self._durable(added, sysctls))
+        else:
+            log.debug("change: published %s in %s", [p.spec for p in ports], ns.label)
         _state.done([pre])
 
     def _check_publish(self, port: PublishedPort,
-                       pending: dict[tuple[int, str, int], dict[str | None, PublishedPort]]) -> None:
+                       pending: dict[tuple[int, str, int], dict[str | None, PublishedPort]],
+                       slots: list[tuple[int, str, int]] | None = None) -> None:
         """Refuse ``port`` (typed error, nothing changed) unless it can be published now."""
         ns = self.namespace
         policy = self._networks.get(port.bridge) or self._joined.get(port.bridge)
@@ -649,7 +656,7 @@ class Firewall:
         if port in self._ports:
             raise AlreadyExistsError(f"{port.spec} is already published", obj=port.spec, namespace=ns.label,
                                      step="publish port")
-        clash = self._conflict(port, self._keys) or self._conflict(port, pending)
+        clash = self._conflict(port, self._keys, slots) or self._conflict(port, pending, slots)
         if clash is not None:
             raise AlreadyExistsError(f"host port of {port.spec} is already published as {clash.spec}",
                                      obj=port.spec, namespace=ns.label, step="publish port")

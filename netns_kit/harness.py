@@ -18,7 +18,6 @@ context manager, or inside a :class:`~netns_kit.Transaction` (its undo is record
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import tempfile
@@ -27,9 +26,10 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any, Literal
 
-from ._journal import intent
+from ._journal import EphemeralScope, intent
 from .errors import StateError, ValidationError
-from .model import validate_ifname
+from .model import format_rate as _fmt_rate
+from .model import parse_rate, validate_ifname
 from .namespace import Namespace
 
 __all__ = [
@@ -42,35 +42,6 @@ __all__ = [
 ]
 
 TC_H_ROOT = 0xFFFFFFFF
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.I)
-_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9,
-               "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6, "gbps": 8 * 10**9}
-
-
-def parse_rate(rate: int | str) -> int:
-    """A rate in bits per second: an int, or a string like ``"10mbit"``, ``"512kbit"``, ``"1gbit"``.
-
-    Units follow tc: ``bit``, ``kbit``, ``mbit``, ``gbit`` (powers of 1000) and ``bps``, ``kbps``,
-    ``mbps``, ``gbps`` (bytes per second). Between 8 bit/s and 100 Gbit/s.
-    """
-    if isinstance(rate, bool):
-        raise ValidationError(f"rate {rate!r} must be bits per second or a string like '10mbit'", obj=repr(rate))
-    if isinstance(rate, int):
-        bits = rate
-    elif isinstance(rate, str) and (m := _RATE_RE.match(rate)):
-        bits = int(float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()])
-    else:
-        raise ValidationError(f"rate {rate!r} must be bits per second or a string like '10mbit'", obj=repr(rate))
-    if not 8 <= bits <= 100 * 10**9:
-        raise ValidationError(f"rate {rate!r} must be between 8 bit/s and 100gbit", obj=repr(rate))
-    return bits
-
-
-def _fmt_rate(bits: int) -> str:
-    for unit, size in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
-        if bits % size == 0:
-            return f"{bits // size}{unit}"
-    return f"{bits}bit"
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -227,8 +198,11 @@ class Process:
 # -- traffic control ------------------------------------------------------------------------------
 
 
-class _RootQdisc:
-    """Shared lifecycle: one root qdisc on (namespace, ifname), deleted by ifindex on remove."""
+class _RootQdisc(EphemeralScope):
+    """Shared lifecycle: one root qdisc on (namespace, ifname), deleted by ifindex on remove.
+
+    The change is journaled on disk: used as a context manager, :func:`~netns_kit.recover` deletes
+    the qdisc if the process dies inside the block."""
 
     namespace: Namespace
     ifname: str
@@ -245,6 +219,8 @@ class _RootQdisc:
     def created(self) -> bool:
         return self._index is not None and not self._removed
 
+    kind: str
+
     def _install(self, sock: Any, index: int) -> None:
         raise NotImplementedError
 
@@ -255,7 +231,9 @@ class _RootQdisc:
         sock = self.namespace.rtnl()
         index = link.index
         with intent(f"delete root qdisc of {self.ifname} in {self.namespace.label}",
-                    lambda: sock.delete_qdisc(index, obj=self.ifname)):
+                    lambda: sock.delete_qdisc(index, obj=self.ifname),
+                    durable=("qdisc", {"ns": self.namespace._ref(), "index": index, "ifname": self.ifname,
+                                       "kind": self.kind})):
             self._install(sock, index)
         self._index = index
         self._removed = False
@@ -274,13 +252,14 @@ class _RootQdisc:
             sock.delete_qdisc(self._index, obj=self.ifname)
 
     def __enter__(self) -> _RootQdisc:
-        self.create()
+        self._enter_ephemeral(self.create)  # ephemeral: recover() deletes the qdisc after a crash
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.remove()
+        self._settle_ephemeral()
 
 
 class BandwidthLimit(_RootQdisc):
@@ -332,7 +311,7 @@ class BandwidthLimit(_RootQdisc):
         return self
 
     def __enter__(self) -> BandwidthLimit:
-        self.create()
+        super().__enter__()
         return self
 
     def commands(self) -> list[str]:
@@ -410,12 +389,24 @@ class EndpointLimit:
 
 
 class NetworkEmulation(_RootQdisc):
-    """Delay, jitter and loss on traffic leaving ``ifname``, with the ``netem`` qdisc.
+    """Delay, jitter, loss, duplication, corruption, reordering and a rate limit on traffic leaving
+    ``ifname``, with the ``netem`` qdisc (every option of ``tc qdisc add dev IF root netem``).
 
-    ``tc qdisc add dev IF root netem delay D jitter J loss L%``. Where the kernel has no
-    netem (module sch_netem missing, as on some cloud kernels), :meth:`create` raises
-    :class:`~netns_kit.errors.UnsupportedError` and changes nothing. Undo: the qdisc is deleted.
+    - ``delay_ms``, ``jitter_ms`` (needs a delay): added latency and its random variation;
+    - ``loss_percent``, ``duplicate_percent``, ``corrupt_percent``: share of packets dropped, sent
+      twice, or sent with a flipped bit;
+    - ``reorder_percent`` (needs a delay): share of packets sent at once, ahead of the delayed
+      others (``reorder_gap``: every Nth packet; default 1 as in tc);
+    - ``rate``: a rate limit (``"10mbit"``, see :func:`parse_rate`); ``limit``: the queue length
+      in packets (tc's default 1000).
+
+    Everything is validated when the object is made. Where the kernel has no netem (module
+    sch_netem missing, as on some cloud kernels), :meth:`create` raises
+    :class:`~netns_kit.errors.UnsupportedError` and changes nothing (:mod:`netns_kit.chaos`'s
+    :class:`~netns_kit.chaos.PacketLoss` drops packets without it). Undo: the qdisc is deleted.
     """
+
+    kind = "netem"
 
     def __init__(
         self,
@@ -425,22 +416,56 @@ class NetworkEmulation(_RootQdisc):
         delay_ms: float = 0.0,
         jitter_ms: float = 0.0,
         loss_percent: float = 0.0,
+        duplicate_percent: float = 0.0,
+        corrupt_percent: float = 0.0,
+        reorder_percent: float = 0.0,
+        reorder_gap: int | None = None,
+        rate: int | str | None = None,
+        limit: int = 1000,
     ) -> None:
         self._init(namespace, ifname)
         for what, value, high in (("delay_ms", delay_ms, 60_000), ("jitter_ms", jitter_ms, 60_000),
-                                  ("loss_percent", loss_percent, 100)):
+                                  ("loss_percent", loss_percent, 100), ("duplicate_percent", duplicate_percent, 100),
+                                  ("corrupt_percent", corrupt_percent, 100),
+                                  ("reorder_percent", reorder_percent, 100)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
                 raise ValidationError(f"{what} {value!r} must be a number from 0 to {high}", obj=repr(value))
         if jitter_ms and not delay_ms:
             raise ValidationError("jitter_ms needs a delay_ms", obj=repr(jitter_ms))
+        if reorder_percent and not delay_ms:
+            raise ValidationError("reorder_percent needs a delay_ms (packets are reordered around the delayed ones)",
+                                  obj=repr(reorder_percent))
+        if reorder_gap is not None and (not reorder_percent or not isinstance(reorder_gap, int)
+                                        or isinstance(reorder_gap, bool) or reorder_gap < 1):
+            raise ValidationError(f"reorder_gap {reorder_gap!r} must be a positive integer, with a reorder_percent",
+                                  obj=repr(reorder_gap))
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1_000_000:
+            raise ValidationError(f"limit {limit!r} must be a number of packets from 1 to 1000000", obj=repr(limit))
         self.delay_ms = float(delay_ms)
         self.jitter_ms = float(jitter_ms)
         self.loss_percent = float(loss_percent)
+        self.duplicate_percent = float(duplicate_percent)
+        self.corrupt_percent = float(corrupt_percent)
+        self.reorder_percent = float(reorder_percent)
+        self.reorder_gap = reorder_gap
+        self.rate = parse_rate(rate) if rate is not None else None
+        self.limit = limit
+
+    def options(self) -> dict[str, Any]:
+        """The netem parameters as sent (pyroute2's netem option names)."""
+        opts: dict[str, Any] = {"delay": int(self.delay_ms * 1000), "jitter": int(self.jitter_ms * 1000),
+                                "loss": self.loss_percent, "duplicate": self.duplicate_percent, "limit": self.limit}
+        if self.reorder_percent:
+            opts["prob_reorder"] = self.reorder_percent
+            opts["gap"] = self.reorder_gap or 1
+        if self.corrupt_percent:
+            opts["prob_corrupt"] = self.corrupt_percent
+        if self.rate is not None:
+            opts["rate"] = f"{self.rate}bit"
+        return opts
 
     def _install(self, sock: Any, index: int) -> None:
-        sock.add_qdisc(index, "netem", options={
-            "delay": int(self.delay_ms * 1000), "jitter": int(self.jitter_ms * 1000),
-            "loss": self.loss_percent}, obj=self.ifname)
+        sock.add_qdisc(index, "netem", options=self.options(), obj=self.ifname)
 
     def create(self) -> NetworkEmulation:
         """Install netem. UnsupportedError if the kernel lacks it. Undo: :meth:`remove`."""
@@ -448,21 +473,37 @@ class NetworkEmulation(_RootQdisc):
         return self
 
     def __enter__(self) -> NetworkEmulation:
-        self.create()
+        super().__enter__()
         return self
 
     def commands(self) -> list[str]:
         """The equivalent ``tc`` command line (for reading; netns_kit never runs it)."""
         pre = f"ip netns exec {self.namespace.label} " if self.namespace.name else ""
         parts = [f"{pre}tc qdisc add dev {self.ifname} root netem"]
+        if self.limit != 1000:
+            parts.append(f"limit {self.limit}")
         if self.delay_ms:
             parts.append(f"delay {self.delay_ms:g}ms")
         if self.jitter_ms:
             parts.append(f"{self.jitter_ms:g}ms")
         if self.loss_percent:
             parts.append(f"loss {self.loss_percent:g}%")
+        if self.duplicate_percent:
+            parts.append(f"duplicate {self.duplicate_percent:g}%")
+        if self.corrupt_percent:
+            parts.append(f"corrupt {self.corrupt_percent:g}%")
+        if self.reorder_percent:
+            parts.append(f"reorder {self.reorder_percent:g}%")
+            if self.reorder_gap:
+                parts.append(f"gap {self.reorder_gap}")
+        if self.rate is not None:
+            parts.append(f"rate {_fmt_rate(self.rate)}")
         return [" ".join(parts)]
 
     def __repr__(self) -> str:
-        return (f"NetworkEmulation({self.ifname!r}, delay_ms={self.delay_ms:g}, jitter_ms={self.jitter_ms:g}, "
-                f"loss_percent={self.loss_percent:g})")
+        opts = ", ".join(f"{k}={v:g}" for k, v in (
+            ("delay_ms", self.delay_ms), ("jitter_ms", self.jitter_ms), ("loss_percent", self.loss_percent),
+            ("duplicate_percent", self.duplicate_percent), ("corrupt_percent", self.corrupt_percent),
+            ("reorder_percent", self.reorder_percent)) if v or k in ("delay_ms", "jitter_ms", "loss_percent"))
+        rate = f", rate={_fmt_rate(self.rate)!r}" if self.rate is not None else ""
+        return f"NetworkEmulation({self.ifname!r}, {opts}{rate})"

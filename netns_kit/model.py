@@ -25,10 +25,12 @@ __all__ = [
     "check_args",
     "check_items",
     "check_usable_subnet",
+    "format_rate",
     "overlap",
     "parse_interface",
     "parse_ip",
     "parse_mac",
+    "parse_rate",
     "validate_ifname",
     "validate_netns_name",
 ]
@@ -104,6 +106,8 @@ def check_args(owner: str, **args: tuple[Any, ...]) -> None:
     allowed entry is a type, ``None`` (None accepted), or a list of types (an iterable of those,
     not a str). ValidationError naming the first wrong argument; nothing else happens."""
     for name, (value, *allowed) in args.items():
+        if type(value) in allowed:  # the common case: exactly an allowed type (a bool only if bool is)
+            continue
         none = None in allowed
         if value is None and none:
             continue
@@ -334,3 +338,35 @@ class RouteInfo:
     @property
     def is_default(self) -> bool:
         return self.dst.prefixlen == 0
+
+
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.I)
+_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9,
+               "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6, "gbps": 8 * 10**9}
+
+
+def parse_rate(rate: int | str) -> int:
+    """A rate in bits per second: an int, or a string like ``"10mbit"``, ``"512kbit"``, ``"1gbit"``.
+
+    Units follow tc: ``bit``, ``kbit``, ``mbit``, ``gbit`` (powers of 1000) and ``bps``, ``kbps``,
+    ``mbps``, ``gbps`` (bytes per second). Between 8 bit/s and 100 Gbit/s.
+    """
+    if isinstance(rate, bool):
+        raise ValidationError(f"rate {rate!r} must be bits per second or a string like '10mbit'", obj=repr(rate))
+    if isinstance(rate, int):
+        bits = rate
+    elif isinstance(rate, str) and (m := _RATE_RE.match(rate)):
+        bits = int(float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()])
+    else:
+        raise ValidationError(f"rate {rate!r} must be bits per second or a string like '10mbit'", obj=repr(rate))
+    if not 8 <= bits <= 100 * 10**9:
+        raise ValidationError(f"rate {rate!r} must be between 8 bit/s and 100gbit", obj=repr(rate))
+    return bits
+
+
+def format_rate(bits: int) -> str:
+    """A rate in bits per second as tc writes it (``10mbit``, ``512kbit``, ``1500bit``)."""
+    for unit, size in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
+        if bits % size == 0:
+            return f"{bits // size}{unit}"
+    return f"{bits}bit"

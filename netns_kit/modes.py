@@ -37,7 +37,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from . import _procs, _state, _sys
 from ._hostsfile import drop_namespace_file
@@ -508,6 +508,13 @@ class Endpoint(EphemeralScope):
         Read from the kernel's dnat maps; empty if it is not published."""
         _check_container_port(container_port, self.name)
         return [b for b in self.ports if b.container_port == container_port and b.proto == proto]
+
+    def inspect(self) -> dict[str, Any]:
+        """``docker inspect``'s ``.NetworkSettings`` for this endpoint (Networks, Ports, SandboxKey,
+        ...), read from the kernel (fields: docs/modes.md). StateError before create. Changes nothing."""
+        from ._dockerjson import network_settings
+
+        return network_settings(self)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, mode={str(self.mode)!r})"

@@ -27,6 +27,7 @@ from .errors import (
     NetnsKitError,
     NotFoundError,
     OwnershipError,
+    RootlessError,
     StateError,
     ValidationError,
 )
@@ -98,7 +99,19 @@ class _Opener:
 
     def __call__(self) -> RtnlSocket:
         with self.ns._fd() as fd:
+            _check_reachable(fd, self.ns.label)
             return RtnlSocket.open(fd, label=self.ns.label)
+
+
+def _check_reachable(fd: int, label: str) -> None:
+    """RootlessError, before any change, if the namespace lies outside this process's user namespace
+    (in rootless mode: the machine's own network, which only root may change)."""
+    if not _sys.userns_reaches(fd):
+        raise RootlessError(
+            f"namespace {label!r} belongs to the machine, outside this process's user namespace (rootless "
+            "mode): netns_kit can change only namespaces made inside it; build inside "
+            "netns_kit.testing.isolated_host(), or run as root", obj=label, namespace=label,
+            step="open namespace")
 
 
 _pool = _SocketPool()
@@ -434,8 +447,10 @@ class Namespace(EphemeralScope):
         asyncio loop (it is two ``setns`` calls, nothing is awaited).
         """
         _sys.check_privileges()
-        with self._fd() as fd, _sys.entered(fd, label=self.label):
-            yield self
+        with self._fd() as fd:
+            _check_reachable(fd, self.label)
+            with _sys.entered(fd, label=self.label):
+                yield self
 
     def run(
         self,
@@ -506,6 +521,13 @@ class Namespace(EphemeralScope):
             raise NotFoundError(f"no interface {name!r}", obj=name, namespace=self.label, step="get link")
         return info
 
+    def _index_of(self, sock: RtnlSocket, name: str) -> int:
+        """The index of interface ``name`` (validated); NotFoundError as :meth:`link` raises it."""
+        index = sock.link_index(validate_ifname(name))
+        if index is None:
+            raise NotFoundError(f"no interface {name!r}", obj=name, namespace=self.label, step="get link")
+        return index
+
     def has_link(self, name: str) -> bool:
         """True if the namespace has an interface called ``name``."""
         check_args("Namespace.has_link", name=(name, str))
@@ -536,9 +558,8 @@ class Namespace(EphemeralScope):
         check_args("Namespace.add_address", ifname=(ifname, str), address=(address, str, *IFACE_TYPES),
                    nodad=(nodad, bool))
         iface = parse_interface(address)
-        link = self.link(ifname)
         sock = self.rtnl()
-        index = link.index
+        index = self._index_of(sock, ifname)
         with intent(f"delete address {iface} from {ifname} in {self.label}",
                     lambda: self._undo_rtnl().delete_address(index, iface),
                     durable=("address", {"ns": self._ref(), "ifname": ifname, "index": index,
@@ -571,7 +592,7 @@ class Namespace(EphemeralScope):
         """
         check_args("Namespace.add_route", route=(route, Route))
         sock = self.rtnl()
-        oif = self.link(route.dev).index if route.dev is not None else None
+        oif = self._index_of(sock, route.dev) if route.dev is not None else None
         with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
                     durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
                                        "metric": route.metric, "table": route.table, "oif": oif,

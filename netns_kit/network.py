@@ -26,6 +26,7 @@ the active :class:`~netns_kit.Transaction`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from . import _batch, _dns, _hostsfile, _state, _wiring
+from . import _batch, _dns, _hostsfile, _progress, _state, _wiring
 from ._journal import EphemeralScope, atomic_step, record
 from ._leases import LeaseBook, NetworkAddresses
 from ._netconfig import (
@@ -44,6 +45,7 @@ from ._netconfig import (
     parse_ports,
     validate_name,
 )
+from ._progress import ProgressArg
 from ._registry import HostRegistry, Identity, current_host, forget_host_if_empty, host_state, peek_host_state
 from .errors import (
     AlreadyExistsError,
@@ -252,6 +254,13 @@ class Network(EphemeralScope):
         self._check_live("dns flags")
         return _dns.engine_flags(str(self.gateway))
 
+    def inspect(self) -> dict[str, Any]:
+        """``docker network inspect NAME``'s document (its one element) for this network, read from
+        the kernel and the network's state (fields: docs/modes.md). Changes nothing."""
+        from ._dockerjson import network_inspect
+
+        return network_inspect(self)
+
     def describe(self) -> str:
         """A few lines for humans: subnet, gateway, bridge, options and endpoints."""
         state = "created" if self.created else "not created"
@@ -381,7 +390,7 @@ class Network(EphemeralScope):
         self._created, self._removed = True, False
         st.networks[self.name] = self
 
-    def remove(self, *, force: bool = False) -> RemovalReport:
+    def remove(self, *, force: bool = False, progress: ProgressArg = None) -> RemovalReport:
         """Disconnect every endpoint (only with ``force``; else StateError if any remain), remove the
         firewall policy and the bridge (all the veths and the bridge in one kernel request, see
         :func:`~netns_kit.removal_batch`), the network's state file and address leases.
@@ -391,9 +400,12 @@ class Network(EphemeralScope):
         either way. Returns a :class:`RemovalReport` saying what was disconnected, what was left
         in place and why (the endpoints' namespaces), and what was already gone; logged as a
         warning when something was left or missing. Idempotent (an empty report); keeps going
-        past failures and raises the first with the others attached.
+        past failures and raises the first with the others attached. ``progress``: a callable
+        ``(done, total)`` called as endpoints are disconnected and once the kernel removed them,
+        ``True`` for a progress bar (tqdm), or ``None`` (silent, the default).
         """
         check_args("Network.remove", force=(force, bool))
+        _progress.check(progress, step="remove network")
         if not self._created or self._removed:
             return RemovalReport(self.name)
         if not self._owned:
@@ -432,6 +444,8 @@ class Network(EphemeralScope):
             self._removing = True
             left += [f"address {ip}: leased by another process's endpoint, whose veth stays until that process "
                      "disconnects it" for ip in others]
+            bar = _progress.reporter(progress, len(self._connections) + 1, desc=f"removing {self.name}",
+                                     unit="endpoint")
             with _batch.collecting() as pending:  # every veth and the bridge in one kernel request
                 for conn in reversed(list(self._connections)):
                     disconnected.append(str(conn))
@@ -441,6 +455,7 @@ class Network(EphemeralScope):
                     except Exception as exc:
                         failures.append(exc)
                     gone += conn.already_gone
+                    bar.advance()
                 if self._attached_fw:
                     try:
                         Firewall.for_namespace(self.host).detach_network(self.bridge)
@@ -453,6 +468,7 @@ class Network(EphemeralScope):
                     except Exception as exc:
                         failures.append(exc)
             failures += pending.flush()
+            bar.finish()
             self._removed = True
             self._removing = False
             if self.hosts_file is not None:
@@ -636,6 +652,11 @@ class Network(EphemeralScope):
         the gateway or taken: AlreadyExistsError). Changes nothing."""
         self._check_live("check address").check(ip, ip6, fixed_only=True)
 
+    def _endpoint_mac(self, ip: IPAddr) -> str | None:
+        """The MAC an endpoint with address ``ip`` gets when the caller names none (None: the
+        kernel's random one; an overlay derives it from the address)."""
+        return None
+
     def _next_ifname(self, ns: Namespace) -> str:
         names = {link.name for link in ns.links()}
         i = 0
@@ -755,6 +776,8 @@ class Network(EphemeralScope):
         ifname = req.ifname if req.ifname is not None else self._next_ifname(ns)
         host_ifname = _wiring.new_host_ifname()
         addr, addr6 = addresses.take(req.ip, req.ip6, host_ifname, req.names, req.identity)
+        if req.mac is None and (mac := self._endpoint_mac(addr)) is not None:
+            req = dataclasses.replace(req, mac=mac)
         try:
             alloc6 = addresses.alloc6
             conn = Connection(self, ns, ifname=ifname, names=req.names, address=addresses.alloc.interface(addr),
@@ -891,6 +914,13 @@ class Connection:
         if self._gone:
             return []
         return [b for ip in self.ips for b in self.network.ports(ip)]
+
+    def inspect(self) -> dict[str, Any]:
+        """This connection as Docker's EndpointSettings (one entry of ``docker inspect``'s
+        ``.NetworkSettings.Networks``), MAC address read from the link. Changes nothing."""
+        from ._dockerjson import endpoint_settings
+
+        return endpoint_settings(self)
 
     @staticmethod
     def new_host_ifname() -> str:

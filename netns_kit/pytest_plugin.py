@@ -13,6 +13,13 @@ whether the test passed or failed, and a leftover is reported as an error of the
   (``network=`` picks another network, ``mode=`` another mode, other keywords go to
   ``Endpoint``). They are removed after the test, newest first, and every process started in
   them through netns_kit is stopped.
+
+Without root (no CAP_NET_ADMIN or CAP_SYS_ADMIN), ``netns_host`` first moves the test process into
+rootless mode (:func:`netns_kit.testing.enter_rootless`: a user namespace of its own, where it is
+root), and everything above is built there; see "Rootless" in docs/testing.md.
+
+Loading the plugin costs nothing: this module imports only pytest at start-up; the library
+(and pyroute2, libnftables) is imported by the first test that uses one of the fixtures.
 """
 
 from __future__ import annotations
@@ -23,11 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .namespace import Namespace
-from .testing import isolated_host
-
 if TYPE_CHECKING:
     from .modes import Endpoint, NetworkMode
+    from .namespace import Namespace
     from .network import Network
 
 EndpointFactory = Callable[..., "list[Endpoint]"]
@@ -37,7 +42,10 @@ _serial = itertools.count()
 
 @pytest.fixture
 def netns_host() -> Iterator[Namespace]:
-    """A fresh, empty host namespace for this test (the calling thread is switched into it)."""
+    """A fresh, empty host namespace for this test (the calling thread is switched into it; without
+    root, inside the process's rootless user namespace)."""
+    from .testing import isolated_host
+
     with isolated_host() as host:
         yield host
 

@@ -21,34 +21,41 @@ library's objects (namespaces, bridges, veth pairs, addresses, routes, NAT rules
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from . import _batch, _wiring
+from . import _batch, _progress, _wiring
 from . import _nft_render as render
-from ._journal import Transaction
-from .errors import StateError, ValidationError, attach_rollback_failures
+from ._journal import Transaction, intent
+from ._progress import ProgressArg
+from .errors import NetnsKitError, StateError, TopologyFileError, ValidationError, attach_rollback_failures
 from .firewall import Firewall, NetworkPolicy
-from .links import Bridge
+from .links import Bridge, VethPair
 from .model import (
     IFACE_TYPES,
     IPInterface,
     Route,
     check_args,
     check_usable_subnet,
+    format_rate,
     parse_interface,
     parse_ip,
     parse_mac,
+    parse_rate,
     validate_ifname,
     validate_mtu,
     validate_netns_name,
 )
 from .namespace import Namespace
 from .nat import PublishedPort
+from .ports import PortSpec
+from .topofile import EndpointSpec, ImpairmentSpec, LinkSpec, NetworkSpec, TopologySpec, read_topology, write_topology
 from .views import InterfaceView, NamespaceView, PortView, TopologyView, VethLink
 
 __all__ = ["Plan", "Step", "Topology"]
@@ -153,6 +160,74 @@ class _Endpoint:
     link_local: bool
 
 
+@dataclass
+class _Link:
+    a: tuple[str, str]  # (namespace or "host", interface)
+    b: tuple[str, str]
+    a_addresses: tuple[IPInterface, ...]
+    b_addresses: tuple[IPInterface, ...]
+    mtu: int | None
+
+
+@dataclass
+class _Impairment:
+    end: tuple[str, str]
+    rate: int | None
+    delay_ms: float
+    jitter_ms: float
+    loss_percent: float
+
+    def qdisc(self) -> tuple[str, dict[str, Any]]:
+        """The root qdisc's kind and pyroute2 options: tbf for a rate, netem otherwise."""
+        if self.rate is not None:
+            return "tbf", {"rate": f"{self.rate}bit", "burst": max(self.rate // 8 // 100, 16000),
+                           "latency": "50000us"}
+        return "netem", {"delay": int(self.delay_ms * 1000), "jitter": int(self.jitter_ms * 1000),
+                         "loss": self.loss_percent}
+
+    def command(self) -> str:
+        ns, ifname = self.end
+        pre = "" if ns == HOST else f"ip netns exec {ns} "
+        if self.rate is not None:
+            burst = max(self.rate // 8 // 100, 16000)
+            return f"{pre}tc qdisc add dev {ifname} root tbf rate {format_rate(self.rate)} burst {burst} latency 50ms"
+        parts = [f"{pre}tc qdisc add dev {ifname} root netem"]
+        if self.delay_ms:
+            parts.append(f"delay {self.delay_ms:g}ms" + (f" {self.jitter_ms:g}ms" if self.jitter_ms else ""))
+        if self.loss_percent:
+            parts.append(f"loss {self.loss_percent:g}%")
+        return " ".join(parts)
+
+
+class _Qdisc:
+    """A root qdisc made by a build; ``remove()`` deletes it (it also goes with its interface)."""
+
+    def __init__(self, ns: Namespace, index: int, ifname: str) -> None:
+        self.ns, self.index, self.ifname = ns, index, ifname
+
+    def remove(self) -> None:
+        if self.ns.exists:
+            self.ns.rtnl().delete_qdisc(self.index, obj=self.ifname)
+
+    def __repr__(self) -> str:
+        return f"root qdisc of {self.ifname} in {self.ns.label}"
+
+
+def _p_spec(p: PublishedPort) -> str:
+    """A publication as the ``-p`` spec that makes it (``[HOST_IP:]8080:80/tcp``)."""
+    return PortSpec(p.container_port, p.host_port, p.host_port_end, p.host_ip, p.proto).text
+
+
+def _end(text: str, what: str) -> tuple[str, str]:
+    """``"NS:IFNAME"`` as (namespace, interface), both validated (``host`` is the host namespace)."""
+    ns, sep, ifname = text.partition(":")
+    if not sep:
+        raise ValidationError(f"{what} {text!r} must be 'NAMESPACE:INTERFACE'", obj=text)
+    if ns != HOST:
+        validate_netns_name(ns)
+    return ns, validate_ifname(ifname)
+
+
 def _same_host_port(a: PublishedPort, b: PublishedPort) -> bool:
     """True if two publications would take the same host port (same protocol and family, ranges
     overlapping, and the same host address or either on every address)."""
@@ -196,6 +271,8 @@ class Topology:
         self._namespaces: list[str] = []
         self._bridges: list[_Bridge] = []
         self._endpoints: list[_Endpoint] = []
+        self._links: list[_Link] = []
+        self._impairments: list[_Impairment] = []
         self._made: list[Any] | None = None
         self._objects: dict[str, Any] = {}
 
@@ -298,6 +375,136 @@ class Topology:
                                          link_local))
         return self
 
+    def link(self, a: str, b: str, *, addresses: Sequence[str | Sequence[str] | None] = (),
+             mtu: int | None = None) -> Topology:
+        """A veth pair between two namespaces, ``"NS:IFNAME"`` each (``"host:IFNAME"``: the end is
+        in the host namespace), as containerlab's links are. Namespaces not yet in the topology are
+        added. ``addresses``: one entry per end (an address, a list of them, or None)."""
+        check_args("Topology.link", a=(a, str), b=(b, str), mtu=(mtu, int, None))
+        ea, eb = _end(a, "link end"), _end(b, "link end")
+        if ea == eb:
+            raise ValidationError(f"a link needs two different ends, got {a!r} twice", obj=a)
+        if mtu is not None:
+            validate_mtu(mtu)
+        if isinstance(addresses, str) or len(addresses) not in (0, 2):
+            raise ValidationError("addresses: give one entry per end (2), or none", obj=repr(addresses))
+        per_end: list[tuple[IPInterface, ...]] = []
+        for (ns, _), value in zip((ea, eb), addresses or (None, None), strict=True):
+            items = () if value is None else (value,) if isinstance(value, (str, *IFACE_TYPES)) else tuple(value)
+            addrs = tuple(parse_interface(x) for x in items)
+            for x in addrs:
+                check_usable_subnet(x.network, what=f"link end {ns} address {x}: its subnet")
+            per_end.append(addrs)
+        used = self._interfaces()
+        for ns, ifname in (ea, eb):
+            if (ns, ifname) in used:
+                raise ValidationError(f"{ns!r} already has an interface {ifname!r} in the topology", obj=ifname)
+        for ns, _ in (ea, eb):
+            if ns != HOST and ns not in self._namespaces:
+                self.namespace(ns)
+        self._links.append(_Link(ea, eb, per_end[0], per_end[1], mtu))
+        return self
+
+    def impair(self, interface: str, *, rate: int | str | None = None, delay_ms: float = 0.0,
+               jitter_ms: float = 0.0, loss_percent: float = 0.0) -> Topology:
+        """Shape what leaves ``interface`` (``"NS:IFNAME"``, an interface of the topology): ``rate``
+        (a tbf root qdisc, e.g. ``"10mbit"``) or delay/jitter/loss (a netem root qdisc, where the
+        kernel has sch_netem; UnsupportedError at build time where it does not). One per interface."""
+        check_args("Topology.impair", interface=(interface, str), rate=(rate, int, str, None),
+                   delay_ms=(delay_ms, int, float), jitter_ms=(jitter_ms, int, float),
+                   loss_percent=(loss_percent, int, float))
+        end = _end(interface, "interface")
+        if end not in self._interfaces(bridges=False):
+            raise ValidationError(f"{interface!r} is no veth end of the topology (endpoints and links)", obj=interface)
+        if any(i.end == end for i in self._impairments):
+            raise ValidationError(f"{interface!r} is impaired twice (one root qdisc per interface)", obj=interface)
+        for what, value, high in (("delay_ms", delay_ms, 60_000), ("jitter_ms", jitter_ms, 60_000),
+                                  ("loss_percent", loss_percent, 100)):
+            if not 0 <= value <= high:
+                raise ValidationError(f"{what} {value!r} must be a number from 0 to {high}", obj=interface)
+        if jitter_ms and not delay_ms:
+            raise ValidationError("jitter_ms needs a delay_ms", obj=interface)
+        bits = parse_rate(rate) if rate is not None else None
+        netem = bool(delay_ms or loss_percent)
+        if (bits is None) == (not netem):
+            raise ValidationError(f"{interface!r}: give a rate (tbf) or delay/loss (netem), one of the two",
+                                  obj=interface)
+        self._impairments.append(_Impairment(end, bits, float(delay_ms), float(jitter_ms), float(loss_percent)))
+        return self
+
+    def _interfaces(self, *, bridges: bool = True) -> set[tuple[str, str]]:
+        """Every (namespace, interface) the topology makes (veth ends, and bridges unless told not)."""
+        used = {(HOST, b.name) for b in self._bridges} if bridges else set()
+        for e in self._endpoints:
+            used.update({(e.namespace, e.ifname), (HOST, e.host_ifname)})
+        for lk in self._links:
+            used.update({lk.a, lk.b})
+        return used
+
+    # -- as data (see netns_kit.topofile) ------------------------------------------------------------
+
+    @classmethod
+    def from_spec(cls, spec: TopologySpec) -> Topology:
+        """A topology from a :class:`~netns_kit.topofile.TopologySpec` (pure). Every check of the
+        builder methods runs; a failure is a TopologyFileError naming the file's field."""
+        check_args("Topology.from_spec", spec=(spec, TopologySpec))
+        topo = cls(spec.name)
+
+        def add(where: str, call: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                call(*args, **kwargs)
+            except TopologyFileError:
+                raise
+            except NetnsKitError as exc:
+                raise TopologyFileError(exc.message, field=where, source=spec.source) from exc
+
+        for i, name in enumerate(spec.namespaces):
+            add(f"namespaces[{i}]", topo.namespace, name)
+        for n in spec.networks:
+            add(n.where or f"networks.{n.name}", topo.bridge, n.name, addresses=n.addresses, mtu=n.mtu, nat=n.nat,
+                masquerade=n.masquerade, icc=n.icc)
+        for e in spec.endpoints:
+            add(e.where or f"endpoints.{e.namespace}", topo.endpoint, e.namespace, bridge=e.network,
+                address=e.addresses, gateway=e.gateway, ifname=e.ifname, host_ifname=e.host_ifname, mac=e.mac,
+                publish=e.publish, ipv6_link_local=e.ipv6_link_local)
+        for i, lk in enumerate(spec.links):
+            add(lk.where or f"links[{i}]", topo.link, lk.a, lk.b, mtu=lk.mtu,
+                addresses=(lk.a_addresses, lk.b_addresses) if lk.a_addresses or lk.b_addresses else ())
+        for i, im in enumerate(spec.impairments):
+            add(im.where or f"impairments[{i}]", topo.impair, im.interface, rate=im.rate, delay_ms=im.delay_ms,
+                jitter_ms=im.jitter_ms, loss_percent=im.loss_percent)
+        return topo
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Topology:
+        """A topology from a YAML file: netns_kit's schema or a containerlab topology (see
+        docs/topology-files.md). TopologyFileError naming the field if anything is wrong; pure."""
+        return cls.from_spec(read_topology(path))
+
+    def to_spec(self) -> TopologySpec:
+        """The topology as plain data (:meth:`save` writes it as YAML; :meth:`from_spec` reads it back)."""
+        own = {e.namespace for e in self._endpoints} | {n for lk in self._links for n, _ in (lk.a, lk.b)}
+
+        def addrs(values: tuple[IPInterface, ...]) -> tuple[str, ...]:
+            return tuple(map(str, values))
+
+        return TopologySpec(
+            self.title, tuple(n for n in self._namespaces if n not in own),
+            tuple(NetworkSpec(b.name, addrs(b.addresses), b.mtu, b.nat, b.masquerade, b.icc) for b in self._bridges),
+            tuple(EndpointSpec(e.namespace, e.bridge, addrs(e.addresses), e.gateway, e.ifname,
+                               None if e.host_ifname == f"v{e.namespace}"[:15] else e.host_ifname, e.mac,
+                               tuple(_p_spec(p) for p in e.publish),
+                               None if e.link_local == any(a.version == 6 for a in e.addresses) else e.link_local)
+                  for e in self._endpoints),
+            tuple(LinkSpec(":".join(lk.a), ":".join(lk.b), addrs(lk.a_addresses), addrs(lk.b_addresses), lk.mtu)
+                  for lk in self._links),
+            tuple(ImpairmentSpec(":".join(i.end), format_rate(i.rate) if i.rate is not None else None, i.delay_ms,
+                                 i.jitter_ms, i.loss_percent) for i in self._impairments))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_spec` as YAML in netns_kit's schema (:meth:`load` reads it back, equal)."""
+        write_topology(self.to_spec(), path)
+
     def _check_conflicts(self, namespace: str, br: _Bridge, host_if: str, addrs: tuple[IPInterface, ...],
                          mac: str | None, ports: tuple[PublishedPort, ...]) -> None:
         """ValidationError if a new endpoint would clash with what the topology already holds: an
@@ -366,6 +573,22 @@ class Topology:
                 steps.append(Step("publish port", f"{port.spec} -> {port.container_ip}", HOST,
                                   (_dnat_command(port),), "nft delete element (the same element)",
                                   {"container_ip": port.container_ip, "bridge": e.bridge}))
+        for lk in self._links:
+            (na, ia), (nb, ib) = (lk.b, lk.a) if lk.b[0] == HOST else (lk.a, lk.b)  # made from the host end
+            mtu = f" mtu {lk.mtu}" if lk.mtu else ""
+            steps.append(Step("create veth pair", f"{lk.a[0]}:{lk.a[1]} <-> {lk.b[0]}:{lk.b[1]}", HOST,
+                              (f"ip {_ns_flag(na)}link add {ia}{mtu} type veth peer name {ib}"
+                               + ("" if nb == na else f" netns {nb}"),
+                               f"ip {_ns_flag(na)}link set {ia} up", f"ip {_ns_flag(nb)}link set {ib} up"),
+                              f"ip {_ns_flag(na)}link del {ia}"))
+            for (ns, ifname), addrs in ((lk.a, lk.a_addresses), (lk.b, lk.b_addresses)):
+                for a in addrs:
+                    steps.append(Step("add address", f"{a} on {ifname}", ns,
+                                      (f"ip {_ns_flag(ns)}addr add {a} dev {ifname}",),
+                                      f"ip {_ns_flag(ns)}addr del {a} dev {ifname}"))
+        for im in self._impairments:
+            steps.append(Step("add root qdisc", f"{im.qdisc()[0]} on {im.end[1]}", im.end[0], (im.command(),),
+                              f"tc qdisc del dev {im.end[1]} root"))
         return Plan(self.title, steps)
 
     def commands(self) -> list[str]:
@@ -378,21 +601,28 @@ class Topology:
     def created(self) -> bool:
         return self._made is not None
 
-    def create(self) -> Topology:
+    def create(self, *, progress: ProgressArg = None) -> Topology:
         """Build it, step by step as planned, in one Transaction (all or nothing). Undo: :meth:`remove`.
 
         All published ports go in one nft batch, after the endpoints (a failure there, as anywhere,
-        undoes everything).
+        undoes everything). ``progress``: a callable ``(done, total)`` called as namespaces, bridges
+        and endpoints are made, ``True`` for a progress bar (tqdm), or ``None`` (silent, the default).
         """
         if self._made is not None:
             raise StateError("topology is already built", obj=self.title, step="create topology")
+        _progress.check(progress, step="create topology")
         self.plan()  # validates everything before the first change
         objs: dict[str, Any] = {}
         made: list[Any] = []
-        with Transaction():
+        has_ports = any(e.publish for e in self._endpoints)
+        report = _progress.reporter(progress, len(self._namespaces) + len(self._bridges) + len(self._endpoints)
+                                    + int(has_ports), desc=f"building {self.title}", unit="object")
+        with contextlib.ExitStack() as closing, Transaction():
+            closing.callback(report.close)
             for name in self._namespaces:
                 objs[f"ns:{name}"] = Namespace(name).create()
                 made.append(objs[f"ns:{name}"])
+                report.advance()
             for b in self._bridges:
                 objs[f"br:{b.name}"] = Bridge(b.name, addresses=b.addresses, mtu=b.mtu).create()
                 made.append(objs[f"br:{b.name}"])
@@ -401,6 +631,7 @@ class Topology:
                     fw.attach_network(NetworkPolicy(b.name, tuple(a.network for a in b.addresses),
                                                     masquerade=b.masquerade, icc=b.icc))
                     made.append(_Attached(fw, b.name))
+                report.advance()
             host = Namespace.current()
             for e in self._endpoints:
                 routes = (Route("default", gateway=e.gateway),) if e.gateway is not None else ()
@@ -408,20 +639,43 @@ class Topology:
                                           routes=routes, mac=e.mac, ipv6_link_local=e.link_local,
                                           hairpin=bool(e.publish))
                 made.append(_wiring.plug(host, objs[f"ns:{e.namespace}"], port))
+                report.advance()
+            for lk in self._links:
+                made.append(self._make_link(lk, objs, host))
+            for im in self._impairments:
+                made.append(_impair(objs[f"ns:{im.end[0]}"] if im.end[0] != HOST else host, im))
             # hairpin mode was set on each publishing endpoint's bridge port by the wiring
             ports = [dataclasses.replace(port, bridge_port=None) for e in self._endpoints for port in e.publish]
             if ports:
                 fw = Firewall.for_namespace()
                 fw.publish(*ports)
                 made.append(_Published(fw, ports))
+                report.advance()
         self._made = made
         self._objects = objs
         return self
 
-    def remove(self) -> None:
+    @staticmethod
+    def _make_link(lk: _Link, objs: dict[str, Any], host: Namespace) -> VethPair:
+        """One link's veth pair with its addresses (journaled; on a failure the pair is deleted)."""
+        ns_a, ns_b = (objs[f"ns:{n}"] if n != HOST else host for n in (lk.a[0], lk.b[0]))
+        pair = VethPair(lk.a[1], lk.b[1], namespace=ns_a, peer_namespace=ns_b, mtu=lk.mtu,
+                        ipv6_link_local=any(a.version == 6 for a in lk.a_addresses + lk.b_addresses)).create()
+        try:
+            for ns, index, addrs in ((ns_a, pair.index, lk.a_addresses), (ns_b, pair.peer_index, lk.b_addresses)):
+                for a in addrs:
+                    ns.rtnl().add_address(index, a, obj=f"{a} on link end in {ns.label}")
+        except BaseException:
+            pair.remove()
+            raise
+        return pair
+
+    def remove(self, *, progress: ProgressArg = None) -> None:
         """Remove everything :meth:`create` made, newest first (addresses and routes go with their
         namespace, veth pairs with their namespace end), interfaces in one request per namespace
-        (a :func:`~netns_kit.removal_batch`). Idempotent."""
+        (a :func:`~netns_kit.removal_batch`). Idempotent. ``progress``: as for :meth:`create`,
+        reported as the batch removes interfaces and namespaces."""
+        _progress.check(progress, step="remove topology")
         made, self._made = self._made, None
         self._objects = {}
         failures: list[BaseException] = []
@@ -432,7 +686,7 @@ class Topology:
                 except Exception as exc:  # keep going: everything else still gets removed
                     exc.add_note(f"while removing {obj!r} of topology {self.title!r}")
                     failures.append(exc)
-        failures += pending.flush()
+        failures += pending.flush(progress)
         if failures:
             attach_rollback_failures(failures[0], failures[1:])
             raise failures[0]
@@ -459,14 +713,18 @@ class Topology:
             return observe(self.namespaces().values(), title=self.title)
         host_ifaces = [InterfaceView(b.name, "bridge", tuple(map(str, b.addresses))) for b in self._bridges]
         host_ifaces += [InterfaceView(e.host_ifname, "veth", (), master=e.bridge) for e in self._endpoints]
+        ends = [(end, addrs) for lk in self._links for end, addrs in ((lk.a, lk.a_addresses), (lk.b, lk.b_addresses))]
+        host_ifaces += [InterfaceView(i, "veth", tuple(map(str, a))) for (n, i), a in ends if n == HOST]
         spaces = [NamespaceView(HOST, tuple(host_ifaces), is_host=True)]
         for name in self._namespaces:
             eps = [e for e in self._endpoints if e.namespace == name]
             ifaces = (InterfaceView("lo"),
-                      *(InterfaceView(e.ifname, "veth", tuple(map(str, e.addresses))) for e in eps))
+                      *(InterfaceView(e.ifname, "veth", tuple(map(str, e.addresses))) for e in eps),
+                      *(InterfaceView(i, "veth", tuple(map(str, a))) for (n, i), a in ends if n == name))
             routes = tuple(f"default via {e.gateway}" for e in eps if e.gateway)
             spaces.append(NamespaceView(name, ifaces, routes))
-        veths = tuple(VethLink((HOST, e.host_ifname), (e.namespace, e.ifname)) for e in self._endpoints)
+        veths = tuple(VethLink((HOST, e.host_ifname), (e.namespace, e.ifname)) for e in self._endpoints) + \
+            tuple(VethLink(lk.a, lk.b) for lk in self._links)
         ports = tuple(PortView(p.spec, f"{e.namespace} {p.container_ip}:{p.container_port}")
                       for e in self._endpoints for p in e.publish)
         return TopologyView(self.title + " (planned)", tuple(spaces), veths, ports)
@@ -480,8 +738,19 @@ class Topology:
 
     def __repr__(self) -> str:
         state = "built" if self._made is not None else "planned"
+        links = f", {len(self._links)} links" if self._links else ""
         return (f"Topology({self.title!r}, {len(self._namespaces)} namespaces, {len(self._bridges)} bridges, "
-                f"{len(self._endpoints)} endpoints, {state})")
+                f"{len(self._endpoints)} endpoints{links}, {state})")
+
+
+def _impair(ns: Namespace, im: _Impairment) -> _Qdisc:
+    """Install one impairment's root qdisc (journaled: deleted on rollback)."""
+    index = ns.link(im.end[1]).index
+    sock = ns.rtnl()
+    kind, options = im.qdisc()
+    with intent(f"delete root qdisc of {im.end[1]} in {ns.label}", lambda: sock.delete_qdisc(index, obj=im.end[1])):
+        sock.add_qdisc(index, kind, options=options, obj=im.end[1])
+    return _Qdisc(ns, index, im.end[1])
 
 
 def _dnat_command(port: Any) -> str:

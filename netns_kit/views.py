@@ -8,6 +8,12 @@ before anything exists. Rendering is pure (no root): :meth:`TopologyView.to_html
 ``_repr_html_``), :meth:`TopologyView.to_dot` (Graphviz source) and :meth:`TopologyView.diagram`
 (a ``graphviz.Graph`` that Jupyter draws as SVG; needs the ``graphviz`` Python package, and
 Graphviz's ``dot`` program to render).
+
+The diagram follows the traffic, left to right, one rank each: published ports (subgraph
+``rank_outside``), the host's routing and NAT (``rank_host``), its bridges (``rank_bridges``) and
+the host ends of veth pairs (``rank_veths``, all three inside ``cluster_host``), then one cluster
+per namespace (``cluster_ns_N``). Above ``max_namespaces`` namespaces, those on one bridge are one
+``group_N`` node (and their host ends one ``group_N_ends`` node).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import NetnsKitError, UnsupportedError
+from .errors import NetnsKitError, UnsupportedError, ValidationError
 from .model import LinkInfo
 
 __all__ = [
@@ -135,64 +141,166 @@ class TopologyView:
 
     # -- Graphviz --------------------------------------------------------------------------------
 
-    def _build(self, graph: Any) -> Any:
-        graph.attr(rankdir="LR", fontname="Helvetica", compound="true")
+    def _build(self, graph: Any, max_namespaces: int) -> Any:
+        """Lay the diagram out as traffic flows, left to right, one rank each: published ports (from
+        outside), the host, its bridges, the host ends of veth pairs, then the namespaces. Every
+        edge joins neighbouring ranks, so a star (one bridge, N namespaces) has no crossings.
+        More than ``max_namespaces`` namespaces collapse into one group per bridge."""
+        graph.attr(rankdir="LR", fontname="Helvetica", nodesep="0.25", ranksep="0.6", newrank="true")
         graph.attr("node", fontname="Helvetica", fontsize="10")
-        graph.attr("edge", fontname="Helvetica", fontsize="9")
-        for n, ns in enumerate(self.namespaces):
-            with graph.subgraph(name=f"cluster_{n}") as sub:
-                host_label = ns.label if ns.label == "host" else f"{ns.label} (host)"
-                sub.attr(label=host_label if ns.is_host else ns.label, style="rounded",
-                         color="gray40" if ns.is_host else "steelblue")
-                if ns.is_host:  # published ports live on the host
-                    for k, p in enumerate(self.ports):
-                        sub.node(f"port_{k}", label=p.spec, shape="cds", style="filled", fillcolor="palegreen")
-                shown = [i for i in ns.interfaces if i.name != "lo" or len(ns.interfaces) == 1]
-                for iface in shown:
-                    label = "\n".join([iface.name, *list(iface.addresses)])
-                    shape = "box3d" if iface.kind == "bridge" else "box"
-                    fill = "lightyellow" if iface.kind == "bridge" else "white"
-                    sub.node(_node_id(ns.label, iface.name), label=label, shape=shape, style="filled",
-                             fillcolor=fill)
-                for iface in shown:
-                    if iface.master:
-                        sub.edge(_node_id(ns.label, iface.name), _node_id(ns.label, iface.master),
-                                 style="dashed", arrowhead="none", label="port")
-        for v in self.veths:
-            graph.edge(_node_id(*v.a), _node_id(*v.b), label="veth", arrowhead="none", penwidth="2")
-        host = next((ns.label for ns in self.namespaces if ns.is_host), None)
-        for n, p in enumerate(self.ports):
-            pid = f"port_{n}"
-            if host is None:
-                graph.node(pid, label=p.spec, shape="cds", style="filled", fillcolor="palegreen")
-            target_ns = p.target.split(" ", 1)[0]
-            target = next((_node_id(ns.label, i.name) for ns in self.namespaces if ns.label == target_ns
-                           for i in ns.interfaces if i.name != "lo"), None)
-            if target is not None:
-                graph.edge(pid, target, style="dotted", label="DNAT")
+        graph.attr("edge", fontname="Helvetica", fontsize="9", arrowhead="none")
+        d = _Layout.of(self, max_namespaces)
+        if d.ports:
+            with graph.subgraph(name="rank_outside") as sub:
+                sub.attr(rank="same")
+                for nid, label in d.ports:
+                    sub.node(nid, label=label, shape="cds", style="filled", fillcolor="palegreen")
+        with graph.subgraph(name="cluster_host") as host:
+            host.attr(label=d.host_label, style="rounded", color="gray40")
+            for rank, nodes in (("rank_host", d.host), ("rank_bridges", d.bridges), ("rank_veths", d.host_ends)):
+                if not nodes:
+                    continue
+                with host.subgraph(name=rank) as sub:
+                    sub.attr(rank="same")
+                    for nid, label, kind in nodes:
+                        sub.node(nid, label=label, **_NODE_STYLE[kind])
+        for n, (label, nodes) in enumerate(d.spaces):
+            with graph.subgraph(name=f"cluster_ns_{n}") as sub:
+                sub.attr(label=label, style="rounded", color="steelblue")
+                for nid, text, kind in nodes:
+                    sub.node(nid, label=text, **_NODE_STYLE[kind])
+        for a, b, attrs in d.edges:
+            graph.edge(a, b, **attrs)
         return graph
 
-    def diagram(self) -> Any:
-        """A ``graphviz.Graph`` (Jupyter draws it as SVG). UnsupportedError without the package."""
+    def diagram(self, *, max_namespaces: int = 24) -> Any:
+        """A ``graphviz.Graph`` (Jupyter draws it as SVG), laid out as traffic flows (see the
+        module docstring). Above ``max_namespaces`` namespaces, those on one bridge are drawn
+        as one group. UnsupportedError without the graphviz package."""
+        if isinstance(max_namespaces, bool) or not isinstance(max_namespaces, int) or max_namespaces < 1:
+            raise ValidationError(f"max_namespaces {max_namespaces!r} must be a positive integer",
+                                  obj=repr(max_namespaces), step="diagram")
         try:
             import graphviz  # type: ignore[import-untyped, import-not-found, unused-ignore]
         except ImportError as exc:
             raise UnsupportedError("diagrams need the graphviz Python package (pip install 'netns-kit[jupyter]') "
                                    "and Graphviz's dot program", step="diagram") from exc
-        return self._build(graphviz.Graph(name=re.sub(r"\W", "_", self.title) or "topology"))
+        return self._build(graphviz.Graph(name=re.sub(r"\W", "_", self.title) or "topology"), max_namespaces)
 
-    def to_dot(self) -> str:
+    def to_dot(self, *, max_namespaces: int = 24) -> str:
         """The diagram's Graphviz source (needs the graphviz Python package, not the dot program)."""
-        return str(self.diagram().source)
+        return str(self.diagram(max_namespaces=max_namespaces).source)
 
-    def to_svg(self) -> str:
+    def to_svg(self, *, max_namespaces: int = 24) -> str:
         """The diagram rendered as SVG (needs Graphviz's ``dot`` program)."""
-        graph = self.diagram()
+        graph = self.diagram(max_namespaces=max_namespaces)
         try:
             return str(graph.pipe(format="svg").decode("utf-8"))
         except Exception as exc:  # graphviz.ExecutableNotFound and friends
             raise UnsupportedError(f"rendering the diagram failed: {exc} (is Graphviz's dot installed?)",
                                    step="diagram") from exc
+
+
+_NODE_STYLE: dict[str, dict[str, str]] = {
+    "host": {"shape": "box", "style": "rounded,filled", "fillcolor": "gray92"},
+    "bridge": {"shape": "box3d", "style": "filled", "fillcolor": "lightyellow"},
+    "veth": {"shape": "box", "style": "filled", "fillcolor": "white"},
+    "group": {"shape": "folder", "style": "filled", "fillcolor": "aliceblue"},
+    "lo": {"shape": "plaintext"},
+}
+
+
+@dataclass
+class _Layout:
+    """What the diagram shows, rank by rank (node id, label, style), and its edges. Pure data."""
+
+    host_label: str = "host"
+    ports: list[tuple[str, str]] = field(default_factory=list)
+    host: list[tuple[str, str, str]] = field(default_factory=list)
+    bridges: list[tuple[str, str, str]] = field(default_factory=list)
+    host_ends: list[tuple[str, str, str]] = field(default_factory=list)
+    spaces: list[tuple[str, list[tuple[str, str, str]]]] = field(default_factory=list)
+    edges: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, view: TopologyView, max_namespaces: int) -> _Layout:
+        d = cls()
+        host = next((ns for ns in view.namespaces if ns.is_host), NamespaceView("host", is_host=True))
+        others = [ns for ns in view.namespaces if not ns.is_host]
+        d.host_label = host.label if host.label == "host" else f"{host.label} (host)"
+        peer: dict[tuple[str, str], tuple[str, str]] = {}
+        for v in view.veths:
+            peer[v.a], peer[v.b] = v.b, v.a
+        bridges = [i for i in host.interfaces if i.kind == "bridge"]
+        names = {b.name for b in bridges}
+        ends = [i for i in host.interfaces
+                if (host.label, i.name) in peer or (i.master in names and i.kind != "bridge")]
+        own = [i for i in host.interfaces if i not in bridges and i not in ends and i.name != "lo"]
+        hid = _node_id(host.label, "")
+        d.host.append((hid, r"\n".join(["routing, NAT", *(f"{i.name} {' '.join(i.addresses)}".strip()
+                                                           for i in own)]), "host"))
+        for k, p in enumerate(view.ports[:8] if len(others) <= max_namespaces else []):
+            d.ports.append((f"port_{k}", rf"{p.spec}\n→ {p.target}"))
+        if view.ports and not d.ports:
+            d.ports.append(("port_0", rf"{len(view.ports)} published ports\n{view.ports[0].spec} …"))
+        elif len(view.ports) > len(d.ports):
+            d.ports.append((f"port_{len(d.ports)}", f"… {len(view.ports) - len(d.ports)} more published ports"))
+        for nid, _label in d.ports:
+            d.edges.append((nid, hid, {"label": "DNAT" if nid == "port_0" else "", "style": "dotted"}))
+        for b in bridges:
+            d.bridges.append((_node_id(host.label, b.name), r"\n".join([b.name, *b.addresses]), "bridge"))
+            d.edges.append((hid, _node_id(host.label, b.name), {}))
+        if len(others) > max_namespaces:
+            d._groups(host, others, ends, peer)
+            return d
+        for i in ends:
+            nid = _node_id(host.label, i.name)
+            d.host_ends.append((nid, r"\n".join([i.name, *i.addresses]), "veth"))
+            if i.master in names:
+                d.edges.append((_node_id(host.label, i.master), nid, {"style": "dashed", "label": "port"}))
+            else:
+                d.edges.append((hid, nid, {"minlen": "2"}))
+        for ns in others:
+            shown = [i for i in ns.interfaces if i.name != "lo"] or list(ns.interfaces[:1]) or [InterfaceView("lo")]
+            nodes = [(_node_id(ns.label, i.name), r"\n".join([i.name, *i.addresses]), "lo" if i.name == "lo" else
+                      "veth") for i in shown]
+            d.spaces.append((ns.label, nodes))
+            for i in shown:  # an interface not paired with the host stays in the namespaces' rank
+                if peer.get((ns.label, i.name), (host.label,))[0] != host.label:
+                    d.edges.append((hid, _node_id(ns.label, i.name), {"style": "invis", "minlen": "3"}))
+        for v in view.veths:
+            near, far = (v.b, v.a) if v.b[0] == host.label else (v.a, v.b)  # drawn from the host outwards
+            between = host.label not in (v.a[0], v.b[0])  # two namespaces: drawn within their rank
+            d.edges.append((_node_id(*near), _node_id(*far), {"penwidth": "2", "constraint": "false"} if between
+                            else {"label": "veth", "penwidth": "2"}))
+        return d
+
+    def _groups(self, host: NamespaceView, others: list[NamespaceView], ends: list[InterfaceView],
+                peer: dict[tuple[str, str], tuple[str, str]]) -> None:
+        """One group of namespaces (and one of host ends) per bridge; the rest in one more group."""
+        master = {i.name: i.master for i in ends}
+        by_bridge: dict[str, list[NamespaceView]] = {}
+        for ns in others:
+            key = next((m for i in ns.interfaces if (p := peer.get((ns.label, i.name))) and p[0] == host.label
+                        and (m := master.get(p[1]))), "")
+            by_bridge.setdefault(key, []).append(ns)
+        hid = _node_id(host.label, "")
+        for n, (bridge, members) in enumerate(sorted(by_bridge.items(), key=lambda kv: kv[0] == "")):
+            first, last = members[0], members[-1]
+            addrs = [a for a in (next((i.addresses[0] for i in ns.interfaces if i.addresses), None)
+                                 for ns in (first, last)) if a]
+            names = first.label if len(members) == 1 else f"{first.label} … {last.label}"
+            gid = f"group_{n}"
+            text = r"\n".join([f"{len(members)} namespaces", names, " … ".join(dict.fromkeys(addrs))])
+            self.spaces.append((f"{len(members)} namespaces" + (f" on {bridge}" if bridge else ""),
+                                [(gid, text, "group")]))
+            if bridge:
+                eid = f"group_{n}_ends"
+                self.host_ends.append((eid, f"{len(members)} host ends", "group"))
+                self.edges.append((_node_id(host.label, bridge), eid, {"style": "dashed", "label": "ports"}))
+                self.edges.append((eid, gid, {"label": f"{len(members)} veth pairs", "penwidth": "2"}))
+            else:
+                self.edges.append((hid, gid, {"style": "invis", "minlen": "3"}))
 
 
 def _e(text: object) -> str:

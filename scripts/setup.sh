@@ -39,5 +39,5 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,bench,capture,progress]'
 echo "setup.sh: ready (.venv, $(.venv/bin/python --version))"

@@ -8,6 +8,10 @@ before=$(mktemp); after=$(mktemp)
 bash scripts/host-snapshot.sh >"$before"
 rc=0
 bash scripts/sandbox.sh .venv/bin/python -m pytest "$@" || rc=$?
+echo "== rootless: the fixtures' network, NAT and partition tests as an unprivileged user (uid 65534)"
+bash scripts/unprivileged.sh .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_rootless.py || rc=1
+echo "== rootless: scripts/sandbox.sh and an example as that user"
+bash scripts/unprivileged.sh bash scripts/sandbox.sh .venv/bin/python examples/rootless.py || rc=1
 bash scripts/host-snapshot.sh >"$after"
 if ! diff -u "$before" "$after"; then
   echo "test.sh: the machine's own network state changed during the tests" >&2

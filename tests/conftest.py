@@ -11,8 +11,9 @@ everything else is ``kernel``. A pure test fails loudly if it is not: asking for
 is a usage error at collection, and opening a netlink socket, loading libnftables or opening a
 namespace file (/run/netns/*, /proc/*/ns/*) or /proc/sys/net/* while it runs fails the test (an
 audit hook watches), as root or not.
-Without root inside the sandbox, kernel tests are skipped with the reason; as root outside the
-sandbox, nothing runs.
+Without root inside the sandbox, kernel tests are skipped with the reason, except those marked
+``rootless``, which an unprivileged user runs (in rootless mode); as root outside the sandbox,
+nothing runs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from netns_kit import Namespace
 # Test modules (file stems) in which every test needs no root and no kernel state.
 # Checked by running them as an unprivileged user outside the sandbox (scripts/check.sh does).
 PURE_MODULES = frozenset({
+    "test_diagram",
+    "test_topofile",
     "test_dns_model",
     "test_import_graph",
     "test_ipam",
@@ -78,7 +81,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.pure)
         else:
             item.add_marker(pytest.mark.kernel)
-            if not (ROOT and SANDBOXED):
+            # marked rootless: also runs unprivileged (the plugin's fixtures enter a user namespace)
+            if not (ROOT and SANDBOXED) and not (item.get_closest_marker("rootless") and not ROOT):
                 item.add_marker(skip_kernel)
     if misplaced:
         raise pytest.UsageError(

@@ -54,3 +54,19 @@ def test_quick_benchmark_completes_and_cleans_up(tmp_path: Path) -> None:
     assert "skipped" not in text
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert after == before
+
+
+@pytest.mark.parametrize("approach", ["netns_kit", "netns_kit_network"])
+def test_profile_steps_split_kernel_requests_from_python(approach: str) -> None:
+    """``benchmarks.profile APPROACH N --steps`` reports each kind of kernel request and the rest,
+    over all endpoints and for the first and the last tenth (what docs/performance.md quotes)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", approach, "20", "--steps"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert f"{approach} setup, N=20:" in out and f"{approach} teardown, N=20:" in out
+    assert "namespace: unshare, mount, socket, lo up" in out and "netlink: create veth link" in out
+    assert "nft: publish port" in out and "everything else (netns_kit Python" in out
+    assert "many/few" in out
+    if approach == "netns_kit_network":  # its teardown runs in removal batches of tenths
+        assert out.count("many/few") == 2 and "netlink: delete links" in out

@@ -86,4 +86,5 @@ def test_partition_commands_are_readable(host: Namespace) -> None:
         cmds = p.commands()
         assert cmds[0] == f"ip netns exec ch0 nft add table inet {p.table}"
         assert any("elements = { 10.60.0.3 }" in c for c in cmds)
-        assert any(c.endswith("ip daddr @peers4 drop") for c in cmds)
+        assert any(c.endswith("ip daddr @output4 drop") for c in cmds)
+        assert any(c.endswith("ip saddr @input4 drop") for c in cmds)

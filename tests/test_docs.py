@@ -18,7 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 # Pages whose ```python blocks run as written, in order, as root inside a throwaway host.
-RUNNABLE_PAGES = ["primitives.md", "tutorial.md", "testing.md", "jupyter.md", "nat.md", "modes.md"]
+RUNNABLE_PAGES = ["primitives.md", "tutorial.md", "testing.md", "jupyter.md", "nat.md", "modes.md",
+                  "captures-and-faults.md"]
 
 
 def test_site_builds_with_warnings_as_errors(tmp_path: pathlib.Path) -> None:

@@ -24,6 +24,7 @@ EXAMPLES = [
     "overlay.py",
     "rootless.py",
     "cni.py",
+    "names.py",
 ]
 
 

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is loaded on first use
     from ._batch import RemovalBatch, removal_batch
+    from ._dns import NameService
     from ._inspection import observe
     from ._journal import Transaction
     from ._recovery import RecoveryReport, recover
@@ -113,6 +114,7 @@ __all__ = [
     "LeakError",
     "LinkInfo",
     "Masquerade",
+    "NameService",
     "Namespace",
     "NatRule",
     "NetnsKitError",
@@ -177,6 +179,7 @@ _EXPORTS: dict[str, str] = {
     "LeakError": ".errors",
     "LinkInfo": ".model",
     "Masquerade": ".nat",
+    "NameService": "._dns",
     "Namespace": ".namespace",
     "NatRule": ".nat",
     "NetnsKitError": ".errors",

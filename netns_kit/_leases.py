@@ -2,7 +2,9 @@
 
 A network created by :meth:`netns_kit.Network.create` keeps, next to its state file, a directory
 with one small file per address handed out: ``/run/netns-kit/networks/<host>/<name>.leases/<ip>``,
-holding the owner (``"<pid>.<start time>"``) and the host end of the endpoint's veth. Taking an
+holding the owner (``"<pid>.<start time>"``), the host end of the endpoint's veth, and the
+endpoint's names and namespace identity (what the network's name service, :mod:`netns_kit._dnsd`,
+answers from: it watches these directories). Taking an
 address is one ``open(O_CREAT | O_EXCL)``: atomic across processes without a lock and without
 reading what the others hold, so a connect costs the same with 10 or 10,000 endpoints. The
 in-process :class:`~netns_kit.ipam.AddressAllocator` proposes candidates (round-robin from its
@@ -35,11 +37,14 @@ log = logging.getLogger("netns_kit")
 
 @dataclass(frozen=True)
 class Lease:
-    """Who holds one address: the owning process and the host end of its veth (if known)."""
+    """Who holds one address: the owning process, the host end of its veth (if known), the names
+    other endpoints resolve to it and the ``(dev, inode)`` identity of its namespace."""
 
     ip: str
     owner: str
     link: str | None
+    names: tuple[str, ...] = ()
+    ns: tuple[int, int] | None = None
 
 
 class LeaseBook:
@@ -55,9 +60,15 @@ class LeaseBook:
     def _path(self, ip: str) -> str:
         return os.path.join(self.directory, ip)
 
-    def claim(self, ip: IPAddr, link: str | None) -> bool:
+    def claim(self, ip: IPAddr, link: str | None, names: tuple[str, ...] = (),
+              ns: tuple[int, int] | None = None) -> bool:
         """Take ``ip`` for this process (False if some process holds it already)."""
-        data = json.dumps({"owner": _state.owner_id(), "link": link}, separators=(",", ":")).encode()
+        record: dict[str, object] = {"owner": _state.owner_id(), "link": link}
+        if names:
+            record["names"] = list(names)
+        if ns is not None:
+            record["ns"] = list(ns)
+        data = json.dumps(record, separators=(",", ":")).encode()
         try:
             fd = os.open(self._path(str(ip)), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600)
@@ -86,21 +97,29 @@ class LeaseBook:
         except FileNotFoundError:
             return
         for name in names:
-            try:
-                fd = os.open(self._path(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ELOOP):
-                    continue
-                raise
-            try:
-                raw = os.read(fd, 4096)
-            finally:
-                os.close(fd)
-            try:
-                data = json.loads(raw)
-                yield Lease(name, str(data["owner"]), data.get("link"))
-            except (ValueError, KeyError, TypeError):
-                yield Lease(name, "", None)  # half-written by a process that died: held, owner unknown
+            lease = self.get(name)
+            if lease is not None:
+                yield lease
+
+    def get(self, ip: str) -> Lease | None:
+        """The lease of ``ip`` (None if there is none)."""
+        try:
+            fd = os.open(self._path(ip), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP):
+                return None
+            raise
+        try:
+            raw = os.read(fd, 65536)
+        finally:
+            os.close(fd)
+        try:
+            data = json.loads(raw)
+            ns = data.get("ns")
+            return Lease(ip, str(data["owner"]), data.get("link"), tuple(str(n) for n in data.get("names", ())),
+                         (int(ns[0]), int(ns[1])) if ns else None)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return Lease(ip, "", None)  # half-written by a process that died: held, owner unknown
 
     def remove_directory(self) -> None:
         """Delete every lease and the directory (the network is gone)."""
@@ -153,10 +172,11 @@ class NetworkAddresses:
         a.load({ip for ip in held | self._mine if ip.version == a.subnet.version}, a.cursor)
         return a.available > 0
 
-    def _take(self, a: AddressAllocator, want: IPAddr | None, link: str | None) -> IPAddr:
+    def _take(self, a: AddressAllocator, want: IPAddr | None, link: str | None, names: tuple[str, ...],
+              ns: tuple[int, int] | None) -> IPAddr:
         if want is not None:
             ip = a.allocate(want)
-            if self.book is not None and not self.book.claim(ip, link):
+            if self.book is not None and not self.book.claim(ip, link, names, ns):
                 a.release(ip)
                 raise AlreadyExistsError(f"address {ip} is already in use in {a.subnet} (by another process)",
                                          obj=str(ip), step="allocate address")
@@ -164,7 +184,7 @@ class NetworkAddresses:
         for _ in range(2):
             while a.available > 0:
                 ip = a.allocate()
-                if self.book is None or self.book.claim(ip, link):
+                if self.book is None or self.book.claim(ip, link, names, ns):
                     return ip
                 # another process holds it: it stays "taken" in our view, try the next one
             if not self._refresh(a):
@@ -172,11 +192,13 @@ class NetworkAddresses:
         raise ExhaustedError(f"no free address left in {a.plan.range} (subnet {a.subnet})", obj=str(a.subnet),
                              step="allocate address")
 
-    def take(self, ip: IPAddr | None, ip6: IPAddr | None, link: str | None) -> tuple[IPAddr, IPAddr | None]:
-        """Allocate the IPv4 address (and the IPv6 one on a dual-stack network). Undo: :meth:`give_back`."""
-        addr = self._take(self.alloc, ip, link)
+    def take(self, ip: IPAddr | None, ip6: IPAddr | None, link: str | None, names: tuple[str, ...] = (),
+             ns: tuple[int, int] | None = None) -> tuple[IPAddr, IPAddr | None]:
+        """Allocate the IPv4 address (and the IPv6 one on a dual-stack network), each lease recording
+        ``names`` and the namespace identity ``ns``. Undo: :meth:`give_back`."""
+        addr = self._take(self.alloc, ip, link, names, ns)
         try:
-            addr6 = self._take(self.alloc6, ip6, link) if self.alloc6 is not None else None
+            addr6 = self._take(self.alloc6, ip6, link, names, ns) if self.alloc6 is not None else None
         except BaseException:
             self.give_back(addr, None)
             raise

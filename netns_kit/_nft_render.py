@@ -172,9 +172,13 @@ def _merge(into: Elements, more: Elements) -> Elements:
 
 
 def network_elements(bridge: str, subnets: Sequence[IPNet], *, internal: bool, icc: bool,
-                     masquerade: bool) -> Elements:
-    """The elements that attach one bridge network (masquerade only if not internal)."""
+                     masquerade: bool, dns: tuple[str, int] | None = None) -> Elements:
+    """The elements that attach one bridge network (masquerade only if not internal); with ``dns``
+    (gateway, service port): ``gateway:53`` over UDP and TCP goes to ``gateway:port`` (the name service)."""
     out: Elements = {"bridges": [bridge]}
+    if dns is not None:
+        gw, port = dns
+        out["dnat4_addr"] = [[_concat(gw, proto, 53), _concat(gw, port)] for proto in ("udp", "tcp")]
     if icc:
         out["icc"] = [_concat(bridge, bridge)]
     if internal:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import _nft, _state, _sys
+from . import _dns, _nft, _state, _sys
 from ._hostsfile import release_etc_netns
 from ._leases import LeaseBook
 from ._netlink import RTPROT_STATIC, RtnlSocket
@@ -367,6 +367,9 @@ def recover(*, firewall: bool = True) -> RecoveryReport:
             if firewall:
                 _recover_firewall(report)
             _recover_files(report, finder)
+            for what in _dns.recover_services():  # a name service whose networks are all gone
+                report.undone.append(what)
+                log.info("recover: %s", what)
     finally:
         finder.close()
     return report

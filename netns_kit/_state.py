@@ -119,6 +119,12 @@ def owner_id() -> str:
     return _owner_cache[1]
 
 
+def owner_of(pid: int) -> str | None:
+    """``"<pid>.<start time>"`` of process ``pid`` (None if it is gone): its identity as an owner."""
+    start = _start_time(pid)
+    return None if start is None else f"{pid}.{start}"
+
+
 _mark_cache: tuple[str, str, int] = ("", "", 0)  # (owner, its mark, its tag)
 
 
@@ -280,14 +286,20 @@ def networks_dir() -> str:
     return os.path.join(STATE_DIR, "networks")
 
 
+def dns_dir() -> str:
+    """Where the name service of each host namespace records itself (``<dev>-<ino>.json``, its log)."""
+    return os.path.join(STATE_DIR, "dns")
+
+
 # -- locks ----------------------------------------------------------------------------------------
 
 _held = threading.local()
 
 
 @contextlib.contextmanager
-def lock(key: str) -> Iterator[None]:
-    """Hold the inter-process lock ``key`` for the body (blocking). Re-entrant within a thread.
+def lock(key: str, *, blocking: bool = True) -> Iterator[None]:
+    """Hold the inter-process lock ``key`` for the body (blocking; with ``blocking=False``,
+    BlockingIOError if another holds it). Re-entrant within a thread.
 
     ``flock`` on ``/run/netns-kit/locks/<key>.lock``; each acquisition opens its own file
     description, so other threads of this process are excluded too. Released on exit or death.
@@ -307,7 +319,7 @@ def lock(key: str) -> Iterator[None]:
     _ensure_dir(_locks_dir)
     fd = open_regular(os.path.join(_locks_dir, key + ".lock"), os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         held[key] = 1
         try:
             yield

@@ -14,6 +14,7 @@ import errno as _errno
 import fcntl
 import os
 import re
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,9 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.inotify_init1.argtypes = [ctypes.c_int]
+_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+_libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 
 _caps_checked = False
 _caps_lock = threading.Lock()
@@ -341,9 +345,14 @@ MS_SLAVE = 1 << 19
 
 def drop_stale_hosts(name: str) -> bool:
     """Delete /etc/netns/NAME/hosts if netns_kit wrote it (a link into HOSTS_RUN_DIR, or a file
-    starting with HOSTS_HEADER), then the directory if that leaves it empty. True if deleted.
+    starting with HOSTS_HEADER), and /etc/netns/NAME/resolv.conf if it starts with HOSTS_HEADER,
+    then the directory if that leaves it empty. True if the hosts file was deleted.
     For crash recovery: a process that dies cannot delete the hosts files of its namespaces."""
     directory = os.path.join(ETC_NETNS_DIR, name)
+    resolv = os.path.join(directory, "resolv.conf")
+    with contextlib.suppress(OSError), open(resolv, "rb") as f:
+        if f.readline().startswith(HOSTS_HEADER.encode()) and not os.path.islink(resolv):
+            os.unlink(resolv)
     path = os.path.join(directory, "hosts")
     if os.path.islink(path):
         ours = os.path.dirname(os.readlink(path)) == HOSTS_RUN_DIR
@@ -352,6 +361,8 @@ def drop_stale_hosts(name: str) -> bool:
             with open(path, encoding="utf-8", errors="replace") as f:
                 ours = f.readline().startswith(HOSTS_HEADER)
         except (FileNotFoundError, IsADirectoryError):
+            with contextlib.suppress(OSError):  # only a resolv.conf of ours was there
+                os.rmdir(directory)
             return False
     if not ours:
         return False
@@ -388,6 +399,61 @@ def enter_etc_view(binds: list[tuple[bytes, bytes]]) -> None:
     for src, dst in binds:
         if _libc.mount(src, dst, b"none", MS_BIND, None) != 0:
             raise _oserror(f"bind {src.decode()} over", dst.decode())
+
+
+# -- inotify (the name service watches the networks' state and lease files) ---------------------------
+
+IN_MODIFY = 0x2
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x01000000
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+_EVENT = struct.Struct("iIII")
+
+
+def inotify_init() -> int:
+    """A new non-blocking inotify descriptor (close it with ``os.close``)."""
+    fd = int(_libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
+    if fd < 0:
+        raise _oserror("inotify_init1")
+    return fd
+
+
+def inotify_watch(fd: int, path: str, mask: int) -> int:
+    """Watch ``path`` for the events in ``mask``; returns the watch descriptor."""
+    wd = int(_libc.inotify_add_watch(fd, path.encode(), mask))
+    if wd < 0:
+        raise _oserror("inotify_add_watch", path)
+    return wd
+
+
+def inotify_rm_watch(fd: int, wd: int) -> None:
+    """Stop the watch ``wd``."""
+    if _libc.inotify_rm_watch(fd, wd) != 0:
+        raise _oserror("inotify_rm_watch")
+
+
+def inotify_read(fd: int) -> list[tuple[int, int, str]]:
+    """The queued events as ``(watch descriptor, mask, name)``; [] if none (never blocks)."""
+    out: list[tuple[int, int, str]] = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return out
+        pos = 0
+        while pos + _EVENT.size <= len(data):
+            wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
+            pos += _EVENT.size
+            name = data[pos:pos + length].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            pos += length
+            out.append((wd, mask, name))
 
 
 # -- rootless: a user namespace and private /run and /etc ------------------------------------------

@@ -63,7 +63,9 @@ class NetworkPolicy:
     - ``subnets``: its IPv4 and/or IPv6 subnets (strings are parsed);
     - ``internal``: no way out: forwarding to and from other interfaces is dropped, no masquerade;
     - ``icc``: inter-container communication on the bridge (off: peers cannot reach each other);
-    - ``masquerade``: source NAT for traffic of the subnets leaving through another interface.
+    - ``masquerade``: source NAT for traffic of the subnets leaving through another interface;
+    - ``dns``: ``(gateway, port)``: DNS queries to the gateway's port 53 (UDP, TCP) go to ``port``
+      on the gateway instead (the network's name service, see docs/dns.md).
     """
 
     bridge: str
@@ -71,6 +73,7 @@ class NetworkPolicy:
     internal: bool = False
     icc: bool = True
     masquerade: bool = True
+    dns: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         check_args("NetworkPolicy", bridge=(self.bridge, str), subnets=(self.subnets, [str, *NET_TYPES]),
@@ -84,6 +87,14 @@ class NetworkPolicy:
             if not isinstance(getattr(self, flag), bool):
                 raise ValidationError(f"{flag} must be a bool", obj=self.bridge)
         object.__setattr__(self, "subnets", tuple(nets))
+        if self.dns is not None:
+            try:
+                gw, port = str(ipaddress.IPv4Address(self.dns[0])), int(self.dns[1])
+            except (ValueError, TypeError, IndexError) as exc:
+                raise ValidationError(f"dns must be (IPv4 gateway, port), got {self.dns!r}", obj=self.bridge) from exc
+            if not 0 < port < 65536:
+                raise ValidationError(f"dns port {port} is out of range", obj=self.bridge)
+            object.__setattr__(self, "dns", (gw, port))
 
     @property
     def masquerades(self) -> bool:
@@ -96,7 +107,7 @@ class NetworkPolicy:
     def elements(self) -> render.Elements:
         """The nft elements that attach this network (see :func:`netns_kit._nft_render.network_elements`)."""
         return render.network_elements(self.bridge, self.subnets, internal=self.internal, icc=self.icc,
-                                       masquerade=self.masquerades)
+                                       masquerade=self.masquerades, dns=self.dns)
 
 
 class Firewall:
@@ -747,7 +758,7 @@ class Firewall:
         for name, elems in render.listed_elements(objs).items():
             for e in elems:
                 pe = render.parse_port_element(name, e)
-                if pe is not None:
+                if pe is not None and pe.host_ip != pe.container_ip:  # (not a gateway's DNS redirect)
                     out.append(PortBinding(pe.proto, pe.host_ip, pe.host_port, pe.container_ip, pe.container_port))
         return sorted(out, key=lambda b: (b.container_ip, b.container_port, b.proto, b.family, b.host_port))
 

@@ -16,7 +16,9 @@ Name resolution: for every named namespace attached to a network, netns_kit writ
 ``/etc/netns/NAME/hosts`` (see :mod:`netns_kit._hostsfile`). It lists the namespace's own names
 and, on networks with ``resolve_names`` (every user-defined network; not the default ``bridge``
 network, as in Docker), the names of the other endpoints. A file netns_kit did not write is left
-alone.
+alone. Networks with ``resolve_names`` also have a DNS service on their gateway (one resolver
+process per host, :mod:`netns_kit._dns`), which answers for every endpoint of every process, and
+their named endpoints get an ``/etc/netns/NAME/resolv.conf`` pointing at it.
 
 Everything a create/connect does is undone in reverse by remove/disconnect, and recorded in
 the active :class:`~netns_kit.Transaction`.
@@ -27,12 +29,13 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from . import _batch, _hostsfile, _progress, _state, _wiring
+from . import _batch, _dns, _hostsfile, _progress, _state, _wiring
 from ._journal import EphemeralScope, atomic_step, record
 from ._leases import LeaseBook, NetworkAddresses
 from ._netconfig import (
@@ -147,6 +150,7 @@ class Network(EphemeralScope):
         self._attached_fw = False
         self._owned = True  # False for Network.open() until adopt()
         self._state_path: str | None = None  # the shared state file (settings), once created
+        self._dns_port: int | None = None  # the name service's port its gateway's port 53 goes to
 
     # -- read-only views ----------------------------------------------------------------------------
 
@@ -240,7 +244,15 @@ class Network(EphemeralScope):
         if self.subnet6 is not None:
             subnets.append(self.subnet6)
         return NetworkPolicy(bridge=self.bridge, subnets=tuple(subnets), internal=self.config.internal,
-                             icc=self.config.icc, masquerade=self.config.masquerades)
+                             icc=self.config.icc, masquerade=self.config.masquerades,
+                             dns=(str(self.gateway), self._dns_port) if self._dns_port is not None else None)
+
+    def dns_flags(self) -> list[str]:
+        """Options for a container engine whose container joins an endpoint's namespace (``podman run
+        --network ns:/run/netns/NAME``): ``--dns GATEWAY --dns-option ndots:0`` and the host's search
+        domains, so that its resolv.conf points at the network's name service. Changes nothing."""
+        self._check_live("dns flags")
+        return _dns.engine_flags(str(self.gateway))
 
     def inspect(self) -> dict[str, Any]:
         """``docker network inspect NAME``'s document (its one element) for this network, read from
@@ -308,6 +320,12 @@ class Network(EphemeralScope):
         except BaseException:
             forget_host_if_empty(host)
             raise
+        if self._dns_port is not None:
+            try:
+                _dns.serve(self, self._dns_port)
+            except BaseException:
+                self.remove(force=True)
+                raise
         record(f"remove network {self.name} in {host.label}", lambda: self.remove(force=True))
         return self
 
@@ -345,10 +363,14 @@ class Network(EphemeralScope):
         self._addresses = NetworkAddresses(
             AddressAllocator(plan), AddressAllocator(self.config.plan6) if self.config.plan6 is not None else None,
             book)
+        if self.config.resolve_names:
+            self._dns_port = _dns.reserve_port(host)
         try:
             with atomic_step():
+                # a MAC of its own: a bridge without one takes its lowest port's, and changes it when
+                # that port goes, leaving every endpoint's ARP entry for the gateway stale for seconds
                 self._bridge = Bridge(self.bridge, namespace=host, addresses=addrs, mtu=self.config.mtu,
-                                      ipv6_link_local=self.config.plan6 is None)
+                                      ipv6_link_local=self.config.plan6 is None, mac=_bridge_mac())
                 self._bridge.create()
                 Firewall.for_namespace(host).attach_network(self.policy())
                 self._attached_fw = True
@@ -363,6 +385,7 @@ class Network(EphemeralScope):
             self._addresses = None
             self._bridge = None
             self._attached_fw = False
+            self._dns_port = None
             raise
         self._created, self._removed = True, False
         st.networks[self.name] = self
@@ -455,6 +478,11 @@ class Network(EphemeralScope):
                     self._lease_book(self._state_path).remove_directory()
                     _state.delete_json(self._state_path)
                 self._state_path = None
+                if self._dns_port is not None:
+                    try:
+                        _dns.release(self.host)  # the last network with name resolution stops the service
+                    except Exception as exc:
+                        failures.append(exc)
             if st.networks.get(self.name) is self:
                 del st.networks[self.name]
         forget_host_if_empty(self.host)
@@ -522,6 +550,7 @@ class Network(EphemeralScope):
             AddressAllocator(net.config.plan6) if net.config.plan6 is not None else None, net._lease_book(path))
         net._bridge = Bridge.open(net.bridge, namespace=host)
         net._state_path = path
+        net._dns_port = int(data["dns_port"]) if data.get("dns_port") else None
         net._owned = False
         net._created = True
         return net
@@ -575,6 +604,7 @@ class Network(EphemeralScope):
             "gateway6": str(p6.gateway_ip) if p6 is not None else None,
             "ip_range6": str(p6.range) if p6 is not None else None, "mtu": c.mtu, "internal": c.internal,
             "icc": c.icc, "masquerade": c.masquerade, "resolve_names": c.resolve_names,
+            "dns_port": self._dns_port,
         }
 
     def _reclaim_dead(self) -> bool:
@@ -745,7 +775,7 @@ class Network(EphemeralScope):
         ns = req.namespace
         ifname = req.ifname if req.ifname is not None else self._next_ifname(ns)
         host_ifname = _wiring.new_host_ifname()
-        addr, addr6 = addresses.take(req.ip, req.ip6, host_ifname)
+        addr, addr6 = addresses.take(req.ip, req.ip6, host_ifname, req.names, req.identity)
         if req.mac is None and (mac := self._endpoint_mac(addr)) is not None:
             req = dataclasses.replace(req, mac=mac)
         try:
@@ -765,6 +795,7 @@ class Network(EphemeralScope):
         try:
             self._shared_hosts()
             _hostsfile.on_connect(st, conn)
+            _dns.on_connect(st, conn)
         except OSError as exc:
             log.warning("could not write hosts files for network %s: %s", self.name, exc)
         return conn
@@ -815,6 +846,7 @@ class Network(EphemeralScope):
             shared.rewrite_pending = True
             pending.after(f"rewriting the hosts file of network {self.name}",
                           lambda: shared.rewrite() if shared.exists and self.created else None)
+        _dns.on_disconnect(st, conn)
         _hostsfile.on_disconnect(st, conn, defer=defer)
         if not self._owned and not self._connections and shared is not None:
             shared.drop()
@@ -1034,6 +1066,13 @@ def _live_state(host: Namespace, data: dict[str, Any] | None) -> dict[str, Any] 
     if info is None or info.name != data.get("bridge") or info.kind != "bridge":
         return None
     return data
+
+
+def _bridge_mac() -> str:
+    """A random locally administered unicast MAC address (as Docker gives its bridges)."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
 
 
 def _has_default(ns: Namespace, family: int) -> bool:

@@ -10,7 +10,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 PKGS="git iproute2 nftables libnftables1 python3 python3-venv python3-pip util-linux procps iputils-ping
       podman runc busybox-static uidmap mininet bridge-utils graphviz netavark containernetworking-plugins iptables
-      docker.io containerd"
+      docker.io containerd aardvark-dns"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -35,6 +35,7 @@ from netns_kit import Namespace
 PURE_MODULES = frozenset({
     "test_diagram",
     "test_topofile",
+    "test_dns_model",
     "test_import_graph",
     "test_ipam",
     "test_model",

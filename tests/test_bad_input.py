@@ -26,6 +26,7 @@ from netns_kit import (
     Engine,
     Firewall,
     Masquerade,
+    NameService,
     Namespace,
     NetworkConfig,
     NetworkMode,
@@ -490,6 +491,7 @@ TYPE_CASES: list[tuple[str, str, list[Any], Call]] = [
     ("Firewall", "ns", [None, "bi-ns", 7, OTHER], lambda e, v: Firewall(v).publish(
         PublishedPort(8085, "10.70.0.9", 80, e.net.bridge))),
     ("Firewall.for_namespace", "ns", ["bi-ns", 7, OTHER], lambda e, v: Firewall.for_namespace(v)),
+    ("NameService.of", "host", ["bi-ns", 7, OTHER], lambda e, v: NameService.of(v)),
     ("Firewall.publish", "ports", ["8085:80", 7, None, OTHER], lambda e, v: Firewall.for_namespace().publish(v)),
     ("Firewall.unpublish", "ports", ["8080:80", 7, None, OTHER],
      lambda e, v: Firewall.for_namespace().unpublish(v)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from nat_env import OUT4, World, world
@@ -14,7 +15,7 @@ from netns_kit.firewall import ACCEPT_MARK, Firewall, NetworkPolicy
 from netns_kit.nat import PublishedPort
 
 
-def attach(fw: Firewall, w: World, br: str, **kw: bool) -> None:
+def attach(fw: Firewall, w: World, br: str, **kw: Any) -> None:
     fw.attach_network(NetworkPolicy(br, (ipaddress.ip_network(w.nets[br].subnet4),), **kw))
 
 

@@ -108,6 +108,7 @@ KILL
         for name in ("dead1", "dead2"):  # the user cleans up by hand, as `ip` would
             subprocess.run(["ip", "netns", "del", name], check=True)
             os.unlink(f"/etc/netns/{name}/hosts")
+            os.unlink(f"/etc/netns/{name}/resolv.conf")
             os.rmdir(f"/etc/netns/{name}")
         links = [link.name for link in host.links() if link.kind in ("bridge", "veth")]
         for name in links:

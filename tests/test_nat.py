@@ -6,6 +6,7 @@ import ipaddress
 import socket
 import subprocess
 import time
+from typing import Any
 
 import pytest
 from nat_env import HOST4, HOST6, OUT4, OUT6, World, world
@@ -24,7 +25,7 @@ def has_table(host: Namespace) -> bool:
     return nft(host, "list", "table", "inet", "netns_kit").returncode == 0
 
 
-def attach(fw: Firewall, w: World, br: str, **kw: bool) -> NetworkPolicy:
+def attach(fw: Firewall, w: World, br: str, **kw: Any) -> NetworkPolicy:
     net = w.nets[br]
     subnets = [ipaddress.ip_network(net.subnet4)]
     if net.ips6:

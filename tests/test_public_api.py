@@ -43,3 +43,8 @@ def test_errno_survives_oserror_bases() -> None:
     assert errors.AlreadyExistsError("taken", errno=17).errno == 17
     assert errors.PermissionDeniedError("no", errno=1).errno == 1
     assert errors.NotFoundError("gone", errno=19).errno == 19
+
+
+def test_name_service_is_public() -> None:
+    assert "NameService" in netns_kit.__all__
+    assert callable(netns_kit.NameService.of) and callable(netns_kit.Network.dns_flags)

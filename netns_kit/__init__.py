@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is l
     from ._journal import Transaction
     from ._recovery import RecoveryReport, recover
     from .attach import Attachment, attach, mac_from_seed
+    from .connection import Connection
     from .engines import Container, Engine
     from .errors import (
         AlreadyExistsError,
@@ -86,7 +87,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is l
     )
     from .namespace import Namespace
     from .nat import Masquerade, NatRule, PublishedPort
-    from .network import Connection, Network, NetworkConfig, RemovalReport
+    from .network import Network, NetworkConfig, RemovalReport
     from .overlay import OverlayNetwork, OverlayPeer
     from .ports import PortBinding, PortSpec
     from .topofile import TopologySpec
@@ -165,7 +166,7 @@ _EXPORTS: dict[str, str] = {
     "Attachment": ".attach",
     "Bridge": ".links",
     "BridgeMode": ".modes",
-    "Connection": ".network",
+    "Connection": ".connection",
     "Container": ".engines",
     "ContainerMode": ".modes",
     "CustomMode": ".modes",

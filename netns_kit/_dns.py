@@ -47,7 +47,8 @@ from .namespace import Namespace
 
 if TYPE_CHECKING:
     from ._registry import HostRegistry
-    from .network import Connection, Network
+    from .connection import Connection
+    from .network import Network
 
 __all__ = ["NameService", "engine_flags", "on_connect", "on_disconnect", "recover_services", "release",
            "reserve_port", "serve"]
@@ -60,6 +61,9 @@ HEADER = f"{_sys.HOSTS_HEADER}namespace %s: the name service of its network (see
 
 _owned: dict[str, str] = {}  # /etc/netns/NAME/resolv.conf written by this process -> the nameserver in it
 _owned_lock = threading.Lock()
+CHECK_EVERY = 1.0  # seconds: how often a connect looks whether the host's service still runs
+_checked: dict[tuple[int, int], float] = {}  # host namespace identity -> when its service was last seen alive
+_host_resolv: tuple[tuple[int, int, int], ResolvConf] | None = None  # the host's resolv.conf by (ino, mtime, size)
 
 
 def _key(identity: tuple[int, int]) -> str:
@@ -223,6 +227,7 @@ def _networks_left(identity: tuple[int, int]) -> dict[str, int]:
 
 def _stop(identity: tuple[int, int], data: dict[str, object]) -> bool:
     """Stop the recorded service and delete its record and log; True if it was running."""
+    _checked.pop(identity, None)
     owner = str(data.get("owner") or "")
     stopped = False
     if owner and data.get("pid"):
@@ -283,24 +288,37 @@ def recover_services() -> list[str]:
 
 
 def check_running(network: Network, port: int) -> None:
-    """Restart the host's service if its process died (cheap when it runs: one file read)."""
+    """Restart the host's service if its process died. Looked at most every :data:`CHECK_EVERY`
+    seconds per host (one file read and one /proc read), so a burst of connects pays it once."""
     ident = network.host.identity
+    now = time.monotonic()
+    if now - _checked.get(ident, -CHECK_EVERY) < CHECK_EVERY:
+        return
     data = _state.read_json(_record_path(ident)) or {}
     owner = str(data.get("owner") or "")
-    if owner and _state.owner_alive(owner):
-        return
-    serve(network, port)
+    if not (owner and _state.owner_alive(owner)):
+        serve(network, port)
+    _checked[ident] = time.monotonic()
 
 
 # -- resolv.conf of the endpoints --------------------------------------------------------------------
 
 def host_resolv() -> ResolvConf:
-    """The host's resolv.conf (search domains and options are copied to the endpoints)."""
+    """The host's resolv.conf (search domains and options are copied to the endpoints): parsed
+    again only when the file changed (one stat otherwise)."""
+    global _host_resolv
     try:
+        st = os.stat(RESOLV_CONF)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = _host_resolv
+        if cached is not None and cached[0] == key:
+            return cached[1]
         with open(RESOLV_CONF, encoding="utf-8", errors="replace") as f:
-            return ResolvConf.parse(f.read())
+            conf = ResolvConf.parse(f.read())
     except OSError:
         return ResolvConf()
+    _host_resolv = (key, conf)
+    return conf
 
 
 def resolv_path(ns_name: str) -> str:
@@ -321,7 +339,7 @@ def _sync_resolv(st: HostRegistry, conn: Connection) -> None:
         return
     path = resolv_path(ns.name)
     serving = [c for c in st.connections_of(conn.identity)
-               if c.network.config.resolve_names and c.network._dns_port is not None and c.connected]
+               if c.network.config.resolve_names and c.network.dns_port is not None and c.connected]
     with _owned_lock:
         mine = _owned.get(path)
         if not serving:
@@ -346,9 +364,9 @@ def _sync_resolv(st: HostRegistry, conn: Connection) -> None:
 def on_connect(st: HostRegistry, conn: Connection) -> None:
     """After ``conn`` joined a network: its namespace's resolv.conf (see the module)."""
     net = conn.network
-    if net.config.resolve_names and net._dns_port is not None:
+    if net.config.resolve_names and net.dns_port is not None:
         try:
-            check_running(net, net._dns_port)
+            check_running(net, net.dns_port)
         except StateError as exc:
             log.warning("%s", exc)
     _sync_resolv(st, conn)

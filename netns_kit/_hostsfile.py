@@ -33,7 +33,8 @@ from . import _state, _sys
 
 if TYPE_CHECKING:
     from ._registry import HostRegistry, Identity
-    from .network import Connection, Network
+    from .connection import Connection
+    from .network import Network
 
 __all__ = ["SharedHostsFile", "drop_namespace_file", "hosts_path", "on_connect", "on_disconnect",
            "release_etc_netns"]

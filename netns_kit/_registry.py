@@ -15,8 +15,9 @@ from . import _sys
 from .namespace import Namespace, on_removal
 
 if TYPE_CHECKING:
+    from .connection import Connection
     from .modes import Endpoint
-    from .network import Connection, Network
+    from .network import Network
 
 __all__ = ["HostRegistry", "Identity", "current_host", "forget_host_if_empty", "host_state", "peek_host_state"]
 

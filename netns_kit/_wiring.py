@@ -139,7 +139,7 @@ def plug_macvlan(host: Namespace, target: Namespace, port: MacvlanPort) -> Macvl
     up, with its addresses and routes. Journaled in the active transaction (a rollback or ``recover()``
     deletes it); on a failure halfway the macvlan is deleted again before the error propagates."""
     link = MacvlanLink(target, port.ifname)
-    with intent(f"delete macvlan {port.ifname} in {target.label}", link.remove), target._fd() as fd:
+    with intent(f"delete macvlan {port.ifname} in {target.label}", link.remove), target.open_fd() as fd:
         host.rtnl().create_link(port.ifname, "macvlan", up=True, link=port.parent, ns_fd=fd, mtu=port.mtu,
                                 mac=port.mac, info_data=[("IFLA_MACVLAN_MODE", MACVLAN_MODES[port.mode])])
     try:

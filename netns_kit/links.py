@@ -313,7 +313,7 @@ class VethPair(_OwnedLink):
             raise
         sock = ns.rtnl()
         same = pns.same_as(ns)
-        with atomic_step(), pns._fd() as pfd:
+        with atomic_step(), pns.open_fd() as pfd:
             try:
                 with intent(f"delete veth {self.name} in {ns.label}", self._undo_create,
                             durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "veth",

@@ -44,10 +44,11 @@ from ._hostsfile import drop_namespace_file
 from ._journal import EphemeralScope, atomic_step, record
 from ._netconfig import DEFAULT_BRIDGE, DEFAULT_NETWORK_NAME, parse_ports, validate_name
 from ._registry import current_host, forget_host_if_empty, host_state, peek_host_state
+from .connection import Connection
 from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
 from .model import ADDR_TYPES, IPAddr, IPInterface, check_args, parse_ip, parse_mac, validate_netns_name
 from .namespace import Namespace
-from .network import Connection, Network
+from .network import Network
 from .ports import PROTOCOLS, PortBinding, PortSpec
 
 log = logging.getLogger("netns_kit")

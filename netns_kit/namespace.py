@@ -101,7 +101,7 @@ class _Opener:
         self.ns = ns
 
     def __call__(self) -> RtnlSocket:
-        with self.ns._fd() as fd:
+        with self.ns.open_fd() as fd:
             _check_reachable(fd, self.ns.label)
             return RtnlSocket.open(fd, label=self.ns.label)
 
@@ -405,7 +405,9 @@ class Namespace(EphemeralScope):
             raise StateError(f"namespace {self.label!r} was removed", obj=self.label, namespace=self.label)
 
     @contextmanager
-    def _fd(self) -> Iterator[int]:
+    def open_fd(self) -> Iterator[int]:
+        """A descriptor of this namespace (for requests that name it, such as a link born inside
+        it), checked to be the very namespace this object means; closed on exit. Changes nothing."""
         self._check_usable()
         if self._held_fd is not None:
             yield self._held_fd
@@ -423,7 +425,7 @@ class Namespace(EphemeralScope):
     def identity(self) -> Identity:
         """(device, inode) of the namespace: equal identities mean the very same namespace."""
         if self._identity is None:
-            with self._fd() as fd:
+            with self.open_fd() as fd:
                 self._identity = _sys.stat_identity(fd)
         return self._identity
 
@@ -455,7 +457,7 @@ class Namespace(EphemeralScope):
         asyncio loop (it is two ``setns`` calls, nothing is awaited).
         """
         _sys.check_privileges()
-        with self._fd() as fd:
+        with self.open_fd() as fd:
             _check_reachable(fd, self.label)
             with _sys.entered(fd, label=self.label):
                 yield self

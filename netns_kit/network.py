@@ -31,7 +31,6 @@ import ipaddress
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -46,7 +45,8 @@ from ._netconfig import (
     validate_name,
 )
 from ._progress import ProgressArg
-from ._registry import HostRegistry, Identity, current_host, forget_host_if_empty, host_state, peek_host_state
+from ._registry import HostRegistry, current_host, forget_host_if_empty, host_state, peek_host_state
+from .connection import Connection, ConnectRequest, NetworkSide
 from .errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -57,13 +57,12 @@ from .errors import (
 )
 from .firewall import Firewall, NetworkPolicy
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
-from .links import Bridge, VethPair
+from .links import Bridge
 from .model import (
     ADDR_TYPES,
     IPAddr,
     IPInterface,
     IPNet,
-    Route,
     check_args,
     overlap,
     parse_ip,
@@ -71,28 +70,14 @@ from .model import (
     validate_ifname,
 )
 from .namespace import Namespace
-from .nat import PublishedPort
 from .ports import PortBinding, PortSpec
 
-__all__ = ["Connection", "Network", "NetworkConfig", "RemovalReport"]  # NetworkConfig, RemovalReport: _netconfig
+# NetworkConfig, RemovalReport live in _netconfig; Connection in connection.py (importable from here too)
+__all__ = ["Network", "NetworkConfig", "RemovalReport"]
 
 log = logging.getLogger("netns_kit")
 
 BRIDGE_LINK_LOCAL6 = "fe80::1/64"  # the bridge's IPv6 link-local address on dual-stack networks (Docker's)
-
-
-def bind_ports(specs: Sequence[PortSpec], addresses: dict[int, IPAddr], bridge: str,
-               fw: Firewall) -> list[PublishedPort]:
-    """``specs`` (checked by :func:`parse_ports`) for the endpoint's ``addresses`` (family -> address)
-    on ``bridge``: one publication per family each spec applies to, host ports left open picked
-    by ``fw`` (the caller holds :meth:`Firewall.locked` until they are published)."""
-    fams = frozenset(addresses)
-    wants = [(s.proto, frozenset(s.families(fams)), s.host_ip) for s in specs if s.host_port is None]
-    picked = iter(fw.pick_host_ports(wants, avoid=[slot for s in specs for slot in s.slots()]))
-    out: list[PublishedPort] = []
-    for s in specs:
-        out += s.bind(addresses, bridge=bridge, host_port=next(picked) if s.host_port is None else None)
-    return out
 
 
 # -- Network -------------------------------------------------------------------------------------------
@@ -162,6 +147,12 @@ class Network(EphemeralScope):
     def bridge(self) -> str:
         """The bridge interface's name in the host namespace."""
         return self.config.bridge_name
+
+    @property
+    def dns_port(self) -> int | None:
+        """The host port the name service listens on for this network (its gateway's port 53 is
+        redirected there), or None when the network has no name service."""
+        return self._dns_port
 
     @property
     def internal(self) -> bool:
@@ -716,7 +707,7 @@ class Network(EphemeralScope):
 
     def _request(self, namespace: Namespace, *, ip: IPAddr | str | None, ip6: IPAddr | str | None,
                  ifname: str | None, name: str | None, aliases: Sequence[str], mac: str | None,
-                 publish: Sequence[str | PortSpec], default_route: bool | None) -> _ConnectRequest:
+                 publish: Sequence[str | PortSpec], default_route: bool | None) -> ConnectRequest:
         """Every argument of :meth:`connect` checked and parsed once (no kernel access but identity)."""
         step = "connect"
         check_args("Network.connect", namespace=(namespace, Namespace), ip=(ip, str, *ADDR_TYPES, None),
@@ -754,10 +745,10 @@ class Network(EphemeralScope):
             if spec.family == 6 and self.config.plan6 is None:
                 raise ValidationError(f"port spec {spec.text}: network {self.name!r} has no IPv6 subnet",
                                       obj=spec.text, namespace=self.host.label, step=step)
-        return _ConnectRequest(namespace, namespace.identity, tuple(names), want, want6, ifname, mac, ports,
+        return ConnectRequest(namespace, namespace.identity, tuple(names), want, want6, ifname, mac, ports,
                                default_route)
 
-    def _check_request(self, st: HostRegistry, req: _ConnectRequest) -> None:
+    def _check_request(self, st: HostRegistry, req: ConnectRequest) -> None:
         step = "connect"
         addresses = self._check_live(step)
         if any(c.network is self for c in st.by_ns.get(req.identity, ())):
@@ -770,7 +761,7 @@ class Network(EphemeralScope):
                                          f"{other.namespace.label})", obj=self.name, step=step)
         addresses.check(req.ip, req.ip6)
 
-    def _connect_locked(self, st: HostRegistry, req: _ConnectRequest) -> Connection:
+    def _connect_locked(self, st: HostRegistry, req: ConnectRequest) -> Connection:
         addresses = self._check_live("connect")
         ns = req.namespace
         ifname = req.ifname if req.ifname is not None else self._next_ifname(ns)
@@ -780,11 +771,14 @@ class Network(EphemeralScope):
             req = dataclasses.replace(req, mac=mac)
         try:
             alloc6 = addresses.alloc6
-            conn = Connection(self, ns, ifname=ifname, names=req.names, address=addresses.alloc.interface(addr),
+            assert self._bridge is not None
+            side = NetworkSide(self._bridge, lambda: self._addresses, self._forget, self._hosts_changed)
+            conn = Connection(self, ns, ifname=ifname, names=req.names, side=side,
+                              address=addresses.alloc.interface(addr),
                               address6=alloc6.interface(addr6) if alloc6 is not None and addr6 is not None else None,
                               host_ifname=host_ifname)
             with atomic_step():
-                conn._apply(req)
+                conn.apply(req)
         except BaseException:
             addresses.give_back(addr, addr6)
             raise
@@ -852,209 +846,6 @@ class Network(EphemeralScope):
             shared.drop()
 
 
-@dataclass(frozen=True)
-class _ConnectRequest:
-    """The checked arguments of one :meth:`Network.connect`."""
-
-    namespace: Namespace
-    identity: Identity
-    names: tuple[str, ...]
-    ip: IPAddr | None
-    ip6: IPAddr | None
-    ifname: str | None
-    mac: str | None
-    ports: tuple[PortSpec, ...]
-    default_route: bool | None
-
-
-class Connection:
-    """One namespace connected to one network: its interface, addresses, names and published ports.
-
-    Made by :meth:`Network.connect`; :meth:`disconnect` deletes the veth pair (by the index
-    recorded at creation), withdraws the published ports, gives the addresses back to IPAM,
-    updates the hosts files, and moves the default route to another network of the namespace if
-    this one carried it. Idempotent.
-    """
-
-    def __init__(self, network: Network, namespace: Namespace, *, ifname: str, names: tuple[str, ...],
-                 address: IPInterface, address6: IPInterface | None, host_ifname: str | None = None) -> None:
-        self.network = network
-        self.namespace = namespace
-        self.ifname = ifname
-        self.names = names
-        self.address = address
-        self.address6 = address6
-        self.host_ifname = host_ifname or _wiring.new_host_ifname()
-        self.published: tuple[PublishedPort, ...] = ()
-        self.has_default_route = False
-        self.has_default_route6 = False
-        self.identity: Identity = namespace.identity
-        self._veth: VethPair | None = None
-        self._gone = False
-        self.already_gone: tuple[str, ...] = ()
-        """After :meth:`disconnect`: what had vanished before it (namespace deleted behind netns_kit's back)."""
-
-    @property
-    def ip(self) -> IPAddr:
-        """The IPv4 address (no prefix)."""
-        return self.address.ip
-
-    @property
-    def ips(self) -> list[IPAddr]:
-        return [self.address.ip] + ([self.address6.ip] if self.address6 is not None else [])
-
-    @property
-    def connected(self) -> bool:
-        return not self._gone
-
-    @property
-    def ports(self) -> list[PortBinding]:
-        """This endpoint's published ports as the kernel has them (host address and port, picked ones
-        included): what ``docker port`` answers. Read from the dnat maps, not from this object."""
-        if self._gone:
-            return []
-        return [b for ip in self.ips for b in self.network.ports(ip)]
-
-    def inspect(self) -> dict[str, Any]:
-        """This connection as Docker's EndpointSettings (one entry of ``docker inspect``'s
-        ``.NetworkSettings.Networks``), MAC address read from the link. Changes nothing."""
-        from ._dockerjson import endpoint_settings
-
-        return endpoint_settings(self)
-
-    @staticmethod
-    def new_host_ifname() -> str:
-        """A fresh name for the host end of a connection's veth pair (``vnk`` + 8 hex digits)."""
-        return _wiring.new_host_ifname()
-
-    def __repr__(self) -> str:
-        six = f" {self.address6}" if self.address6 is not None else ""
-        name = self.names[0] if self.names else self.namespace.label
-        ports = f" publish {','.join(p.spec for p in self.published)}" if self.published else ""
-        return f"{name}: {self.ifname} {self.address}{six} (host end {self.host_ifname}){ports}"
-
-    def _apply(self, req: _ConnectRequest) -> None:
-        net = self.network
-        ns = self.namespace
-        assert net._bridge is not None
-        routes: list[Route] = []
-        if not net.config.internal or req.default_route:
-            if req.default_route or (req.default_route is None and not _has_default(ns, 4)):
-                routes.append(Route("default", gateway=str(net.gateway)))
-                self.has_default_route = True
-            if net.gateway6 is not None and self.address6 is not None and (
-                    req.default_route or (req.default_route is None and not _has_default(ns, 6))):
-                routes.append(Route("default6", gateway=str(net.gateway6)))
-                self.has_default_route6 = True
-        addresses: dict[int, IPAddr] = {4: self.address.ip}
-        if self.address6 is not None:
-            addresses[6] = self.address6.ip
-        # IPv4-only network: no IPv6 link-local on either end (as Docker does since 26.0.1 for
-        # --ipv6=false networks), so the endpoint sends nothing the bridge floods to every port.
-        # Hairpin mode on the bridge port lets the endpoint reach itself through its published ports.
-        port = _wiring.BridgePort(
-            net._bridge, self.ifname, self.host_ifname,
-            addresses=(self.address,) + ((self.address6,) if self.address6 is not None else ()),
-            routes=tuple(routes), mac=req.mac, mtu=net.config.mtu, ipv6_link_local=net.config.subnet6 is not None,
-            hairpin=bool(req.ports))
-        self._veth = _wiring.plug(net.host, ns, port)
-        if req.ports:
-            fw = Firewall.for_namespace(net.host)
-            if not net._owned:  # the owner's policy is in the shared table: use it, never add or remove it
-                fw.join_network(net.policy())
-            with fw.locked():  # host ports picked and published under one hold of the host's lock
-                ports = bind_ports(req.ports, addresses, net.bridge, fw)
-                fw.publish(*ports)  # one nft batch
-            self.published = tuple(ports)
-
-    def disconnect(self) -> None:
-        """Undo :meth:`Network.connect` (see the class docstring). Idempotent.
-
-        If the namespace was deleted behind netns_kit's back (``ip netns del``), everything the
-        connection owned outside it still goes (published ports, the host end of the veth if it
-        survived, the address lease, the hosts files); :attr:`already_gone` then says what had
-        vanished, and a warning is logged.
-        """
-        if self._gone:
-            return
-        net = self.network
-        st = host_state(net.host)
-        failures: list[BaseException] = []
-        with st.lock:
-            self._gone = True
-            if not self.namespace.exists:
-                self._note_vanished()
-            if self.published:
-                try:
-                    Firewall.for_namespace(net.host).unpublish(*reversed(self.published))  # one nft batch
-                except Exception as exc:
-                    failures.append(exc)
-            if self._veth is not None:
-                try:
-                    _wiring.unplug(self._veth)
-                except Exception as exc:
-                    failures.append(exc)
-            addresses = net._addresses
-            addr6 = self.address6.ip if self.address6 is not None else None
-
-            def give_back() -> None:
-                if addresses is not None:
-                    with st.lock:
-                        addresses.give_back(self.address.ip, addr6)
-
-            pending = _batch.current()
-            if pending is not None:  # only once the veth is really gone: never one address twice
-                pending.after(f"giving {self.address.ip} back to network {net.name}", give_back)
-            else:
-                try:
-                    give_back()
-                except Exception as exc:
-                    failures.append(exc)
-            net._forget(st, self)
-            try:
-                self._move_default_route(st)
-            except Exception as exc:
-                failures.append(exc)
-            try:
-                net._hosts_changed(st, self)
-            except OSError as exc:
-                failures.append(exc)
-        if failures:
-            attach_rollback_failures(failures[0], failures[1:])
-            raise failures[0]
-
-    def _note_vanished(self) -> None:
-        """Record (and log) what vanished with the namespace before this disconnect."""
-        gone = [f"namespace {self.namespace.label} (deleted outside netns_kit), and {self.ifname} in it"]
-        veth = self._veth
-        if veth is not None:
-            info = self.network.host.rtnl().get_link(index=veth.index)
-            if info is None or info.name != self.host_ifname:
-                gone.append(f"host end {self.host_ifname} (went with the namespace)")
-        self.already_gone = tuple(gone)
-        log.warning("endpoint %s on network %s: %s was already gone; removed what it owned outside it "
-                    "(published ports, host end, address lease, hosts files)", self.names[0] if self.names
-                    else self.namespace.label, self.network.name, "; ".join(gone))
-
-    def _move_default_route(self, st: HostRegistry) -> None:
-        """If this connection carried the namespace's default route, hand it to another network."""
-        if not (self.has_default_route or self.has_default_route6):
-            return
-        others = [c for c in st.connections_of(self.identity)
-                  if not c._gone and not c.network.config.internal and c._veth is not None]
-        if not others or not self.namespace.exists:
-            return
-        other = others[0]
-        assert other._veth is not None
-        if self.has_default_route and not other.has_default_route and not _has_default(self.namespace, 4):
-            _wiring.add_route(self.namespace, other._veth, Route("default", gateway=str(other.network.gateway)))
-            other.has_default_route = True
-        gw6 = other.network.gateway6
-        if self.has_default_route6 and gw6 is not None and not _has_default(self.namespace, 6):
-            _wiring.add_route(self.namespace, other._veth, Route("default6", gateway=str(gw6)))
-            other.has_default_route6 = True
-
-
 def _live_state(host: Namespace, data: dict[str, Any] | None) -> dict[str, Any] | None:
     """``data`` (a network's state file) if its bridge still exists in ``host`` (same name and index)."""
     if data is None:
@@ -1073,7 +864,3 @@ def _bridge_mac() -> str:
     raw = bytearray(os.urandom(6))
     raw[0] = (raw[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in raw)
-
-
-def _has_default(ns: Namespace, family: int) -> bool:
-    return any(r.is_default for r in ns.routes(family))

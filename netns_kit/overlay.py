@@ -47,6 +47,7 @@ from ._netlink import IN6_ADDR_GEN_MODE_NONE
 from ._overlayconfig import VXLAN_OVERHEAD, VXLAN_PORT, OverlayConfig, OverlayPeer, endpoint_mac, peer_list, vxlan_name
 from ._progress import ProgressArg
 from ._registry import host_state
+from .connection import Connection
 from .errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -58,7 +59,7 @@ from .errors import (
 from .links import Bridge, _OwnedLink
 from .model import ADDR_TYPES, IPAddr, check_args, parse_ip
 from .namespace import Namespace
-from .network import Connection, Network
+from .network import Network
 from .ports import PortSpec
 
 __all__ = ["OverlayNetwork", "OverlayPeer"]

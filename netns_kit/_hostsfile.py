@@ -185,6 +185,7 @@ def write_namespace_file(conns: list[Connection]) -> None:
     directory = os.path.dirname(path)
     shared = conns[0].network.hosts_file if len(conns) == 1 else None
     with _files_lock:
+        fresh = False  # no file at path yet (checked just now): nothing to replace
         if path not in _owned_files:
             if os.path.lexists(path):
                 log.warning("%s exists and was not written by netns_kit: left alone (no name resolution "
@@ -194,6 +195,10 @@ def write_namespace_file(conns: list[Connection]) -> None:
                 _make_ns_dir(directory)
                 _owned_dirs.add(directory)
             _owned_files.add(path)
+            fresh = True
+        if shared is not None and shared.exists and fresh:
+            os.symlink(shared.path, path)
+            return
         if shared is not None and shared.exists:
             if os.path.islink(path) and os.readlink(path) == shared.path:
                 return

@@ -283,7 +283,8 @@ class AddressAllocator:
 
     def interface(self, address: IPAddr) -> IPInterface:
         """``address`` with the subnet's prefix length, as it goes on the endpoint's interface."""
-        return ipaddress.ip_interface(f"{address}/{self.plan.network.prefixlen}")
+        cls = ipaddress.IPv4Interface if address.version == 4 else ipaddress.IPv6Interface
+        return cls((address, self.plan.network.prefixlen))  # from the parsed address: no string parsing
 
     def __repr__(self) -> str:
         return f"AddressAllocator({self.plan.network}, gateway={self.gateway}, in_use={len(self._taken)})"

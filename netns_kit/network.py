@@ -648,6 +648,10 @@ class Network(EphemeralScope):
         kernel's random one; an overlay derives it from the address)."""
         return None
 
+    def _check_fixed(self, want: IPAddr) -> None:
+        """Refuse a fixed address this kind of network must not give (nothing here; an overlay
+        refuses one from another host's share). Changes nothing."""
+
     def _next_ifname(self, ns: Namespace) -> str:
         names = {link.name for link in ns.links()}
         i = 0
@@ -731,6 +735,8 @@ class Network(EphemeralScope):
         if mac is not None:
             mac = parse_mac(mac)
         want = parse_ip(ip, what="fixed address") if ip is not None else None
+        if want is not None:
+            self._check_fixed(want)
         want6 = parse_ip(ip6, what="fixed IPv6 address") if ip6 is not None else None
         if want6 is not None and self.config.plan6 is None:
             raise ValidationError(f"network {self.name!r} has no IPv6 subnet; ip6 {ip6} cannot be used",

@@ -37,7 +37,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _nft, _state
@@ -47,7 +47,6 @@ from ._netlink import IN6_ADDR_GEN_MODE_NONE
 from ._overlayconfig import VXLAN_OVERHEAD, VXLAN_PORT, OverlayConfig, OverlayPeer, endpoint_mac, peer_list, vxlan_name
 from ._progress import ProgressArg
 from ._registry import host_state
-from .connection import Connection
 from .errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -60,7 +59,6 @@ from .links import Bridge, _OwnedLink
 from .model import ADDR_TYPES, IPAddr, check_args, parse_ip
 from .namespace import Namespace
 from .network import Network
-from .ports import PortSpec
 
 __all__ = ["OverlayNetwork", "OverlayPeer"]
 
@@ -391,31 +389,14 @@ class OverlayNetwork(Network):
 
     # -- endpoints -------------------------------------------------------------------------------------
 
-    def connect(
-        self,
-        namespace: Namespace,
-        *,
-        ip: IPAddr | str | None = None,
-        ip6: IPAddr | str | None = None,
-        ifname: str | None = None,
-        name: str | None = None,
-        aliases: Sequence[str] = (),
-        mac: str | None = None,
-        publish: Sequence[str | PortSpec] = (),
-        default_route: bool | None = None,
-    ) -> Connection:
-        """:meth:`Network.connect` (an address from this host's share unless ``ip`` is given; the
-        MAC derived from the address unless ``mac`` is). A fixed ``ip`` inside another host's
-        declared share is refused: that host may hand it out."""
-        if ip is not None:
-            want = parse_ip(ip, what="fixed address")
-            owner = next((p for p in self._peers.values() if want in p.net), None)
-            if owner is not None:
-                raise ValidationError(f"address {want} is in share {owner.net} of peer {owner.ip} on overlay "
-                                      f"{self.name!r}: only that host may hand it out", obj=str(want),
-                                      namespace=self.host.label, step="connect")
-        return super().connect(namespace, ip=ip, ip6=ip6, ifname=ifname, name=name, aliases=aliases, mac=mac,
-                               publish=publish, default_route=default_route)
+    def _check_fixed(self, want: IPAddr) -> None:
+        """A fixed address inside another host's declared share is refused: that host may hand it
+        out (connect hands out addresses from this host's share, with MACs derived from them)."""
+        owner = next((p for p in self._peers.values() if want in p.net), None)
+        if owner is not None:
+            raise ValidationError(f"address {want} is in share {owner.net} of peer {owner.ip} on overlay "
+                                  f"{self.name!r}: only that host may hand it out", obj=str(want),
+                                  namespace=self.host.label, step="connect")
 
     def __enter__(self) -> OverlayNetwork:
         super().__enter__()

@@ -325,8 +325,10 @@ def resolv_path(ns_name: str) -> str:
     return os.path.join(_sys.ETC_NETNS_DIR, ns_name, "resolv.conf")
 
 
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+def _write(path: str, text: str, *, new: bool = False) -> None:
+    """Write ``text`` to ``path`` (``new``: only if there is no file yet, else FileExistsError)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
     try:
         os.write(fd, text.encode())
     finally:
@@ -351,13 +353,17 @@ def _sync_resolv(st: HostRegistry, conn: Connection) -> None:
         gateway = str(serving[0].network.gateway)
         if mine == gateway:
             return
+        text = host_resolv().for_endpoint(gateway, HEADER % ns.name)
         if mine is None:
-            if os.path.lexists(path):
+            try:  # a new file only: one that is there was not written by netns_kit
+                _write(path, text, new=True)
+            except FileExistsError:
                 log.info("%s exists and was not written by netns_kit: left alone", path)
                 return
-            if not os.path.isdir(os.path.dirname(path)):
-                return  # no hosts file could be written either (see the hosts file's warning)
-        _write(path, host_resolv().for_endpoint(gateway, HEADER % ns.name))
+            except (FileNotFoundError, NotADirectoryError):
+                return  # no directory: no hosts file could be written either (see the hosts file's warning)
+        else:
+            _write(path, text)
         _owned[path] = gateway
 
 

@@ -60,7 +60,17 @@ def _etc_mark() -> str:
 
 
 def _make_ns_dir(directory: str) -> None:
-    """Make /etc/netns/NAME, and /etc/netns first if it is missing (recorded: see the module)."""
+    """Make /etc/netns/NAME, and /etc/netns first if it is missing (recorded: see the module).
+    FileExistsError if ``directory`` is there already.
+
+    The lock is only taken when /etc/netns itself is missing: a mkdir that races with
+    :func:`release_etc_netns` either makes its directory first (the release's rmdir then fails,
+    the directory not being empty) or finds /etc/netns gone and makes it under the lock."""
+    try:
+        os.mkdir(directory, 0o755)
+        return
+    except FileNotFoundError:
+        pass
     with _state.lock("etc-netns"):
         if not os.path.isdir(ETC_NETNS_DIR):
             os.mkdir(ETC_NETNS_DIR, 0o755)
@@ -187,13 +197,14 @@ def write_namespace_file(conns: list[Connection]) -> None:
     with _files_lock:
         fresh = False  # no file at path yet (checked just now): nothing to replace
         if path not in _owned_files:
-            if os.path.lexists(path):
-                log.warning("%s exists and was not written by netns_kit: left alone (no name resolution "
-                            "for namespace %s)", path, ns.name)
-                return
-            if not os.path.isdir(directory):
+            try:  # a directory made just now holds nothing yet: no look for a file in it
                 _make_ns_dir(directory)
                 _owned_dirs.add(directory)
+            except FileExistsError:
+                if os.path.lexists(path):
+                    log.warning("%s exists and was not written by netns_kit: left alone (no name resolution "
+                                "for namespace %s)", path, ns.name)
+                    return
             _owned_files.add(path)
             fresh = True
         if shared is not None and shared.exists and fresh:

@@ -137,6 +137,19 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
     journal.record(description, undo, did)
 
 
+def record_made(description: str, undo: Undo, did: int) -> None:
+    """Like :func:`record`, for a change whose on-disk intent ``did`` was written before it was
+    made (with the same arguments a record would write): inside a journal ``did`` is confirmed
+    and recorded; outside one the change is kept at once (one ``keep`` line)."""
+    log.debug("change: %s", description)
+    journal = _active.get()
+    if journal is None:
+        _state.keep([did])
+        return
+    _state.confirm(did)
+    journal.record(description, undo, did)
+
+
 class _Intent:
     """The ``with`` block of :func:`intent` (a class: cheaper than a generator on this hot path)."""
 

@@ -32,14 +32,14 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from . import _nft, _state, _sys
 from . import _nft_render as render
-from ._journal import record, recording
+from ._journal import record, record_made, recording
 from .errors import AlreadyExistsError, ExhaustedError, NotFoundError, OwnershipError, ValidationError
 from .model import NET_TYPES, IPNet, check_args, overlap, parse_network, validate_ifname
 from .namespace import Namespace
@@ -332,6 +332,17 @@ class Firewall:
         op, args = self._durable(keys, [])
         return _state.intend(op, **args)
 
+    def _made(self, description: str, undo: Callable[[], None], keys: render.Elements,
+              sysctls: list[dict[str, str]], pre: int) -> None:
+        """Record a change written ahead as ``pre`` (see :meth:`_write_ahead`) once it was made:
+        ``pre`` itself when no sysctl changed with it (its record says all), else a full record
+        with the sysctls to put back, and ``pre`` settled."""
+        if not sysctls:
+            record_made(description, undo, pre)
+            return
+        record(description, undo, durable=self._durable(keys, sysctls))
+        _state.done([pre])
+
     def _durable(self, keys: render.Elements, sysctls: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
         """The on-disk journal record of a change: what crash recovery must delete and put back."""
         ns = self.namespace
@@ -396,9 +407,8 @@ class Firewall:
                     self._maybe_drop_table()
                 _state.done([pre])
                 raise
-        record(f"detach network {policy.bridge} from firewall in {ns.label}",
-               lambda: self.detach_network(policy.bridge), durable=self._durable(elements, sysctls))
-        _state.done([pre])
+        self._made(f"detach network {policy.bridge} from firewall in {ns.label}",
+                   lambda: self.detach_network(policy.bridge), elements, sysctls, pre)
 
     def join_network(self, policy: NetworkPolicy) -> None:
         """Know a network another process attached, so that ports can be published on it here.
@@ -478,9 +488,8 @@ class Firewall:
                 raise
             self._masq[net] = bridge
             sysctls = self._sync_forwarding()
-        record(f"remove masquerade {net} in {self.namespace.label}", lambda: self.remove_masquerade(net),
-               durable=self._durable(elements, sysctls))
-        _state.done([pre])
+        self._made(f"remove masquerade {net} in {self.namespace.label}", lambda: self.remove_masquerade(net),
+                   elements, sysctls, pre)
 
     def remove_masquerade(self, subnet: str | IPNet) -> None:
         """Undo :meth:`add_masquerade`. Idempotent."""
@@ -613,12 +622,12 @@ class Firewall:
                 for key in port_slots:
                     self._keys.setdefault(key, {})[port.host_ip] = port
             sysctls = self._sync_forwarding()
-        if recording():  # outside any journal the change is kept at once: nothing to record
-            record(f"unpublish {', '.join(p.spec for p in ports)} in {ns.label}", lambda: self.unpublish(*ports),
-                   durable=self._durable(added, sysctls))
-        else:
+        if recording():
+            self._made(f"unpublish {', '.join(p.spec for p in ports)} in {ns.label}",
+                       lambda: self.unpublish(*ports), added, sysctls, pre)
+        else:  # outside any journal the change is kept at once: one line settles it
             log.debug("change: published %s in %s", [p.spec for p in ports], ns.label)
-        _state.done([pre])
+            _state.keep([pre])
 
     def _check_publish(self, port: PublishedPort,
                        pending: dict[tuple[int, str, int], dict[str | None, PublishedPort]],

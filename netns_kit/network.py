@@ -727,7 +727,8 @@ class Network(EphemeralScope):
         names: list[str] = []
         if name is not None:
             names.append(validate_name(name, what="endpoint name"))
-        if isinstance(aliases, str) or not isinstance(aliases, Sequence | set | frozenset):
+        if not isinstance(aliases, tuple | list) and (isinstance(aliases, str)
+                                                     or not isinstance(aliases, Sequence | set | frozenset)):
             raise ValidationError("aliases must be a list of names, not one str", obj=repr(aliases), step=step)
         names += [validate_name(a, what="alias") for a in aliases if a not in names]
         if ifname is not None:

@@ -66,6 +66,10 @@ class NetworkSide:
     """Take a disconnected connection out of the network's and the host's books."""
     hosts_changed: Callable[[HostRegistry, Connection], None]
     """Update the hosts files and the name service after a connection left."""
+    default_route: Route
+    """The default route through the network's gateway (built once per network)."""
+    default_route6: Route | None
+    """The IPv6 default route through the network's IPv6 gateway, on a dual-stack network."""
 
 
 @dataclass(frozen=True)
@@ -160,11 +164,12 @@ class Connection:
         routes: list[Route] = []
         if not net.config.internal or req.default_route:
             if req.default_route or (req.default_route is None and not _has_default(ns, 4)):
-                routes.append(Route("default", gateway=str(net.gateway)))
+                routes.append(self._side.default_route)
                 self.has_default_route = True
             if net.gateway6 is not None and self.address6 is not None and (
                     req.default_route or (req.default_route is None and not _has_default(ns, 6))):
-                routes.append(Route("default6", gateway=str(net.gateway6)))
+                assert self._side.default_route6 is not None
+                routes.append(self._side.default_route6)
                 self.has_default_route6 = True
         addresses: dict[int, IPAddr] = {4: self.address.ip}
         if self.address6 is not None:

@@ -63,6 +63,7 @@ from .model import (
     IPAddr,
     IPInterface,
     IPNet,
+    Route,
     check_args,
     overlap,
     parse_ip,
@@ -126,6 +127,7 @@ class Network(EphemeralScope):
         self.host = host if host is not None else current_host()
         self._addresses: NetworkAddresses | None = None
         self._bridge: Bridge | None = None
+        self._side: NetworkSide | None = None  # what its connections are handed (see _connect_locked)
         self._connections: dict[Connection, None] = {}  # insertion-ordered: oldest first
         self._names: dict[str, Connection] = {}  # every name and alias on the network
         self.hosts_file: _hostsfile.SharedHostsFile | None = None
@@ -779,7 +781,13 @@ class Network(EphemeralScope):
         try:
             alloc6 = addresses.alloc6
             assert self._bridge is not None
-            side = NetworkSide(self._bridge, lambda: self._addresses, self._forget, self._hosts_changed)
+            side = self._side
+            if side is None or side.bridge is not self._bridge:  # one per network (and bridge object)
+                gw6 = self.gateway6
+                side = self._side = NetworkSide(
+                    self._bridge, lambda: self._addresses, self._forget, self._hosts_changed,
+                    Route("default", gateway=str(self.gateway)),
+                    Route("default6", gateway=str(gw6)) if gw6 is not None else None)
             conn = Connection(self, ns, ifname=ifname, names=req.names, side=side,
                               address=addresses.alloc.interface(addr),
                               address6=alloc6.interface(addr6) if alloc6 is not None and addr6 is not None else None,

@@ -57,7 +57,7 @@ from .errors import (
 )
 from .links import Bridge, _OwnedLink
 from .model import ADDR_TYPES, IPAddr, check_args, parse_ip
-from .namespace import Namespace
+from .namespace import Namespace, journal_ref
 from .network import Network
 
 __all__ = ["OverlayNetwork", "OverlayPeer"]
@@ -127,7 +127,7 @@ class _VxlanLink(_OwnedLink):
         sock = ns.rtnl()
         with atomic_step():
             with intent(f"delete vxlan {self.name} in {ns.label}", self._undo_create,
-                        durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "vxlan"})):
+                        durable=("link", {"ns": journal_ref(ns), "name": self.name, "kind": "vxlan"})):
                 sock.create_vxlan(self.name, vni=self.vni, local=self.local, port=self.port, mtu=self.mtu,
                                   group=_state.tag())
             info = sock.get_link(name=self.name)
@@ -285,7 +285,7 @@ class OverlayNetwork(Network):
         ov = self.overlay
         table = filter_table(ov.vni)
         with intent(f"delete table {FILTER_FAMILY} {table} in {self.host.label}", self._remove_filter,
-                    durable=("nft_table", {"ns": self.host._ref(), "family": FILTER_FAMILY, "table": table})):
+                    durable=("nft_table", {"ns": journal_ref(self.host), "family": FILTER_FAMILY, "table": table})):
             ctx.run_json(filter_commands(ov.vni, ov.port, [str(p) for p in self._peers], _state.mark()),
                          obj=table, step="create overlay peer filter")
             self._filter = True

@@ -49,6 +49,7 @@ from ._progress import ProgressArg
 from ._registry import host_state
 from .errors import (
     AlreadyExistsError,
+    Failures,
     NotFoundError,
     OwnershipError,
     StateError,
@@ -311,7 +312,7 @@ class OverlayNetwork(Network):
         if not self._owned:
             raise OwnershipError(f"overlay {self.name!r} was opened, not created, by this process", obj=self.name,
                                  namespace=self.host.label, step="remove overlay network")
-        failures: list[BaseException] = []
+        failures = Failures()
         report = RemovalReport(self.name)
         try:
             report = super().remove(force=force, progress=progress)
@@ -320,18 +321,12 @@ class OverlayNetwork(Network):
         except BaseException as exc:
             failures.append(exc)
         if self._vxlan is not None:
-            try:
+            with failures.step():
                 self._vxlan.remove()
-            except Exception as exc:
-                failures.append(exc)
             self._vxlan = None
-        try:
+        with failures.step():
             self._remove_filter()
-        except Exception as exc:
-            failures.append(exc)
-        if failures:
-            attach_rollback_failures(failures[0], failures[1:])
-            raise failures[0]
+        failures.raise_first()
         return report
 
     # -- peers -----------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from ._journal import EphemeralScope, intent
 from ._netlink import RtnlSocket
 from .errors import NotFoundError, StateError, ValidationError
 from .model import IPAddr, validate_ifname
-from .namespace import Namespace
+from .namespace import Namespace, journal_ref
 
 __all__ = ["LinkFlap", "PacketLoss", "Partition", "endpoint_addresses"]
 
@@ -93,7 +93,7 @@ class _OwnedTables(EphemeralScope):
         for ns, cmds in plan:
             ctx = _nft.context_for(ns)
             with intent(f"delete {obj} in {ns.label}", lambda ns=ns: self._delete_in(ns),  # type: ignore[misc]
-                        durable=("nft_table", {"ns": ns._ref(), "family": FAMILY, "table": self.table})):
+                        durable=("nft_table", {"ns": journal_ref(ns), "family": FAMILY, "table": self.table})):
                 self._made.append(ns)
                 ctx.run_json(cmds, obj=obj, step=self._step)
 
@@ -469,7 +469,8 @@ class LinkFlap(EphemeralScope):
         with self.namespace.enter():
             self._sock = RtnlSocket.open(None, label=self.namespace.label)
         with intent(f"set {self.ifname} up in {self.namespace.label}", self._restore,
-                    durable=("link_up", {"ns": self.namespace._ref(), "index": link.index, "ifname": self.ifname})):
+                    durable=("link_up", {"ns": journal_ref(self.namespace), "index": link.index,
+                                         "ifname": self.ifname})):
             self._thread = threading.Thread(target=self._run, name=f"netns-kit-flap-{self.ifname}", daemon=True)
             self._thread.start()
         return self

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import _batch, _wiring
 from ._leases import NetworkAddresses
 from ._registry import HostRegistry, Identity, host_state
-from .errors import attach_rollback_failures
+from .errors import Failures
 from .firewall import Firewall
 from .links import Bridge, VethPair
 from .model import IPAddr, IPInterface, Route
@@ -207,21 +207,17 @@ class Connection:
             return
         net = self.network
         st = host_state(net.host)
-        failures: list[BaseException] = []
+        failures = Failures()
         with st.lock:
             self._gone = True
             if not self.namespace.exists:
                 self._note_vanished()
             if self.published:
-                try:
+                with failures.step():
                     Firewall.for_namespace(net.host).unpublish(*reversed(self.published))  # one nft batch
-                except Exception as exc:
-                    failures.append(exc)
             if self._veth is not None:
-                try:
+                with failures.step():
                     _wiring.unplug(self._veth)
-                except Exception as exc:
-                    failures.append(exc)
             addresses = self._side.addresses()
             addr6 = self.address6.ip if self.address6 is not None else None
 
@@ -234,22 +230,14 @@ class Connection:
             if pending is not None:  # only once the veth is really gone: never one address twice
                 pending.after(f"giving {self.address.ip} back to network {net.name}", give_back)
             else:
-                try:
+                with failures.step():
                     give_back()
-                except Exception as exc:
-                    failures.append(exc)
             self._side.forget(st, self)
-            try:
+            with failures.step():
                 self._move_default_route(st)
-            except Exception as exc:
-                failures.append(exc)
-            try:
+            with failures.step(OSError):
                 self._side.hosts_changed(st, self)
-            except OSError as exc:
-                failures.append(exc)
-        if failures:
-            attach_rollback_failures(failures[0], failures[1:])
-            raise failures[0]
+        failures.raise_first()
 
     def _note_vanished(self) -> None:
         """Record (and log) what vanished with the namespace before this disconnect."""

@@ -29,6 +29,8 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import os
+from collections.abc import Iterable
+from types import TracebackType
 
 __all__ = [
     "AlreadyExistsError",
@@ -189,6 +191,53 @@ def attach_rollback_failures(exc: BaseException, failures: list[BaseException]) 
         setattr(exc, _ROLLBACK_ATTR, existing)
     for failure in failures:
         exc.add_note(f"netns_kit rollback also failed: {type(failure).__name__}: {failure}")
+
+
+_Catch = type[BaseException] | tuple[type[BaseException], ...]
+
+
+class Failures:
+    """The errors of a teardown that keeps going past them (internal). Each undo step runs inside
+    :meth:`step`, which keeps the error it raises; :meth:`raise_first` then raises the first one
+    with the others attached (see :func:`rollback_failures`)."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def step(self, catch: _Catch = Exception) -> _Step:
+        """A context manager that keeps an error of type ``catch`` raised in its body and goes on;
+        any other error passes through."""
+        return _Step(self.errors, catch)
+
+    def append(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+
+    def extend(self, errors: Iterable[BaseException]) -> None:
+        self.errors.extend(errors)
+
+    def raise_first(self) -> None:
+        """Raise the first error kept, the later ones attached to it; nothing if there was none."""
+        if self.errors:
+            first = self.errors[0]
+            attach_rollback_failures(first, self.errors[1:])
+            raise first
+
+
+class _Step:
+    def __init__(self, errors: list[BaseException], catch: _Catch) -> None:
+        self._errors = errors
+        self._catch = catch
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if exc is not None and isinstance(exc, self._catch):
+            self._errors.append(exc)
+            return True
+        return False
 
 
 def rollback_failures(exc: BaseException) -> list[BaseException]:

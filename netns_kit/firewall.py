@@ -42,7 +42,7 @@ from . import _nft_render as render
 from ._journal import record, record_made, recording
 from .errors import AlreadyExistsError, ExhaustedError, NotFoundError, OwnershipError, ValidationError
 from .model import NET_TYPES, IPNet, check_args, overlap, parse_network, validate_ifname
-from .namespace import Namespace
+from .namespace import Namespace, journal_ref
 from .ports import PortBinding, PublishedPort
 
 __all__ = ["ACCEPT_MARK", "Firewall", "NetworkPolicy"]
@@ -345,10 +345,8 @@ class Firewall:
 
     def _durable(self, keys: render.Elements, sysctls: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
         """The on-disk journal record of a change: what crash recovery must delete and put back."""
-        ns = self.namespace
-        ref = _state.ns_ref(ns.path if ns.kind == "named" else None, ns.identity)
-        return ("nft", {"ns": ref, "family": render.FAMILY, "table": render.TABLE, "keys": render.element_keys(keys),
-                        "sysctls": sysctls})
+        return ("nft", {"ns": journal_ref(self.namespace), "family": render.FAMILY, "table": render.TABLE,
+                        "keys": render.element_keys(keys), "sysctls": sysctls})
 
     def _localnet_rel(self, bridge: str) -> str:
         return f"net/ipv4/conf/{bridge}/route_localnet"

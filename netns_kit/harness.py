@@ -30,7 +30,7 @@ from ._journal import EphemeralScope, intent
 from .errors import StateError, ValidationError
 from .model import format_rate as _fmt_rate
 from .model import parse_rate, validate_ifname
-from .namespace import Namespace
+from .namespace import Namespace, journal_ref
 
 __all__ = [
     "BandwidthLimit",
@@ -232,7 +232,7 @@ class _RootQdisc(EphemeralScope):
         index = link.index
         with intent(f"delete root qdisc of {self.ifname} in {self.namespace.label}",
                     lambda: sock.delete_qdisc(index, obj=self.ifname),
-                    durable=("qdisc", {"ns": self.namespace._ref(), "index": index, "ifname": self.ifname,
+                    durable=("qdisc", {"ns": journal_ref(self.namespace), "index": index, "ifname": self.ifname,
                                        "kind": self.kind})):
             self._install(sock, index)
         self._index = index

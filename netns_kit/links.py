@@ -24,7 +24,7 @@ from .model import (
     validate_ifname,
     validate_mtu,
 )
-from .namespace import Namespace
+from .namespace import Namespace, journal_ref
 
 __all__ = ["Bridge", "VethPair"]
 
@@ -183,7 +183,7 @@ class Bridge(_OwnedLink):
         sock = ns.rtnl()
         with atomic_step():
             with intent(f"delete bridge {self.name} in {ns.label}", self._undo_create,
-                        durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "bridge"})):
+                        durable=("link", {"ns": journal_ref(ns), "name": self.name, "kind": "bridge"})):
                 sock.create_link(self.name, "bridge", up=self.up and self.ipv6_link_local, mac=self.mac,
                                  group=_state.tag())
             info = sock.get_link(name=self.name)
@@ -316,8 +316,8 @@ class VethPair(_OwnedLink):
         with atomic_step(), pns.open_fd() as pfd:
             try:
                 with intent(f"delete veth {self.name} in {ns.label}", self._undo_create,
-                            durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "veth",
-                                              "peer": self.peer, "peer_ns": pns._ref()})):
+                            durable=("link", {"ns": journal_ref(ns), "name": self.name, "kind": "veth",
+                                              "peer": self.peer, "peer_ns": journal_ref(pns)})):
                     echoed = sock.create_link(
                         self.name, "veth", up=self.up and self.ipv6_link_local, mtu=self.mtu, mac=self.mac,
                         master=master,

@@ -45,7 +45,7 @@ from ._journal import EphemeralScope, atomic_step, record
 from ._netconfig import DEFAULT_BRIDGE, DEFAULT_NETWORK_NAME, parse_ports, validate_name
 from ._registry import current_host, forget_host_if_empty, host_state, peek_host_state
 from .connection import Connection
-from .errors import AlreadyExistsError, NotFoundError, StateError, ValidationError, attach_rollback_failures
+from .errors import AlreadyExistsError, Failures, NotFoundError, StateError, ValidationError
 from .model import ADDR_TYPES, IPAddr, IPInterface, check_args, parse_ip, parse_mac, validate_netns_name
 from .namespace import Namespace
 from .network import Network
@@ -313,7 +313,7 @@ class _Sandbox:
         self.users -= 1
         if self.users > 0:
             return ()
-        failures: list[BaseException] = []
+        failures = Failures()
         gone: list[str] = []
         if self.owned:
             st = host_state(self.host)
@@ -321,29 +321,21 @@ class _Sandbox:
             # every network attachment of this namespace, also those made with Network.connect(ns);
             # by the identity recorded at creation, so also when the namespace was deleted behind our back
             for att in reversed(st.connections_of(self.namespace.identity)):
-                try:
+                with failures.step():
                     att.disconnect()
-                except Exception as exc:
-                    failures.append(exc)
                 gone += [g for g in att.already_gone if g not in gone]
             if vanished and not gone:
                 gone.append(f"namespace {self.namespace.label} (deleted outside netns_kit)")
                 log.warning("endpoint namespace %s was already gone (deleted outside netns_kit)",
                             self.namespace.label)
-            try:
+            with failures.step():
                 self.namespace.remove()
-            except Exception as exc:
-                failures.append(exc)
             if self.namespace.name is not None:
                 drop_namespace_file(self.namespace.name)
         if self.uses_default:
-            try:
+            with failures.step():
                 _release_default(self.host)
-            except Exception as exc:
-                failures.append(exc)
-        if failures:
-            attach_rollback_failures(failures[0], failures[1:])
-            raise failures[0]
+        failures.raise_first()
         return tuple(gone)
 
 

@@ -129,6 +129,15 @@ def on_removal(listener: Callable[[tuple[int, int]], None]) -> None:
     _removal_listeners.append(listener)
 
 
+def journal_ref(ns: Namespace) -> dict[str, object]:
+    """How the on-disk journal names ``ns`` (for the objects that journal changes made inside it)."""
+    return _state.ns_ref(ns.path if ns.kind == "named" else None, ns.identity)
+
+
+def drop_socket(identity: Identity) -> None:
+    """Close this process's cached netlink socket into the namespace ``identity``, if it has one."""
+    _pool.drop(identity)
+
 class Namespace(EphemeralScope):
     """A network namespace.
 
@@ -274,10 +283,6 @@ class Namespace(EphemeralScope):
                 _pool.get(self._identity, lambda: made[0])
         record(f"remove namespace {self.label}", self.remove)
         return self
-
-    def _ref(self) -> dict[str, object]:
-        """How the on-disk journal names this namespace."""
-        return _state.ns_ref(self.path if self.kind == "named" else None, self.identity)
 
     def _undo_create(self) -> None:
         if self._identity is not None:
@@ -572,7 +577,7 @@ class Namespace(EphemeralScope):
         index = self._index_of(sock, ifname)
         with intent(f"delete address {iface} from {ifname} in {self.label}",
                     lambda: self._undo_rtnl().delete_address(index, iface),
-                    durable=("address", {"ns": self._ref(), "ifname": ifname, "index": index,
+                    durable=("address", {"ns": journal_ref(self), "ifname": ifname, "index": index,
                                          "address": str(iface),
                                          **({"proto": OWNER_PROTO} if address_marks_kept() else {})})):
             try:  # the kernel refuses a duplicate (NLM_F_EXCL) and then changes nothing
@@ -604,7 +609,7 @@ class Namespace(EphemeralScope):
         sock = self.rtnl()
         oif = self._index_of(sock, route.dev) if route.dev is not None else None
         with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
-                    durable=("route", {"ns": self._ref(), "dst": route.dst, "gateway": route.gateway,
+                    durable=("route", {"ns": journal_ref(self), "dst": route.dst, "gateway": route.gateway,
                                        "metric": route.metric, "table": route.table, "oif": oif,
                                        "oif_name": route.dev, "proto": OWNER_PROTO}),
                     unchanged_on=(AlreadyExistsError, ValidationError)):
@@ -703,7 +708,7 @@ class Namespace(EphemeralScope):
 
         # a refused write(2) of a sysctl changes nothing: its journal entry is withdrawn
         with intent(f"restore {key}={old} in {self.label}", undo,
-                    durable=("sysctl", {"ns": self._ref(), "path": path, "old": old, "new": value}),
+                    durable=("sysctl", {"ns": journal_ref(self), "path": path, "old": old, "new": value}),
                     unchanged_on=(NetnsKitError,)), \
                 self.enter():
             _sys.write_sysctl(key, value)

@@ -49,11 +49,11 @@ from ._registry import HostRegistry, current_host, forget_host_if_empty, host_st
 from .connection import Connection, ConnectRequest, NetworkSide
 from .errors import (
     AlreadyExistsError,
+    Failures,
     NotFoundError,
     OwnershipError,
     StateError,
     ValidationError,
-    attach_rollback_failures,
 )
 from .firewall import Firewall, NetworkPolicy
 from .ipam import DEFAULT_POOLS, AddressAllocator, AddressPool, ExhaustedError, SubnetPlan, pick_subnet
@@ -406,23 +406,21 @@ class Network(EphemeralScope):
                                  "first (or close() to disconnect what this process connected)", obj=self.name,
                                  namespace=self.host.label, step="remove network")
         st = host_state(self.host)
-        failures: list[BaseException] = []
+        failures = Failures()
         disconnected: list[str] = []
         left: list[str] = []
         gone: list[str] = []
         with st.lock:
             for conn in list(self._connections):  # namespaces deleted behind our back: not endpoints
                 if not conn.namespace.exists:
-                    try:
+                    with failures.step():
                         conn.disconnect()
-                    except Exception as exc:
-                        failures.append(exc)
                     gone += conn.already_gone
             outer = _batch.current()
             if outer is not None:
                 # endpoints removed earlier in the caller's removal batch: their veths go now and their
                 # addresses come back, so they are not mistaken for other processes' endpoints
-                failures += outer.flush()
+                failures.extend(outer.flush())
             if self._connections and not force:
                 names = ", ".join(str(c) for c in self._connections)
                 raise StateError(f"network {self.name!r} still has endpoints ({names}); disconnect them or "
@@ -443,24 +441,18 @@ class Network(EphemeralScope):
                 for conn in reversed(list(self._connections)):
                     disconnected.append(str(conn))
                     left += self._left_behind(st, conn)
-                    try:
+                    with failures.step():
                         conn.disconnect()
-                    except Exception as exc:
-                        failures.append(exc)
                     gone += conn.already_gone
                     bar.advance()
                 if self._attached_fw:
-                    try:
+                    with failures.step():
                         Firewall.for_namespace(self.host).detach_network(self.bridge)
                         self._attached_fw = False
-                    except Exception as exc:
-                        failures.append(exc)
                 if self._bridge is not None:
-                    try:
+                    with failures.step():
                         self._bridge.remove()
-                    except Exception as exc:
-                        failures.append(exc)
-            failures += pending.flush()
+            failures.extend(pending.flush())
             bar.finish()
             self._removed = True
             self._removing = False
@@ -472,20 +464,15 @@ class Network(EphemeralScope):
                     _state.delete_json(self._state_path)
                 self._state_path = None
                 if self._dns_port is not None:
-                    try:
+                    with failures.step():
                         _dns.release(self.host)  # the last network with name resolution stops the service
-                    except Exception as exc:
-                        failures.append(exc)
             if st.networks.get(self.name) is self:
                 del st.networks[self.name]
         forget_host_if_empty(self.host)
         report = RemovalReport(self.name, tuple(reversed(disconnected)), tuple(left), tuple(gone))
         if left or gone:
             log.warning("%s", report)
-        if failures:
-            first = failures[0]
-            attach_rollback_failures(first, failures[1:])
-            raise first
+        failures.raise_first()
         return report
 
     def _left_behind(self, st: HostRegistry, conn: Connection) -> list[str]:
@@ -575,15 +562,11 @@ class Network(EphemeralScope):
 
     def close(self) -> None:
         """Disconnect every endpoint this object connected; the network itself stays."""
-        failures: list[BaseException] = []
+        failures = Failures()
         for conn in reversed(list(self._connections)):
-            try:
+            with failures.step():
                 conn.disconnect()
-            except Exception as exc:
-                failures.append(exc)
-        if failures:
-            attach_rollback_failures(failures[0], failures[1:])
-            raise failures[0]
+        failures.raise_first()
 
     def _state_record(self, plan: SubnetPlan) -> dict[str, object]:
         """What another process needs to :meth:`open` the network."""

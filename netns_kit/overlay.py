@@ -49,6 +49,7 @@ from ._progress import ProgressArg
 from ._registry import host_state
 from .errors import (
     AlreadyExistsError,
+    Failures,
     NotFoundError,
     OwnershipError,
     StateError,
@@ -57,7 +58,7 @@ from .errors import (
 )
 from .links import Bridge, _OwnedLink
 from .model import ADDR_TYPES, IPAddr, check_args, parse_ip
-from .namespace import Namespace
+from .namespace import Namespace, journal_ref
 from .network import Network
 
 __all__ = ["OverlayNetwork", "OverlayPeer"]
@@ -127,7 +128,7 @@ class _VxlanLink(_OwnedLink):
         sock = ns.rtnl()
         with atomic_step():
             with intent(f"delete vxlan {self.name} in {ns.label}", self._undo_create,
-                        durable=("link", {"ns": ns._ref(), "name": self.name, "kind": "vxlan"})):
+                        durable=("link", {"ns": journal_ref(ns), "name": self.name, "kind": "vxlan"})):
                 sock.create_vxlan(self.name, vni=self.vni, local=self.local, port=self.port, mtu=self.mtu,
                                   group=_state.tag())
             info = sock.get_link(name=self.name)
@@ -285,7 +286,7 @@ class OverlayNetwork(Network):
         ov = self.overlay
         table = filter_table(ov.vni)
         with intent(f"delete table {FILTER_FAMILY} {table} in {self.host.label}", self._remove_filter,
-                    durable=("nft_table", {"ns": self.host._ref(), "family": FILTER_FAMILY, "table": table})):
+                    durable=("nft_table", {"ns": journal_ref(self.host), "family": FILTER_FAMILY, "table": table})):
             ctx.run_json(filter_commands(ov.vni, ov.port, [str(p) for p in self._peers], _state.mark()),
                          obj=table, step="create overlay peer filter")
             self._filter = True
@@ -311,7 +312,7 @@ class OverlayNetwork(Network):
         if not self._owned:
             raise OwnershipError(f"overlay {self.name!r} was opened, not created, by this process", obj=self.name,
                                  namespace=self.host.label, step="remove overlay network")
-        failures: list[BaseException] = []
+        failures = Failures()
         report = RemovalReport(self.name)
         try:
             report = super().remove(force=force, progress=progress)
@@ -320,18 +321,12 @@ class OverlayNetwork(Network):
         except BaseException as exc:
             failures.append(exc)
         if self._vxlan is not None:
-            try:
+            with failures.step():
                 self._vxlan.remove()
-            except Exception as exc:
-                failures.append(exc)
             self._vxlan = None
-        try:
+        with failures.step():
             self._remove_filter()
-        except Exception as exc:
-            failures.append(exc)
-        if failures:
-            attach_rollback_failures(failures[0], failures[1:])
-            raise failures[0]
+        failures.raise_first()
         return report
 
     # -- peers -----------------------------------------------------------------------------------------

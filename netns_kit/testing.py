@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from . import _sys
 from .errors import LeakError, RootlessError
-from .namespace import Namespace, _pool
+from .namespace import Namespace, drop_socket
 
 __all__ = ["LeakError", "RootlessMode", "enter_rootless", "isolated_host", "named_namespaces", "rootless_mode"]
 
@@ -128,7 +128,7 @@ def isolated_host(*, check_leaks: bool = True, rootless: bool | None = None) -> 
             try:
                 yield host
             finally:
-                _pool.drop(host.identity)
+                drop_socket(host.identity)
                 _sys.setns(saved, label="previous namespace")
         finally:
             os.close(fd)

@@ -34,7 +34,7 @@ from . import _batch, _progress, _wiring
 from . import _nft_render as render
 from ._journal import Transaction, intent
 from ._progress import ProgressArg
-from .errors import NetnsKitError, StateError, TopologyFileError, ValidationError, attach_rollback_failures
+from .errors import Failures, NetnsKitError, StateError, TopologyFileError, ValidationError
 from .firewall import Firewall, NetworkPolicy
 from .links import Bridge, VethPair
 from .model import (
@@ -678,7 +678,7 @@ class Topology:
         _progress.check(progress, step="remove topology")
         made, self._made = self._made, None
         self._objects = {}
-        failures: list[BaseException] = []
+        failures = Failures()
         with _batch.collecting() as pending:
             for obj in reversed(made or []):
                 try:
@@ -686,10 +686,8 @@ class Topology:
                 except Exception as exc:  # keep going: everything else still gets removed
                     exc.add_note(f"while removing {obj!r} of topology {self.title!r}")
                     failures.append(exc)
-        failures += pending.flush(progress)
-        if failures:
-            attach_rollback_failures(failures[0], failures[1:])
-            raise failures[0]
+        failures.extend(pending.flush(progress))
+        failures.raise_first()
 
     def namespaces(self) -> dict[str, Any]:
         """The built namespaces by name (empty before :meth:`create`)."""

@@ -5,13 +5,18 @@
 
 netavark and the CNI plugins start processes for every endpoint (~0.1-0.3 s each), so they run
 fewer times (``--slow-runs``, default 3) and only up to ``--slow-max-n`` endpoints (default 200);
-the table says where they were skipped. For netns_kit, its Docker-shaped path and the raw floors
-the first and last tenth of endpoints are also timed on their own (flatness), and the raw
-floors report the time of each kind of step.
+the table says where they were skipped. netns_kit's two paths and the raw floors, which take
+seconds, run at least ``--core-runs`` times (default 9) at N <= 200. For netns_kit, its
+Docker-shaped path and the raw floors the first and last tenth of endpoints are also timed on
+their own (flatness), and the raw floors report the time of each kind of step.
 
 Each run of each approach happens in a fresh network namespace of its own (a worker process
 started under ``unshare --net``), which is checked for leftovers at the end. Runs of the
 approaches are interleaved (the order rotates) so that drift on the machine hits all of them.
+netns_kit's two paths and the raw floors run back to back in each round (the block first, its
+order rotating), and the targets that compare them within 1.5x are the median of the ratios of
+runs of the same round: on a shared machine whose speed drifts over minutes, runs seconds apart
+compare like with like. The ratio of the medians is shown beside it.
 Figures: setup and teardown time per endpoint (median over runs), peak RSS of the worker
 process, its open file descriptors at the end of setup, and netns_kit's time divided by each
 other approach's time from the same invocation. Output: a table on stdout, a markdown file
@@ -55,6 +60,8 @@ EXTRAS = ["netns_kit_bulk", "netns_kit_rollback"]
 SLOW = {"netavark", "cni"}
 #: approaches that report per-endpoint times of their first and last tenth
 FLAT = ["netns_kit", "netns_kit_network", "raw_floor", "raw_floor_nolinklocal"]
+#: compared with each other within tight bounds: run back to back in each round, compared per round
+CORE = ["netns_kit", "netns_kit_network", "raw_floor", "raw_floor_nolinklocal"]
 #: approaches whose teardown is one removal batch: one more run per N removes them in tenths
 TENTHS_RUN = ["netns_kit_network"]
 
@@ -196,16 +203,27 @@ def targets(cells: dict[tuple[str, int], Cell], ns: list[int]) -> list[str]:
             met = "yes" if ok else "NO"
         rows.append(f"| {label} | {shown} | {met} |")
 
+    def paired(a: str, b: str, n: int, key: str = "setup_s") -> float | None:
+        """Median over rounds of a's time / b's time in the same round (None without a common round)."""
+        ca, cb = cells.get((a, n)), cells.get((b, n))
+        if not ca or not cb:
+            return None
+        of_b = {r.get("round"): float(r[key]) for r in cb.runs if r.get("round") is not None}
+        pairs = [float(r[key]) / of_b[r["round"]] for r in ca.runs if r.get("round") in of_b and of_b[r["round"]] > 0]
+        return float(statistics.median(pairs)) if pairs else None
+
     nk_s, nk_t = get("netns_kit", ref, "setup_s"), get("netns_kit", ref, "teardown_s")
     nw_s = get("netns_kit_network", ref, "setup_s")
     rn_s, rn_t = get("raw_floor_nolinklocal", ref, "setup_s"), get("raw_floor_nolinklocal", ref, "teardown_s")
-    row(f"setup, netns_kit (primitives) / raw floor without link-local at N={ref} (<= 1.5)",
-        ratio(nk_s, rn_s), ("<=", 1.5))
+    row(f"setup, netns_kit (primitives) / raw floor without link-local at N={ref}, median of per-round ratios "
+        "(<= 1.5)", paired("netns_kit", "raw_floor_nolinklocal", ref), ("<=", 1.5))
+    row(f"(context) the same as a ratio of the medians at N={ref}", ratio(nk_s, rn_s), None)
     row(f"(context) setup, netns_kit / raw floor with link-local at N={ref}",
         ratio(nk_s, get("raw_floor", ref, "setup_s")), None)
     row(f"(context) teardown, netns_kit / raw floor without link-local at N={ref}", ratio(nk_t, rn_t), None)
-    row(f"setup, netns_kit Network + Endpoint / netns_kit primitives at N={ref} (<= 1.2)",
-        ratio(nw_s, nk_s), ("<=", 1.2))
+    row(f"setup, netns_kit Network + Endpoint / netns_kit primitives at N={ref}, median of per-round ratios "
+        "(<= 1.2)", paired("netns_kit_network", "netns_kit", ref), ("<=", 1.2))
+    row(f"(context) the same as a ratio of the medians at N={ref}", ratio(nw_s, nk_s), None)
     for other in ("netavark", "cni"):
         row(f"setup, {LABELS[other]} / netns_kit Network + Endpoint at N={ref} (>= 20)",
             ratio(get(other, ref, "setup_s"), nw_s), (">=", 20))
@@ -351,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--sizes", type=int, nargs="+", help="endpoint counts (default 50 200 1000)")
     ap.add_argument("--runs", type=int, help="runs per approach and N (default 5; 3 at N>=1000)")
     ap.add_argument("--approaches", nargs="+", choices=MAIN, help="default: all (Mininet if installed)")
+    ap.add_argument("--core-runs", type=int, default=9,
+                    help="at least this many runs of netns_kit's paths and the raw floors at N<=200 (default 9; "
+                         "they take seconds, and the targets that compare them are tight)")
     ap.add_argument("--slow-runs", type=int, default=3,
                     help="at most this many runs of netavark and cni per N (default 3)")
     ap.add_argument("--slow-max-n", type=int, default=200,
@@ -398,14 +419,21 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             if name in SLOW and n > args.slow_max_n:
                 skipped[(name, n)] = f"one process per endpoint, run only up to N={args.slow_max_n} (--slow-max-n)"
-        for rep in range(runs):
-            order = names[rep % len(names):] + names[:rep % len(names)]
+        core_runs = runs if args.quick or args.runs or n > 200 else max(runs, args.core_runs)
+        for rep in range(max(runs, core_runs)):
+            core = [x for x in names if x in CORE]
+            rest = [x for x in names if x not in CORE]
+            order = (core[rep % len(core):] + core[:rep % len(core)] if core else []) + \
+                (rest[rep % len(rest):] + rest[:rep % len(rest)] if rest else [])
             for name in order:
-                if (name, n) in skipped or (name in SLOW and rep >= args.slow_runs):
+                if (name, n) in skipped or (name in SLOW and rep >= args.slow_runs) or \
+                        (rep >= runs and name not in CORE):
                     continue
                 res = run_worker(name, n, pythons[name], timeout=600 + 0.5 * n)
+                res["round"] = rep
                 cells.setdefault((name, n), Cell(name, n)).runs.append(res)
-                print(f"  {name:>10} N={n:<5} run {rep + 1}/{runs}: setup {res['setup_s'] * 1000 / n:7.2f} ms/ep, "
+                of = core_runs if name in CORE else runs
+                print(f"  {name:>10} N={n:<5} run {rep + 1}/{of}: setup {res['setup_s'] * 1000 / n:7.2f} ms/ep, "
                       f"teardown {res['teardown_s'] * 1000 / n:6.2f} ms/ep", file=sys.stderr, flush=True)
                 # let the kernel finish destroying this run's namespaces (it does so asynchronously)
                 # before the next approach starts
@@ -417,9 +445,9 @@ def main(argv: list[str] | None = None) -> int:
                 if name in names and n >= 2:
                     res = run_worker(name, n, pythons[name], timeout=600 + 0.5 * n, tenths=True)
                     cells.setdefault((f"{name}_tenths", n), Cell(f"{name}_tenths", n)).runs.append(res)
-                    print(f"  {name:>10} N={n:<5} teardown in tenths, run {rep + 1}: first "
-                          f"{res['teardown_first_tenth_s'] * 1000:6.2f}, last {res['teardown_last_tenth_s'] * 1000:6.2f}"
-                          " ms/ep", file=sys.stderr, flush=True)
+                    first, last = res["teardown_first_tenth_s"] * 1000, res["teardown_last_tenth_s"] * 1000
+                    print(f"  {name:>10} N={n:<5} teardown in tenths, run {rep + 1}: first {first:6.2f}, "
+                          f"last {last:6.2f} ms/ep", file=sys.stderr, flush=True)
                     settle_down(settle * max(1.0, n / 200) if settle else 0.0, limit=30.0 if settle else 0.0)
     extra: dict[str, dict[str, Any]] = {}
     if not args.no_extras:
@@ -439,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
              f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, kernel {os.uname().release}, "
              f"{os.cpu_count()} CPUs, {elapsed:.0f} s in all. Medians over "
              f"{', '.join(f'N={n}: {len(cells[(names[0], n)].runs)} runs' for n in sizes)}"
+             + (f" (netns_kit's paths and the raw floors: {args.core_runs} at N <= 200)"
+                if not (args.quick or args.runs) and any(n <= 200 for n in sizes) else "")
              + (f"; {' and '.join(LABELS[k] for k in names if k in SLOW)}: at most {args.slow_runs} runs, "
                 f"N <= {args.slow_max_n}" if any(k in SLOW for k in names) else "") + ".", ""]
     lines += table(cells, sizes, names, skipped)

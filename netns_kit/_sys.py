@@ -174,7 +174,8 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
     try:
         fd0 = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     except FileExistsError as exc:
-        raise AlreadyExistsError(f"namespace file {path} already exists", obj=label, step="create namespace") from exc
+        raise AlreadyExistsError(f"namespace {label!r} already exists ({path})", obj=label, namespace=label,
+                                 step="create namespace") from exc
     os.close(fd0)
     saved = os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
     try:

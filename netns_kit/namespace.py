@@ -263,10 +263,7 @@ class Namespace(EphemeralScope):
             made.append(RtnlSocket.open(None, label=self.label))
             made[0].set_link(1, up=True, alias=_state.mark(), obj="lo")
 
-        with _state.name_lock(self.label):
-            if os.path.lexists(self.path):
-                raise AlreadyExistsError(f"namespace {self.label!r} already exists ({self.path})",
-                                         obj=self.label, namespace=self.label, step="create namespace")
+        with _state.name_lock(self.label):  # a name taken already: the O_EXCL create refuses it
             with atomic_step():
                 with intent(f"remove namespace {self.label}", self._undo_create,
                             durable=("netns", {"name": self.name, "path": self.path})):

@@ -43,6 +43,7 @@ __all__ = [
     "FAMILY",
     "TABLE",
     "TABLE_COMMENT",
+    "V6_SETS",
     "Cmd",
     "PortElement",
     "delete_table",
@@ -58,6 +59,7 @@ __all__ = [
     "port_elements",
     "port_slots",
     "port_text",
+    "skeleton6_text",
     "skeleton_text",
     "value_text",
 ]
@@ -83,30 +85,47 @@ def _addr_type(version: int) -> str:
     return "ipv4_addr" if version == 4 else "ipv6_addr"
 
 
+def _family_set_defs(v: int) -> list[tuple[str, str, str]]:
+    """``(kind, name, body)`` of the sets and maps of one address family."""
+    at = _addr_type(v)
+    return [
+        ("set", f"masq{v}", f'type {at}; flags interval; comment "subnets to masquerade";'),
+        ("set", f"masq{v}_skip", f'type {at} . ifname; flags interval; comment "subnet . own bridge: no masquerade";'),
+        ("set", f"hairpin{v}", f'type {at} . {at}; comment "container . container: masquerade to own port";'),
+        ("map", f"dnat{v}", f'type inet_proto . inet_service : {at} . inet_service; '
+                            'comment "published on every address";'),
+        ("map", f"dnat{v}_addr", f'type {at} . inet_proto . inet_service : {at} . inet_service;\n'
+                                  '    comment "published on one address";'),
+    ]
+
+
+def _family_sets(v: int) -> str:
+    return "".join(f"\n  {kind} {name} {{ {body} }}" for kind, name, body in _family_set_defs(v))
+
+
+_L4 = "meta l4proto { tcp, udp, sctp }"
+
+V6_SETS = frozenset({"masq6", "masq6_skip", "hairpin6", "dnat6", "dnat6_addr"})
+"""The sets and maps of the table's IPv6 part (see :func:`skeleton6_text`)."""
+
+
 def skeleton_text() -> str:
-    """The table with its sets, maps, chains and fixed rules, as one nft script (one transaction).
+    """The table with its sets, maps, chains and fixed rules for IPv4, as one nft script (one
+    transaction); :func:`skeleton6_text` adds the IPv6 part when the first IPv6 element needs it,
+    so that a host without IPv6 networks keeps a smaller ruleset (libnftables reads the whole
+    ruleset into its cache before every batch, whoever sends it).
 
     It is a constant: no caller data is ever interpolated into it (all data goes in elements,
     as JSON). Text rather than JSON because libnftables 1.0.6 crashes parsing a JSON ``dnat``
     whose address comes from a map with concatenated data (``dnat ip to ... map @dnat4``).
     """
-    sets = []
-    for v in (4, 6):
-        at = _addr_type(v)
-        sets.append(f"""
-  set masq{v} {{ type {at}; flags interval; comment "subnets to masquerade"; }}
-  set masq{v}_skip {{ type {at} . ifname; flags interval; comment "subnet . own bridge: no masquerade"; }}
-  set hairpin{v} {{ type {at} . {at}; comment "container . container: masquerade to own port"; }}
-  map dnat{v} {{ type inet_proto . inet_service : {at} . inet_service; comment "published on every address"; }}
-  map dnat{v}_addr {{ type {at} . inet_proto . inet_service : {at} . inet_service;
-    comment "published on one address"; }}""")
     mark = f"meta mark set meta mark | {ACCEPT_MARK:#010x}"
-    l4 = "meta l4proto { tcp, udp, sctp }"
+    l4 = _L4
     return f"""table {FAMILY} {TABLE} {{
   comment "{TABLE_COMMENT}"
   set bridges {{ type ifname; comment "attached bridges"; }}
   set icc {{ type ifname . ifname; comment "bridge . bridge: inter-container communication on"; }}
-  set internal {{ type ifname; comment "internal bridges: no way out"; }}{"".join(sets)}
+  set internal {{ type ifname; comment "internal bridges: no way out"; }}{_family_sets(4)}
   chain guard {{
     type filter hook prerouting priority -300; policy accept;
     iifname @bridges ip daddr 127.0.0.0/8 drop comment "route_localnet must not open the host's loopback"
@@ -115,25 +134,18 @@ def skeleton_text() -> str:
     type nat hook prerouting priority -100; policy accept;
     ip daddr != 127.0.0.0/8 {l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
     ip daddr != 127.0.0.0/8 {l4} fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
-    {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
-    {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
   }}
   chain output {{
     type nat hook output priority -100; policy accept;
     {l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
     {l4} fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
-    ip6 daddr != ::1 {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
-    ip6 daddr != ::1 {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
   }}
   chain postrouting {{
     type nat hook postrouting priority 100; policy accept;
     ip saddr 127.0.0.0/8 oifname @bridges masquerade comment "host to container via 127.0.0.1"
     ip saddr . ip daddr @hairpin4 masquerade comment "masquerade to own port"
-    ip6 saddr . ip6 daddr @hairpin6 masquerade comment "masquerade to own port"
     ip saddr . oifname @masq4_skip return
-    ip6 saddr . oifname @masq6_skip return
     ip saddr @masq4 masquerade comment "outbound"
-    ip6 saddr @masq6 masquerade comment "outbound"
   }}
   chain forward {{
     type filter hook forward priority -10; policy accept;
@@ -146,6 +158,31 @@ def skeleton_text() -> str:
     iifname @bridges {mark} accept comment "outbound"
   }}
 }}
+"""
+
+
+def skeleton6_text() -> str:
+    """The table's IPv6 part, added to a table made by :func:`skeleton_text`: its sets and maps, and
+    its rules appended to the NAT chains (an IPv6 rule never matches an IPv4 packet, so after the
+    IPv4 rules it decides what it decided before them). One transaction that starts by *creating*
+    the ``dnat6`` map: if the part exists already (made by another process, or by an older
+    netns_kit that always made it), the whole script is refused with EEXIST and nothing changes.
+    A constant, like :func:`skeleton_text`."""
+    t = f"{FAMILY} {TABLE}"
+    l4 = _L4
+    defs = _family_set_defs(6)
+    first = next(d for d in defs if d[1] == "dnat6")
+    rest = "".join(f"\n  {kind} {name} {{ {body} }}" for kind, name, body in defs if name != first[1])
+    return f"""create {first[0]} {t} {first[1]} {{ {first[2]} }}
+table {t} {{{rest}
+}}
+add rule {t} prerouting {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
+add rule {t} prerouting {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+add rule {t} output ip6 daddr != ::1 {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
+add rule {t} output ip6 daddr != ::1 {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+add rule {t} postrouting ip6 saddr . ip6 daddr @hairpin6 masquerade comment "masquerade to own port"
+add rule {t} postrouting ip6 saddr . oifname @masq6_skip return
+add rule {t} postrouting ip6 saddr @masq6 masquerade comment "outbound"
 """
 
 

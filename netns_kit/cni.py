@@ -46,7 +46,7 @@ from .errors import (
     PermissionDeniedError,
     ValidationError,
 )
-from .firewall import delete_marked, ensure_table
+from .firewall import delete_marked, ensure_family6, ensure_table
 from .ipam import AddressAllocator, ExhaustedError, SubnetPlan
 from .links import Bridge
 from .model import IPAddr, IPInterface, Route, parse_ip, parse_mac, parse_network, validate_ifname
@@ -334,6 +334,8 @@ def _ensure_network(net: _Net, host: Namespace, ctx: _nft.NftContext) -> dict[st
             data["forwarding"][key] = old
     _state.write_json(net.file, data)
     ensure_table(ctx, host.label)
+    if any(r.plan.version == 6 for r in conf.ranges):
+        ensure_family6(ctx)
     elements = render.network_elements(conf.bridge, [r.plan.network for r in conf.ranges], internal=False,
                                        icc=True, masquerade=False)
     ctx.run_json(render.element_cmds("add", elements, comment=net.mark), obj=f"network {conf.name}",
@@ -443,6 +445,8 @@ def _add(conf: NetConf, env: Mapping[str, str]) -> dict[str, Any]:
                 cmds += render.element_cmds("create", {k: v for k, v in elements.items() if k.startswith("dnat")},
                                             comment=MARK_PREFIX + att)
                 with _state.host_lock(host.identity):
+                    if any(k in render.V6_SETS for k in elements):
+                        ensure_family6(ctx)
                     ctx.run_json(cmds, obj=f"container {cid}", step="publish ports and masquerade")
             if conf.bandwidth:
                 _limit(conf, host, target, host_ifname, ifname)

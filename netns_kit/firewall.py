@@ -130,6 +130,7 @@ class Firewall:
         self._keys: dict[tuple[int, str, int], dict[str | None, PublishedPort]] = {}
         self._masq: dict[IPNet, str | None] = {}
         self._table = False
+        self._v6 = False  # the table's IPv6 part is there (see ensure_family6)
         self._saved_forwarding: dict[int, str] = {}
         self._saved_localnet: dict[str, str] = {}
         self._hairpin: dict[str, int] = {}
@@ -185,6 +186,13 @@ class Firewall:
             self._recover_journaled()
         self._table = True
         self._warn_foreign_drop()
+
+    def _ensure_sets(self, names: Iterable[str]) -> None:
+        """Before the first batch with an element in an IPv6 set or map: the table's IPv6 part
+        (:func:`ensure_family6`)."""
+        if not self._v6 and any(name in render.V6_SETS for name in names):
+            ensure_family6(self._ctx())
+            self._v6 = True
 
     def recover_leftovers(self, *, everything: bool = False) -> int:
         """Undo firewall changes of netns_kit processes that died; returns how many elements went.
@@ -278,6 +286,7 @@ class Firewall:
                     ctx.run_json([render.delete_table()], obj=f"table {render.FAMILY} {render.TABLE}",
                                  step="delete firewall table")
             self._table = False
+            self._v6 = False
         del ctx  # the cache's reference is the last one: drop_context frees it off this thread
         with self._registry_lock:
             if self._registry.get(self.namespace.identity) is self:
@@ -382,6 +391,7 @@ class Firewall:
             elements = policy.elements()
             created_table = not self._table
             self._ensure_table()
+            self._ensure_sets(elements)
             self._networks[policy.bridge] = policy
             pre = self._write_ahead(elements)
             try:
@@ -475,6 +485,7 @@ class Firewall:
             created_table = not self._table
             self._ensure_table()
             elements = render.masquerade_elements(net, bridge)
+            self._ensure_sets(elements)
             pre = self._write_ahead(elements)
             try:
                 self._ctx().run_json(render.element_cmds("add", elements, comment=_state.mark()),
@@ -596,6 +607,7 @@ class Firewall:
             added = render.merged(parts)
             what = f"published port {ports[0].spec}" if len(ports) == 1 else f"{len(ports)} published ports"
             self._ensure_table()
+            self._ensure_sets(added)
             pre = self._write_ahead(added)
             try:
                 self._ctx().run_json(cmds, obj=what, step="publish port")
@@ -857,6 +869,19 @@ def ensure_table(ctx: _nft.NftContext, label: str) -> bool:
                 namespace=label, step="create firewall table") from None
         return False
     return True
+
+def ensure_family6(ctx: _nft.NftContext) -> bool:
+    """Add the IPv6 part of netns_kit's table, made by :func:`ensure_table` without it (True), or
+    find it there already (False): one transaction that starts by creating the ``dnat6`` map, so
+    that two processes never add it twice (see :func:`netns_kit._nft_render.skeleton6_text`).
+    Undo: it goes with the table."""
+    try:
+        ctx.run_text(render.skeleton6_text(), obj=f"table {render.FAMILY} {render.TABLE}",
+                     step="add IPv6 to firewall table")
+    except AlreadyExistsError:
+        return False
+    return True
+
 
 def delete_marked(ctx: _nft.NftContext, mark: str | None, keys: dict[str, list[Any]] | None, *,
                   step: str) -> int:

@@ -263,21 +263,21 @@ class Namespace(EphemeralScope):
             made.append(RtnlSocket.open(None, label=self.label))
             made[0].set_link(1, up=True, alias=_state.mark(), obj="lo")
 
-        with _state.name_lock(self.label):  # a name taken already: the O_EXCL create refuses it
-            with atomic_step():
-                with intent(f"remove namespace {self.label}", self._undo_create,
-                            durable=("netns", {"name": self.name, "path": self.path})):
-                    try:
-                        fd = _sys.create_named_netns(self.path, label=self.label, prepare=mark_inside)
-                    except BaseException:
-                        for m in made:
-                            m.close()
-                        raise
-                self._identity = _sys.stat_identity(fd)
-                self._owned = True
-                self._removed = False
-                os.close(fd)
-                _pool.get(self._identity, lambda: made[0])
+        # a name taken already: the O_EXCL create of /run/netns/NAME refuses it (nothing made)
+        with _state.name_lock(self.label), atomic_step():
+            with intent(f"remove namespace {self.label}", self._undo_create,
+                        durable=("netns", {"name": self.name, "path": self.path})):
+                try:
+                    fd = _sys.create_named_netns(self.path, label=self.label, prepare=mark_inside)
+                except BaseException:
+                    for m in made:
+                        m.close()
+                    raise
+            self._identity = _sys.stat_identity(fd)
+            self._owned = True
+            self._removed = False
+            os.close(fd)
+            _pool.get(self._identity, lambda: made[0])
         record(f"remove namespace {self.label}", self.remove)
         return self
 

@@ -13,7 +13,8 @@ from nat_env import HOST4, HOST6, OUT4, OUT6, World, world
 from traffic import connect, serve
 
 from netns_kit import AlreadyExistsError, Namespace, Transaction, ValidationError
-from netns_kit.firewall import Firewall, NetworkPolicy
+from netns_kit import _nft
+from netns_kit.firewall import Firewall, NetworkPolicy, ensure_family6
 from netns_kit.nat import NatRule, PublishedPort
 
 
@@ -193,6 +194,32 @@ def test_ipv6_masquerade_and_published_port(host: Namespace) -> None:
             assert time.monotonic() - t0 < 1
         fw.detach_network("br1")
     assert host.read_sysctl("net.ipv6.conf.all.forwarding") == "0"
+
+
+def test_the_tables_ipv6_part_comes_once_with_the_first_ipv6_element(host: Namespace) -> None:
+    """An IPv4-only host keeps the smaller table (no IPv6 sets, maps or rules); the first IPv6
+    network adds them, once, and a second try (another process) finds them and changes nothing."""
+    def count(needle: str) -> int:
+        return nft(host, "list", "table", "inet", "netns_kit").stdout.count(needle)
+
+    with world(host) as w:
+        w.add_net(1)
+        v6 = w.add_net(2, v6=True)
+        fw = Firewall.for_namespace(host)
+        attach(fw, w, "br1")
+        assert has_table(host) and count("dnat4") >= 1
+        assert count("dnat6") == 0 and count("masq6") == 0 and count("ip6 saddr") == 0
+        attach(fw, w, "br2")  # a dual-stack network: its masquerade needs the IPv6 sets
+        assert count("map dnat6 {") == 1 and count("@masq6 masquerade") == 1 and count("@hairpin6 masquerade") == 1
+        assert not ensure_family6(_nft.context_for(host))  # made already: refused as a whole, nothing added
+        assert count("@masq6 masquerade") == 1 and count("@dnat6_addr") == 2
+        c = v6.containers["c21"]
+        with serve(w.outside, "::", 9000) as srv:  # and it works: masquerade of the IPv6 network
+            assert connect(c, OUT6, 9000) is not None
+            assert srv.peers[-1][0] == HOST6
+        fw.detach_network("br2")
+        fw.detach_network("br1")
+    assert not has_table(host)
 
 
 def test_conflicts_are_refused_and_change_nothing(host: Namespace) -> None:

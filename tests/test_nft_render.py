@@ -134,6 +134,17 @@ def test_element_commands_are_one_per_set_and_scoped_to_our_table() -> None:
     assert render.delete_table() == {"delete": {"table": {"family": "inet", "name": "netns_kit"}}}
 
 
+def test_the_ipv6_part_is_separate_and_refused_when_made() -> None:
+    v4, v6 = render.skeleton_text(), render.skeleton6_text()
+    for name in render.V6_SETS:
+        assert f" {name} " not in v4 and f" {name} {{" in v6
+    assert "ip6" not in v4
+    assert v6.startswith("create map inet netns_kit dnat6 ")  # EEXIST when made already: nothing added
+    assert v6 == render.skeleton6_text() and "flush" not in v6
+    rules = [line for line in v6.splitlines() if line.startswith("add rule")]
+    assert len(rules) == 7 and all(" ip6 " in r for r in rules)  # never matches an IPv4 packet
+
+
 def test_skeleton_is_constant_and_owned() -> None:
     text = render.skeleton_text()
     assert text == render.skeleton_text()

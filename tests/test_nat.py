@@ -12,8 +12,7 @@ import pytest
 from nat_env import HOST4, HOST6, OUT4, OUT6, World, world
 from traffic import connect, serve
 
-from netns_kit import AlreadyExistsError, Namespace, Transaction, ValidationError
-from netns_kit import _nft
+from netns_kit import AlreadyExistsError, Namespace, Transaction, ValidationError, _nft
 from netns_kit.firewall import Firewall, NetworkPolicy, ensure_family6
 from netns_kit.nat import NatRule, PublishedPort
 

@@ -194,6 +194,15 @@ class Firewall:
             ensure_family6(self._ctx())
             self._v6 = True
 
+    def _ensure_sets_or_drop(self, names: Iterable[str], created_table: bool) -> None:
+        """:meth:`_ensure_sets`; if that fails, a table made just now for this change goes again."""
+        try:
+            self._ensure_sets(names)
+        except BaseException:
+            if created_table:
+                self._maybe_drop_table()
+            raise
+
     def recover_leftovers(self, *, everything: bool = False) -> int:
         """Undo firewall changes of netns_kit processes that died; returns how many elements went.
 
@@ -391,7 +400,7 @@ class Firewall:
             elements = policy.elements()
             created_table = not self._table
             self._ensure_table()
-            self._ensure_sets(elements)
+            self._ensure_sets_or_drop(elements, created_table)
             self._networks[policy.bridge] = policy
             pre = self._write_ahead(elements)
             try:
@@ -485,7 +494,7 @@ class Firewall:
             created_table = not self._table
             self._ensure_table()
             elements = render.masquerade_elements(net, bridge)
-            self._ensure_sets(elements)
+            self._ensure_sets_or_drop(elements, created_table)
             pre = self._write_ahead(elements)
             try:
                 self._ctx().run_json(render.element_cmds("add", elements, comment=_state.mark()),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,13 +64,18 @@ def enter_rootless() -> RootlessMode:
     the user namespace exits (``recover()`` finds nothing).
 
     Call it before the process starts threads (the kernel requires one thread); RootlessError
-    if there are more, or if the kernel's settings forbid unprivileged user namespaces.
+    if there are more (after up to half a second for threads that have just ended to be gone), or
+    if the kernel's settings forbid unprivileged user namespaces.
     """
     global _rootless
     with _rootless_lock:
         if _rootless is not None:
             return _rootless
         threads = len(os.listdir("/proc/self/task"))
+        deadline = time.monotonic() + 0.5
+        while threads > 1 and time.monotonic() < deadline:  # a thread joined just now may still be exiting
+            time.sleep(0.005)
+            threads = len(os.listdir("/proc/self/task"))
         if threads > 1:
             raise RootlessError(
                 f"the process runs {threads} threads; a process enters a user namespace only while it "

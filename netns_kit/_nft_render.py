@@ -54,6 +54,7 @@ __all__ = [
     "hairpin_elements",
     "listed_elements",
     "masquerade_elements",
+    "needs_v6",
     "network_elements",
     "parse_port_element",
     "port_elements",
@@ -107,6 +108,11 @@ _L4 = "meta l4proto { tcp, udp, sctp }"
 
 V6_SETS = frozenset({"masq6", "masq6_skip", "hairpin6", "dnat6", "dnat6_addr"})
 """The sets and maps of the table's IPv6 part (see :func:`skeleton6_text`)."""
+
+
+def needs_v6(names: Iterable[str]) -> bool:
+    """True if any of these set or map names is in the table's IPv6 part (:data:`V6_SETS`)."""
+    return any(name in V6_SETS for name in names)
 
 
 def skeleton_text() -> str:

@@ -334,10 +334,10 @@ def _ensure_network(net: _Net, host: Namespace, ctx: _nft.NftContext) -> dict[st
             data["forwarding"][key] = old
     _state.write_json(net.file, data)
     ensure_table(ctx, host.label)
-    if any(r.plan.version == 6 for r in conf.ranges):
-        ensure_family6(ctx)
     elements = render.network_elements(conf.bridge, [r.plan.network for r in conf.ranges], internal=False,
                                        icc=True, masquerade=False)
+    if render.needs_v6(elements):
+        ensure_family6(ctx)
     ctx.run_json(render.element_cmds("add", elements, comment=net.mark), obj=f"network {conf.name}",
                  step="attach network")
     return data
@@ -445,7 +445,7 @@ def _add(conf: NetConf, env: Mapping[str, str]) -> dict[str, Any]:
                 cmds += render.element_cmds("create", {k: v for k, v in elements.items() if k.startswith("dnat")},
                                             comment=MARK_PREFIX + att)
                 with _state.host_lock(host.identity):
-                    if any(k in render.V6_SETS for k in elements):
+                    if render.needs_v6(elements):
                         ensure_family6(ctx)
                     ctx.run_json(cmds, obj=f"container {cid}", step="publish ports and masquerade")
             if conf.bandwidth:

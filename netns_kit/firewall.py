@@ -190,7 +190,7 @@ class Firewall:
     def _ensure_sets(self, names: Iterable[str]) -> None:
         """Before the first batch with an element in an IPv6 set or map: the table's IPv6 part
         (:func:`ensure_family6`)."""
-        if not self._v6 and any(name in render.V6_SETS for name in names):
+        if not self._v6 and render.needs_v6(names):
             ensure_family6(self._ctx())
             self._v6 = True
 

@@ -36,15 +36,16 @@ confirmed, and they mostly vanish with the owned interface or namespace that hol
 
 Locking model
 -------------
-``fcntl.flock`` on files in ``/run/netns-kit/locks/`` (see :func:`lock`): a lock taken by
-another process *or thread* blocks; the same thread may nest it. Keys in use:
+Locks live in ``/run/netns-kit/locks/``: a lock taken by another process *or thread* blocks;
+the same thread may nest it.
 
-- ``run-netns``: preparing /run/netns as a shared mount point (once per process);
-- ``netns-<hash>``: creating, removing and recovering a named namespace (:func:`name_lock`);
-- ``host-<dev>-<ino>``: per host namespace, serializes address allocation (IPAM: the shared
-  allocation file of each network, :func:`network_file`) and firewall changes made in that
-  namespace (see :func:`host_lock`);
-- ``recover``: one recovery at a time.
+- ``run-netns``: preparing /run/netns as a shared mount point (once per process), ``recover``
+  (one recovery at a time) and a few others: ``fcntl.flock`` on a file per key (:func:`lock`);
+- per named namespace: creating, removing and recovering it (:func:`name_lock`), and per host
+  namespace: address allocation (IPAM: the shared allocation file of each network,
+  :func:`network_file`) and firewall changes made in it (:func:`host_lock`). These are taken for
+  every namespace and every published port, so they are byte-range locks on one file,
+  ``slots.lock``, that a process opens once (no file to open per acquisition).
 
 Locks are always taken in that order (name before host) and held only around the change.
 The kernel releases them when a process dies, so a crash never leaves a lock held.
@@ -60,10 +61,12 @@ import json
 import logging
 import os
 import stat
+import struct
 import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from . import _sys
@@ -101,6 +104,8 @@ _pid = os.getpid()
 def _forked() -> None:
     global _pid
     _pid = os.getpid()
+    _held.slots = {}  # the parent's slot locks are the parent's (see _SlotFile)
+    _slots.forked()
 
 
 # this process's PID, kept up to date across os.fork() (read on every journal line and mark: a
@@ -329,18 +334,127 @@ def lock(key: str, *, blocking: bool = True) -> Iterator[None]:
         os.close(fd)  # releases the lock: the file description is this acquisition's own
 
 
+class _SlotFile:
+    """The one file of the slot locks (``locks/slots.lock``), opened once per process.
+
+    Each slot is one byte of it, locked with an open file description lock (``F_OFD_SETLKW``):
+    held by this process's description, excluded against every other description (other
+    processes), and released with it or when the process dies. Threads of this process share the
+    description, so each slot also has a thread lock. A forked child opens a description of its own.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+        self._threads: dict[int, threading.Lock] = {}
+
+    def fd(self) -> int:
+        fd = self._fd
+        if fd is not None and self._pid == _pid:
+            return fd
+        with self._guard:
+            if self._fd is None or self._pid != _pid:
+                if self._fd is not None:  # the parent's description: the child must not share it
+                    os.close(self._fd)
+                directory = locks_dir()
+                _ensure_dir(directory)
+                self._fd = open_regular(os.path.join(directory, "slots.lock"), os.O_RDWR | os.O_CREAT)
+                self._pid = _pid
+            return self._fd
+
+    def forked(self) -> None:
+        """In a forked child: fresh thread locks (a parent's thread may have held one at the fork);
+        the inherited description is closed by the next :meth:`fd`."""
+        self._guard = threading.Lock()
+        self._threads = {}
+
+    def reopen(self, stale: int) -> None:
+        """The file was deleted under a held description (a state directory wiped by hand): the
+        next :meth:`fd` opens the file that is there now."""
+        with self._guard:
+            if self._fd == stale:
+                os.close(stale)
+                self._fd = None
+
+    def thread_lock(self, slot: int) -> threading.Lock:
+        tl = self._threads.get(slot)
+        if tl is None:
+            with self._guard:
+                tl = self._threads.setdefault(slot, threading.Lock())
+        return tl
+
+
+_slots = _SlotFile()
+_FLOCK = struct.Struct("hhqqi4x")  # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks)
+
+
+class _SlotLock:
+    """The ``with`` block of a slot lock (see :func:`name_lock`): blocking, re-entrant within a thread."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+
+    def __enter__(self) -> None:
+        slot = self.slot
+        held: dict[int, int] | None = getattr(_held, "slots", None)
+        if held is None:
+            held = _held.slots = {}
+        if held.get(slot):
+            held[slot] += 1
+            return
+        tl = _slots.thread_lock(slot)
+        tl.acquire()
+        try:
+            while True:
+                fd = _slots.fd()
+                fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, slot, 1, 0))
+                if os.fstat(fd).st_nlink:
+                    break
+                _slots.reopen(fd)
+        except BaseException:
+            tl.release()
+            raise
+        held[slot] = 1
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        slot = self.slot
+        held: dict[int, int] = getattr(_held, "slots", {})
+        count = held.get(slot, 0) - 1
+        if count > 0:
+            held[slot] = count
+            return
+        if count < 0:  # entered before a fork, left in the child: the parent holds it
+            return
+        del held[slot]
+        try:
+            fd = _slots.fd()
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, slot, 1, 0))
+        finally:
+            _slots.thread_lock(slot).release()
+
+
+SLOTS = 1024
+"""Slots per kind of slot lock: names (and host namespaces) share them by hash."""
+
+
 def name_lock(name: str) -> contextlib.AbstractContextManager[None]:
     """The lock for creating, removing and recovering the named namespace ``name``.
 
-    Names share 64 lock files by hash, so the lock directory stays small however many names
-    are ever used; two names in one bucket merely wait for each other's (short) creation.
+    Names share :data:`SLOTS` slots of one lock file by hash (see :class:`_SlotFile`), so the lock
+    directory stays small and a process holds one descriptor for all of them, however many names
+    are ever used; two names in one slot merely wait for each other's (short) creation.
     """
-    return lock(f"netns-{zlib.crc32(name.encode('utf-8', 'surrogateescape')) % 64:02x}")
+    return _SlotLock(zlib.crc32(name.encode("utf-8", "surrogateescape")) % SLOTS)
 
 
 def host_lock(ns_identity: tuple[int, int]) -> contextlib.AbstractContextManager[None]:
-    """The lock for IPAM and firewall changes in the namespace with identity ``(dev, inode)``."""
-    return lock(f"host-{ns_identity[0]}-{ns_identity[1]}")
+    """The lock for IPAM and firewall changes in the namespace with identity ``(dev, inode)``: a
+    slot of the same file as :func:`name_lock`'s, after the names' slots."""
+    return _SlotLock(SLOTS + zlib.crc32(f"{ns_identity[0]}-{ns_identity[1]}".encode()) % SLOTS)
 
 
 _run_dir_done = False

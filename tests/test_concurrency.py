@@ -172,6 +172,70 @@ def test_lock_excludes_threads_and_processes(host: Namespace) -> None:
     assert order == ["thread"]
 
 
+SLOT_CHILD = r"""
+import fcntl, os, struct, sys
+from netns_kit import _state
+fd = os.open(os.path.join(_state.locks_dir(), "slots.lock"), os.O_RDWR)
+lk = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, int(sys.argv[1]), 1, 0)
+try:
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lk)
+except OSError:
+    print("busy")
+else:
+    print("free")
+"""
+
+
+def _slot_taken_by_other_process(slot: int) -> bool:
+    out = subprocess.run([sys.executable, "-c", SLOT_CHILD, str(slot)], capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "busy"
+
+
+def test_name_and_host_locks_exclude_threads_and_processes(host: Namespace) -> None:
+    """name_lock and host_lock are byte-range locks on one file: another process and another thread
+    wait, the same thread nests, a forked child has its own, and nothing stays held after."""
+    import os
+
+    from netns_kit import _state
+
+    lock = _state.name_lock("web-1")
+    slot = lock.slot  # type: ignore[attr-defined]
+    hslot = _state.host_lock(host.identity).slot  # type: ignore[attr-defined]
+    assert slot < _state.SLOTS <= hslot
+    order: list[str] = []
+    with lock:
+        with _state.name_lock("web-1"), _state.host_lock(host.identity):  # nested in one thread
+            assert _slot_taken_by_other_process(hslot)
+        assert not _slot_taken_by_other_process(hslot)  # the host lock went with its block
+
+        def take() -> None:
+            with _state.name_lock("web-1"):
+                order.append("thread")
+
+        t = threading.Thread(target=take)
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and order == []  # another thread waits
+        assert _slot_taken_by_other_process(slot)  # another process too
+        pid = os.fork()
+        if pid == 0:  # the child has a description of its own: the parent's lock holds it off too
+            code = 1
+            try:
+                got: list[int] = []
+                waiter = threading.Thread(target=lambda: _state.name_lock("web-1").__enter__() or got.append(1),
+                                          daemon=True)
+                waiter.start()
+                waiter.join(0.3)
+                code = 0 if not got else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    t.join(5)
+    assert order == ["thread"]
+    assert not _slot_taken_by_other_process(slot)
+
+
 NET_CHILD = r"""
 import sys
 from netns_kit.network import Network

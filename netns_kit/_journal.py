@@ -112,7 +112,15 @@ _active: ContextVar[Journal | None] = ContextVar("netns_kit_journal", default=No
 
 def recording() -> bool:
     """True if a journal is active (a :class:`Transaction`, an atomic step or a ``with`` block):
-    only then does :func:`record` keep anything, so a caller may skip building its arguments."""
+    only then does :func:`record` keep anything, so a caller may skip building its arguments.
+
+    Outside any journal a change is kept the moment it is made. A change the kernel makes in one
+    request (an address, a route, one nft batch of elements) is then all or nothing by itself, so
+    it needs no on-disk intent either: a crash can leave it made or not made, never half made, and
+    made it is kept, as the caller asked. Such callers skip :func:`intent` when this is False
+    (two journal lines and their encoding less per change); a change made of several requests
+    (a namespace, a veth pair, a bridge) is always written ahead, so a crash in the middle of it
+    is undone by recovery."""
     return _active.get() is not None
 
 

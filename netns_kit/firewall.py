@@ -617,11 +617,17 @@ class Firewall:
             what = f"published port {ports[0].spec}" if len(ports) == 1 else f"{len(ports)} published ports"
             self._ensure_table()
             self._ensure_sets(added)
-            pre = self._write_ahead(added)
+            # kept at once and made by the one batch (no hairpin mode to turn on, no forwarding to
+            # change): nothing to write ahead (see netns_kit._journal.recording)
+            one_batch = (not recording()
+                         and all(p.bridge_port is None or self._hairpin.get(p.bridge_port) for p in ports)
+                         and all(p.family in self._saved_forwarding for p in ports))
+            pre = None if one_batch else self._write_ahead(added)
             try:
                 self._ctx().run_json(cmds, obj=what, step="publish port")
             except BaseException:
-                _state.done([pre])
+                if pre is not None:
+                    _state.done([pre])
                 raise
             hairpinned: list[PublishedPort] = []
             try:
@@ -632,7 +638,8 @@ class Firewall:
                 for port in hairpinned:
                     self._hairpin_ref(port.bridge_port, -1, port.bridge)
                 self._delete_elements(added, obj=what, step="undo publish port")
-                _state.done([pre])
+                if pre is not None:
+                    _state.done([pre])
                 raise
             for port, port_slots in zip(ports, slots, strict=True):
                 self._ports[port] = None
@@ -641,7 +648,10 @@ class Firewall:
                 for key in port_slots:
                     self._keys.setdefault(key, {})[port.host_ip] = port
             sysctls = self._sync_forwarding()
-        if recording():
+        if pre is None:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("change: published %s in %s", [p.spec for p in ports], ns.label)
+        elif recording():
             self._made(f"unpublish {', '.join(p.spec for p in ports)} in {ns.label}",
                        lambda: self.unpublish(*ports), added, sysctls, pre)
         else:  # outside any journal the change is kept at once: one line settles it

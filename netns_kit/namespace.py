@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import _batch, _procs, _state, _sys
-from ._journal import EphemeralScope, atomic_step, intent, record
+from ._journal import EphemeralScope, atomic_step, intent, record, recording
 from ._netlink import OWNER_PROTO, RtnlSocket, address_marks_kept
 from .errors import (
     AlreadyExistsError,
@@ -572,19 +572,26 @@ class Namespace(EphemeralScope):
         iface = parse_interface(address)
         sock = self.rtnl()
         index = self._index_of(sock, ifname)
-        with intent(f"delete address {iface} from {ifname} in {self.label}",
+        if not recording():  # kept at once, one request: nothing to journal (see _journal.recording)
+            self._add_address(sock, index, iface, ifname, nodad)
+            return iface
+        text = str(iface)
+        with intent(f"delete address {text} from {ifname} in {self.label}",
                     lambda: self._undo_rtnl().delete_address(index, iface),
                     durable=("address", {"ns": journal_ref(self), "ifname": ifname, "index": index,
-                                         "address": str(iface),
+                                         "address": text,
                                          **({"proto": OWNER_PROTO} if address_marks_kept() else {})})):
-            try:  # the kernel refuses a duplicate (NLM_F_EXCL) and then changes nothing
-                sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
-            except AlreadyExistsError:
-                if any(have == iface for _, have in sock.interfaces(index, iface.version)):
-                    raise AlreadyExistsError(f"address {iface} is already on {ifname}", obj=str(iface),
-                                             namespace=self.label, step="add address") from None
-                raise
+            self._add_address(sock, index, iface, ifname, nodad)
         return iface
+
+    def _add_address(self, sock: RtnlSocket, index: int, iface: IPInterface, ifname: str, nodad: bool) -> None:
+        try:  # the kernel refuses a duplicate (NLM_F_EXCL) and then changes nothing
+            sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
+        except AlreadyExistsError:
+            if any(have == iface for _, have in sock.interfaces(index, iface.version)):
+                raise AlreadyExistsError(f"address {iface} is already on {ifname}", obj=str(iface),
+                                         namespace=self.label, step="add address") from None
+            raise
 
     def delete_address(self, ifname: str, address: str | IPInterface) -> bool:
         """Delete an address; False if it was not there."""
@@ -605,25 +612,31 @@ class Namespace(EphemeralScope):
         check_args("Namespace.add_route", route=(route, Route))
         sock = self.rtnl()
         oif = self._index_of(sock, route.dev) if route.dev is not None else None
+        if not recording():  # kept at once, one request: nothing to journal (see _journal.recording)
+            self._add_route(sock, route, oif)
+            return route
         with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
                     durable=("route", {"ns": journal_ref(self), "dst": route.dst, "gateway": route.gateway,
                                        "metric": route.metric, "table": route.table, "oif": oif,
                                        "oif_name": route.dev, "proto": OWNER_PROTO}),
                     unchanged_on=(AlreadyExistsError, ValidationError)):
-            try:
-                sock.add_route(route, oif)
-            except KernelError as exc:
-                if route.gateway_ip is None or exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-                    raise
-                addrs = [iface for _, iface in sock.interfaces(oif, route.family)]
-                if any(route.gateway_ip in a.network for a in addrs):
-                    raise
-                nets = ", ".join(sorted({str(a.network) for a in addrs})) or "none"
-                raise ValidationError(
-                    f"gateway {route.gateway_ip} is not inside any subnet configured "
-                    f"{'on ' + route.dev if route.dev else 'in the namespace'} (subnets: {nets})",
-                    obj=f"route {route.dst}", namespace=self.label, step="add route") from exc
+            self._add_route(sock, route, oif)
         return route
+
+    def _add_route(self, sock: RtnlSocket, route: Route, oif: int | None) -> None:
+        try:
+            sock.add_route(route, oif)
+        except KernelError as exc:
+            if route.gateway_ip is None or exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                raise
+            addrs = [iface for _, iface in sock.interfaces(oif, route.family)]
+            if any(route.gateway_ip in a.network for a in addrs):
+                raise
+            nets = ", ".join(sorted({str(a.network) for a in addrs})) or "none"
+            raise ValidationError(
+                f"gateway {route.gateway_ip} is not inside any subnet configured "
+                f"{'on ' + route.dev if route.dev else 'in the namespace'} (subnets: {nets})",
+                obj=f"route {route.dst}", namespace=self.label, step="add route") from exc
 
     def delete_route(self, route: Route) -> bool:
         """Delete a route netns_kit added (one with its ``proto 107`` mark); False if there is none."""

@@ -22,12 +22,23 @@ def _open_entries() -> dict[int, _state.JournalEntry]:
 
 
 def test_a_change_kept_at_once_is_an_intent_and_a_keep_line(host: Namespace) -> None:
+    """Outside any transaction: a change of several requests (a namespace, a veth pair) is an intent
+    and a keep line; a change of one request (an address, a route) writes nothing (all or nothing by
+    itself, and kept)."""
+    from netns_kit import Route
+
     ns = Namespace("t-jl1").create()
     try:
         veth = VethPair("v-jl1", "eth0", peer_namespace=ns, ipv6_link_local=False).create()
+        before = len(_lines())
         ns.add_address("eth0", "10.61.0.2/24")
+        ns.add_route(Route(dst="10.9.0.0/24", dev="eth0"))
         lines = _lines()
-        ids = [int(str(rec["i"])) for rec in lines if "i" in rec and rec["op"] in ("netns", "link", "address")][-3:]
+        assert len(lines) == before  # one request each, kept at once: nothing to journal
+        assert [str(a.interface) for a in ns.addresses("eth0")] == ["10.61.0.2/24"]  # made all the same
+        ids = [int(str(rec["i"])) for rec in lines
+               if "i" in rec and rec["a"].get("name") in ("t-jl1", "v-jl1")]  # type: ignore[union-attr]
+        assert len(ids) == 2
         for i in ids:
             about = [rec for rec in lines if i in (rec.get("i"), rec.get("ok"), rec.get("keep"), rec.get("done"))]
             assert about == [next(r for r in about if "i" in r), {"keep": i}], about  # no separate ok
@@ -69,3 +80,24 @@ def test_inside_a_step_values_to_put_back_are_confirmed_at_once(host: Namespace)
             assert inside["nft"].confirmed
         after = {e.op: e for e in _open_entries().values() if e.op == "nft" or e.args.get("name") == br.name}
         assert after["link"].confirmed and after["nft"].confirmed
+
+
+def test_a_published_port_kept_at_once_writes_nothing_and_inside_a_transaction_is_journaled(
+        host: Namespace) -> None:
+    from netns_kit import Firewall, NetworkPolicy, PublishedPort
+
+    with Bridge("br-jl4", addresses=["10.64.0.1/24"]):
+        fw = Firewall.for_namespace(host)
+        fw.attach_network(NetworkPolicy(bridge="br-jl4", subnets=("10.64.0.0/24",)))  # type: ignore[arg-type]
+        try:
+            port = PublishedPort(host_port=20001, container_ip="10.64.0.2", container_port=80, bridge="br-jl4")
+            before = len(_lines())
+            fw.publish(port)  # one nft batch, no hairpin mode, forwarding already on for the bridge
+            assert len(_lines()) == before and port in fw.published
+            fw.unpublish(port)
+            with Transaction(keep=False):
+                fw.publish(port)
+                assert [e.op for e in _open_entries().values() if e.op == "nft"] == ["nft"]
+            assert port not in fw.published and not [e for e in _open_entries().values() if e.op == "nft"]
+        finally:
+            fw.detach_network("br-jl4")

@@ -104,7 +104,12 @@ def _family_sets(v: int) -> str:
     return "".join(f"\n  {kind} {name} {{ {body} }}" for kind, name, body in _family_set_defs(v))
 
 
-_L4 = "meta l4proto { tcp, udp, sctp }"
+# The NAT rules look ``meta l4proto . th dport`` up without checking the protocol first: the maps'
+# keys hold only tcp, udp and sctp, so a packet of any other protocol finds no element (the two
+# bytes ``th dport`` reads for it never matter). A check such as ``meta l4proto { tcp, udp, sctp }``
+# would be an anonymous set per rule, and libnftables reads every set into its cache before every
+# batch, whoever sends it (tables made by earlier versions have them; they decide the same).
+_L4 = ""
 
 V6_SETS = frozenset({"masq6", "masq6_skip", "hairpin6", "dnat6", "dnat6_addr"})
 """The sets and maps of the table's IPv6 part (see :func:`skeleton6_text`)."""
@@ -126,7 +131,6 @@ def skeleton_text() -> str:
     whose address comes from a map with concatenated data (``dnat ip to ... map @dnat4``).
     """
     mark = f"meta mark set meta mark | {ACCEPT_MARK:#010x}"
-    l4 = _L4
     return f"""table {FAMILY} {TABLE} {{
   comment "{TABLE_COMMENT}"
   set bridges {{ type ifname; comment "attached bridges"; }}
@@ -138,13 +142,13 @@ def skeleton_text() -> str:
   }}
   chain prerouting {{
     type nat hook prerouting priority -100; policy accept;
-    ip daddr != 127.0.0.0/8 {l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
-    ip daddr != 127.0.0.0/8 {l4} fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
+    ip daddr != 127.0.0.0/8 dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
+    ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
   }}
   chain output {{
     type nat hook output priority -100; policy accept;
-    {l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
-    {l4} fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
+    dnat ip to ip daddr . meta l4proto . th dport map @dnat4_addr
+    fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
   }}
   chain postrouting {{
     type nat hook postrouting priority 100; policy accept;
@@ -175,17 +179,16 @@ def skeleton6_text() -> str:
     netns_kit that always made it), the whole script is refused with EEXIST and nothing changes.
     A constant, like :func:`skeleton_text`."""
     t = f"{FAMILY} {TABLE}"
-    l4 = _L4
     defs = _family_set_defs(6)
     first = next(d for d in defs if d[1] == "dnat6")
     rest = "".join(f"\n  {kind} {name} {{ {body} }}" for kind, name, body in defs if name != first[1])
     return f"""create {first[0]} {t} {first[1]} {{ {first[2]} }}
 table {t} {{{rest}
 }}
-add rule {t} prerouting {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
-add rule {t} prerouting {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
-add rule {t} output ip6 daddr != ::1 {l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
-add rule {t} output ip6 daddr != ::1 {l4} fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+add rule {t} prerouting dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
+add rule {t} prerouting fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+add rule {t} output ip6 daddr != ::1 dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_addr
+add rule {t} output ip6 daddr != ::1 fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
 add rule {t} postrouting ip6 saddr . ip6 daddr @hairpin6 masquerade comment "masquerade to own port"
 add rule {t} postrouting ip6 saddr . oifname @masq6_skip return
 add rule {t} postrouting ip6 saddr @masq6 masquerade comment "outbound"

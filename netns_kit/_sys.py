@@ -160,10 +160,10 @@ def ensure_run_dir() -> None:
         raise error_for_errno(ctypes.get_errno(), "cannot make /run/netns shared", step="prepare /run/netns")
 
 
-def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] | None = None) -> int:
+def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] | None = None) -> tuple[int, int]:
     """Create a new network namespace and pin it at ``path`` (a bind mount), without forking.
 
-    Returns an fd of the new namespace (caller closes). The calling thread briefly
+    Returns the new namespace's identity, (device, inode) of its file. The calling thread briefly
     enters the new namespace (``unshare``) and goes back. ``prepare`` runs inside the new
     namespace before it is pinned (netns_kit marks it there, so it never appears unmarked).
     The caller has made /run/netns a shared mount (:func:`ensure_run_dir`, once per process:
@@ -193,7 +193,7 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
                 src = current_netns_path().encode()
                 if _libc.mount(src, path.encode(), b"none", MS_BIND, None) != 0:
                     raise _oserror("bind mount", path)
-                new_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                identity = stat_identity(path)  # under the name's lock: the mount just made
             finally:
                 setns(saved, label="previous namespace")
         except OSError as exc:
@@ -202,7 +202,7 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
                                   step="create namespace", strerror=False) from exc
     finally:
         os.close(saved)
-    return new_fd
+    return identity
 
 
 def remove_named_netns(path: str) -> bool:

@@ -268,15 +268,13 @@ class Namespace(EphemeralScope):
             with intent(f"remove namespace {self.label}", self._undo_create,
                         durable=("netns", {"name": self.name, "path": self.path})):
                 try:
-                    fd = _sys.create_named_netns(self.path, label=self.label, prepare=mark_inside)
+                    self._identity = _sys.create_named_netns(self.path, label=self.label, prepare=mark_inside)
                 except BaseException:
                     for m in made:
                         m.close()
                     raise
-            self._identity = _sys.stat_identity(fd)
             self._owned = True
             self._removed = False
-            os.close(fd)
             _pool.get(self._identity, lambda: made[0])
         record(f"remove namespace {self.label}", self.remove)
         return self

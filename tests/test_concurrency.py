@@ -222,8 +222,12 @@ def test_name_and_host_locks_exclude_threads_and_processes(host: Namespace) -> N
             code = 1
             try:
                 got: list[int] = []
-                waiter = threading.Thread(target=lambda: _state.name_lock("web-1").__enter__() or got.append(1),
-                                          daemon=True)
+
+                def wait_for_it() -> None:
+                    _state.name_lock("web-1").__enter__()
+                    got.append(1)
+
+                waiter = threading.Thread(target=wait_for_it, daemon=True)
                 waiter.start()
                 waiter.join(0.3)
                 code = 0 if not got else 3

@@ -37,7 +37,7 @@ def test_a_change_kept_at_once_is_an_intent_and_a_keep_line(host: Namespace) -> 
         assert len(lines) == before  # one request each, kept at once: nothing to journal
         assert [str(a.interface) for a in ns.addresses("eth0")] == ["10.61.0.2/24"]  # made all the same
         ids = [int(str(rec["i"])) for rec in lines
-               if "i" in rec and rec["a"].get("name") in ("t-jl1", "v-jl1")]  # type: ignore[union-attr]
+               if "i" in rec and isinstance(rec["a"], dict) and rec["a"].get("name") in ("t-jl1", "v-jl1")]
         assert len(ids) == 2
         for i in ids:
             about = [rec for rec in lines if i in (rec.get("i"), rec.get("ok"), rec.get("keep"), rec.get("done"))]

@@ -47,15 +47,12 @@ def injector(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FaultInjector]]:
             raise InjectedFault(f"fault at change {inj.count}")
         return real_request(self, msg, msg_type, flags, **kw)
 
-    def create(path: str, *, label: str, prepare: Any = None) -> int:
+    def create(path: str, *, label: str, prepare: Any = None) -> tuple[int, int]:
         inj = holder[0] if holder else None
         if inj is not None and inj.tick():
             n = inj.count  # prepare() below makes requests of its own (lo up, marked)
             if inj.after:
-                fd = real_create(path, label=label, prepare=prepare)
-                import os
-
-                os.close(fd)
+                real_create(path, label=label, prepare=prepare)
             raise InjectedFault(f"fault at change {n}")
         return real_create(path, label=label, prepare=prepare)
 

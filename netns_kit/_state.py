@@ -64,7 +64,7 @@ import stat
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -472,7 +472,22 @@ def ensure_run_dir() -> None:
 
 # -- the on-disk journal ----------------------------------------------------------------------------
 
-_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps with options makes one per call)
+def _unencodable(o: object) -> object:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _make_compact() -> Callable[[object], str]:
+    """The journal's JSON encoder: compact, made once. The C encoder itself when the json module
+    has it (``JSONEncoder.encode`` builds one per call), else the pure-Python one."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has it
+        return json.JSONEncoder(separators=(",", ":")).encode
+    enc = make(None, _unencodable, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda o: "".join(enc(o, 0))
+
+
+_compact = _make_compact()
+_op_json: dict[str, str] = {}  # op -> its JSON string (a handful of names, encoded once)
 
 
 class _DiskJournal:
@@ -529,7 +544,10 @@ class _DiskJournal:
             self._file()
             self._next += 1
             i = self._next
-            self._emit(f'{{"i":{i},"op":{json.dumps(op)},"a":{_compact(args)}}}\n', 1)
+            op_json = _op_json.get(op)
+            if op_json is None:
+                op_json = _op_json[op] = json.dumps(op)
+            self._emit(f'{{"i":{i},"op":{op_json},"a":{_compact(args)}}}\n', 1)
             self._open_ids.add(i)
             return i
 

@@ -130,8 +130,13 @@ def on_removal(listener: Callable[[tuple[int, int]], None]) -> None:
 
 
 def journal_ref(ns: Namespace) -> dict[str, object]:
-    """How the on-disk journal names ``ns`` (for the objects that journal changes made inside it)."""
-    return _state.ns_ref(ns.path if ns.kind == "named" else None, ns.identity)
+    """How the on-disk journal names ``ns`` (for the objects that journal changes made inside it);
+    made once per identity of the namespace object (callers only encode it)."""
+    ident = ns.identity
+    cached = ns._journal_ref
+    if cached is None or cached[0] != ident:
+        cached = ns._journal_ref = (ident, _state.ns_ref(ns.path if ns.kind == "named" else None, ident))
+    return cached[1]
 
 
 def drop_socket(identity: Identity) -> None:
@@ -149,6 +154,8 @@ class Namespace(EphemeralScope):
     - ``Namespace.from_pid(pid)``, ``Namespace.from_path(path)``, ``Namespace.current()``:
       existing namespaces, never removed by netns_kit.
     """
+
+    _journal_ref: tuple[Identity, dict[str, object]] | None = None
 
     def __init__(self, name: str) -> None:
         check_args("Namespace", name=(name, str))

@@ -171,8 +171,8 @@ class _Intent:
         self.unchanged_on = unchanged_on
         self.lazy = lazy
 
-    def __enter__(self) -> None:
-        return None
+    def __enter__(self) -> int | None:
+        return self.did
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -191,7 +191,7 @@ class _Intent:
 
 
 def intent(description: str, undo: Undo, durable: Durable | None = None,
-           unchanged_on: tuple[type[BaseException], ...] = (AlreadyExistsError,)) -> AbstractContextManager[None]:
+           unchanged_on: tuple[type[BaseException], ...] = (AlreadyExistsError,)) -> AbstractContextManager[int | None]:
     """Record ``undo`` *before* making a change, so a failure between the kernel call and
     the bookkeeping cannot leave it unrecorded. ``undo`` must be safe if the change never
     happened. If the body raises one of ``unchanged_on`` (the kernel refused the one change the
@@ -200,7 +200,8 @@ def intent(description: str, undo: Undo, durable: Durable | None = None,
 
     ``durable=(op, args)`` writes the intent to the on-disk journal first (see
     :mod:`netns_kit._state`), confirms it after the body, and settles it with the entry. Outside
-    any journal the change is kept at once: one ``keep`` line, no separate confirmation.
+    any journal the change is kept at once: one ``keep`` line, no separate confirmation. The
+    ``with`` block gets the on-disk change's id (None without ``durable``).
     """
     log.debug("change: %s", description)
     journal = _active.get()

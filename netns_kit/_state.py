@@ -560,6 +560,9 @@ class _DiskJournal:
                 else:
                     self._emit(line, 1)
 
+    def is_open(self, i: int) -> bool:
+        return self._pid == _pid and i in self._open_ids
+
     def flush(self) -> None:
         """Write the deferred confirmations now."""
         with self._lock:
@@ -643,6 +646,12 @@ def confirm(i: int, *, lazy: bool = False, **extra: Any) -> None:
 def flush() -> None:
     """Write the confirmations deferred with ``confirm(lazy=True)``."""
     _disk.flush()
+
+
+def is_open(i: int) -> bool:
+    """True while the change ``i`` of this process is neither undone nor kept: a crash now would
+    have recovery undo it."""
+    return _disk.is_open(i)
 
 
 def done(ids: list[int]) -> None:

@@ -101,15 +101,29 @@ def check_items(value: Iterable[_T] | Any, name: str, types: type | tuple[type, 
     return items
 
 
+def _items_exactly(value: list[Any] | tuple[Any, ...], allowed: tuple[Any, ...]) -> bool:
+    """True if ``allowed`` has a list of types and every item's type is exactly one of them (the
+    common case of a list argument; anything else takes the full check)."""
+    for a in allowed:
+        if type(a) is list:
+            return all(type(item) in a for item in value)
+    return False
+
+
 def check_args(owner: str, **args: tuple[Any, ...]) -> None:
     """Check several arguments of the call ``owner`` at once: ``name=(value, *allowed)``, where an
     allowed entry is a type, ``None`` (None accepted), or a list of types (an iterable of those,
     not a str). ValidationError naming the first wrong argument; nothing else happens."""
-    for name, (value, *allowed) in args.items():
-        if type(value) in allowed:  # the common case: exactly an allowed type (a bool only if bool is)
+    for name, spec in args.items():
+        value = spec[0]
+        allowed = spec[1:]
+        kind = type(value)
+        if kind in allowed:  # the common case: exactly an allowed type (a bool only if bool is)
             continue
         none = None in allowed
         if value is None and none:
+            continue
+        if (kind is list or kind is tuple) and _items_exactly(value, allowed):
             continue
         lists = [a for a in allowed if isinstance(a, list)]
         types = tuple(a for a in allowed if isinstance(a, type))

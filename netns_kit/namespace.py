@@ -156,6 +156,7 @@ class Namespace(EphemeralScope):
     """
 
     _journal_ref: tuple[Identity, dict[str, object]] | None = None
+    _made_as: int | None = None  # the on-disk id of this object's create(), see _dies_with_it()
 
     def __init__(self, name: str) -> None:
         check_args("Namespace", name=(name, str))
@@ -273,13 +274,14 @@ class Namespace(EphemeralScope):
         # a name taken already: the O_EXCL create of /run/netns/NAME refuses it (nothing made)
         with _state.name_lock(self.label), atomic_step():
             with intent(f"remove namespace {self.label}", self._undo_create,
-                        durable=("netns", {"name": self.name, "path": self.path})):
+                        durable=("netns", {"name": self.name, "path": self.path})) as did:
                 try:
                     self._identity = _sys.create_named_netns(self.path, label=self.label, prepare=mark_inside)
                 except BaseException:
                     for m in made:
                         m.close()
                     raise
+            self._made_as = did
             self._owned = True
             self._removed = False
             _pool.get(self._identity, lambda: made[0])
@@ -538,6 +540,12 @@ class Namespace(EphemeralScope):
             raise NotFoundError(f"no interface {name!r}", obj=name, namespace=self.label, step="get link")
         return info
 
+    def _dies_with_it(self) -> bool:
+        """True while this namespace's own creation is still undone by recovery after a crash (made
+        in a transaction, a ``with`` block or an atomic step that has not ended): a change inside
+        it then needs no on-disk record of its own, as the namespace takes it along."""
+        return self._made_as is not None and _state.is_open(self._made_as)
+
     def _index_of(self, sock: RtnlSocket, name: str) -> int:
         """The index of interface ``name`` (validated); NotFoundError as :meth:`link` raises it."""
         index = sock.link_index(validate_ifname(name))
@@ -580,6 +588,11 @@ class Namespace(EphemeralScope):
         if not recording():  # kept at once, one request: nothing to journal (see _journal.recording)
             self._add_address(sock, index, iface, ifname, nodad)
             return iface
+        if self._dies_with_it():  # recovery removes the namespace, and the address with it
+            self._add_address(sock, index, iface, ifname, nodad)
+            record(f"delete address {iface} from {ifname} in {self.label}",
+                   lambda: self._undo_rtnl().delete_address(index, iface))
+            return iface
         text = str(iface)
         with intent(f"delete address {text} from {ifname} in {self.label}",
                     lambda: self._undo_rtnl().delete_address(index, iface),
@@ -619,6 +632,10 @@ class Namespace(EphemeralScope):
         oif = self._index_of(sock, route.dev) if route.dev is not None else None
         if not recording():  # kept at once, one request: nothing to journal (see _journal.recording)
             self._add_route(sock, route, oif)
+            return route
+        if self._dies_with_it():  # recovery removes the namespace, and the route with it
+            self._add_route(sock, route, oif)
+            record(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif))
             return route
         with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
                     durable=("route", {"ns": journal_ref(self), "dst": route.dst, "gateway": route.gateway,

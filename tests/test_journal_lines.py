@@ -53,7 +53,7 @@ def test_inside_a_transaction_every_change_is_confirmed_before_the_call_returns(
         br = Bridge("br-jl2").create()
         ns = Namespace("t-jl2").create()
         VethPair("v-jl2", "eth0", peer_namespace=ns, master=br).create()
-        ns.add_address("eth0", "10.62.0.2/24")
+        host.add_address("br-jl2", "10.62.0.1/24")  # the host was not made here: journaled
         ns.write_sysctl("net.ipv4.ip_forward", "1")
         mine = [e for e in _open_entries().values()
                 if e.args.get("name") in ("br-jl2", "t-jl2", "v-jl2") or e.op in ("address", "sysctl")]
@@ -101,3 +101,30 @@ def test_a_published_port_kept_at_once_writes_nothing_and_inside_a_transaction_i
             assert port not in fw.published and not [e for e in _open_entries().values() if e.op == "nft"]
         finally:
             fw.detach_network("br-jl4")
+
+
+def test_a_change_inside_a_namespace_made_in_the_same_transaction_needs_no_line_of_its_own(
+        host: Namespace) -> None:
+    """Recovery removes a namespace whose creation is still open, and everything in it goes along:
+    an address or route added inside it is not journaled on its own (the rollback still undoes it);
+    in a namespace kept before the transaction it is."""
+    from netns_kit import Route
+
+    kept = Namespace("t-jl5k").create()
+    try:
+        with Transaction(keep=False):
+            ns = Namespace("t-jl5").create()
+            VethPair("v-jl5", "eth0", peer_namespace=ns, ipv6_link_local=False).create()
+            VethPair("v-jl5k", "eth0", peer_namespace=kept, ipv6_link_local=False).create()
+            before = len(_lines())
+            ns.add_address("eth0", "10.65.0.2/24")
+            ns.add_route(Route(dst="10.9.0.0/24", dev="eth0"))
+            assert len(_lines()) == before
+            kept.add_address("eth0", "10.65.1.2/24")
+            kept.add_route(Route(dst="10.9.0.0/24", dev="eth0"))
+            ops = [rec["op"] for rec in _lines()[before:] if "i" in rec]
+            assert ops == ["address", "route"]
+        assert [link.name for link in kept.links()] == ["lo"]  # rolled back, address and route with it
+        assert not Namespace("t-jl5").exists
+    finally:
+        kept.remove()

@@ -147,14 +147,17 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
 
 def record_made(description: str, undo: Undo, did: int) -> None:
     """Like :func:`record`, for a change whose on-disk intent ``did`` was written before it was
-    made (with the same arguments a record would write): inside a journal ``did`` is confirmed
+    made (with the same arguments a record would write) and whose recovery does not depend on its
+    confirmation: inside a journal ``did`` is confirmed (with the step's end, inside an atomic step)
     and recorded; outside one the change is kept at once (one ``keep`` line)."""
     log.debug("change: %s", description)
     journal = _active.get()
     if journal is None:
         _state.keep([did])
         return
-    _state.confirm(did)
+    # recovery undoes such a change the same whether confirmed or not (its intent said all): in a
+    # step the confirmation waits for the step's end, as a namespace's does (DEFERRABLE_OPS)
+    _state.confirm(did, lazy=journal.step)
     journal.record(description, undo, did)
 
 

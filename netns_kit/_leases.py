@@ -68,7 +68,7 @@ class LeaseBook:
             record["names"] = list(names)
         if ns is not None:
             record["ns"] = list(ns)
-        data = json.dumps(record, separators=(",", ":")).encode()
+        data = _state.dumps_compact(record).encode()
         try:
             fd = os.open(self._path(str(ip)), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600)

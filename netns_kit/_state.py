@@ -487,6 +487,8 @@ def _make_compact() -> Callable[[object], str]:
 
 
 _compact = _make_compact()
+dumps_compact = _compact
+"""``json.dumps(obj, separators=(",", ":"))`` with the encoder made once (for small records on hot paths)."""
 _op_json: dict[str, str] = {}  # op -> its JSON string (a handful of names, encoded once)
 
 

@@ -107,19 +107,20 @@ class PublishedPort:
                    container_port=(self.container_port, int), bridge=(self.bridge, str),
                    host_ip=(self.host_ip, str, *ADDR_TYPES, None), host_port_end=(self.host_port_end, int, None),
                    proto=(self.proto, str), bridge_port=(self.bridge_port, str, None))
-        name = self.spec
         if self.proto not in PROTOCOLS:
-            raise ValidationError(f"protocol {self.proto!r} must be one of {', '.join(PROTOCOLS)}", obj=name)
-        _check_port(self.host_port, "host port", name)
-        _check_port(self.container_port, "container port", name)
-        object.__setattr__(self, "host_port_end", _range_end(self.host_port, self.host_port_end,
-                                                             self.container_port, name))
+            raise ValidationError(f"protocol {self.proto!r} must be one of {', '.join(PROTOCOLS)}", obj=self._name())
+        if not (1 <= self.host_port <= 65535 and 1 <= self.container_port <= 65535):  # ints here: checked above
+            _check_port(self.host_port, "host port", self._name())
+            _check_port(self.container_port, "container port", self._name())
+        if self.host_port_end is not None:
+            object.__setattr__(self, "host_port_end", _range_end(self.host_port, self.host_port_end,
+                                                                 self.container_port, self._name()))
         validate_ifname(self.bridge, what="bridge name")
         if self.bridge_port is not None:
             validate_ifname(self.bridge_port, what="bridge port name")
         caddr = parse_ip(self.container_ip, what="container address")
         if caddr.is_loopback or caddr.is_unspecified or caddr.is_multicast:
-            raise ValidationError(f"container address {caddr} must be a unicast address", obj=name)
+            raise ValidationError(f"container address {caddr} must be a unicast address", obj=self._name())
         object.__setattr__(self, "container_ip", str(caddr))
         object.__setattr__(self, "container_address", caddr)
         haddr: IPAddr | None = None
@@ -128,16 +129,23 @@ class PublishedPort:
             if haddr.version != caddr.version:
                 raise ValidationError(
                     f"host address {haddr} (IPv{haddr.version}) and container address {caddr} "
-                    f"(IPv{caddr.version}) must be of the same family", obj=name)
+                    f"(IPv{caddr.version}) must be of the same family", obj=self._name())
             if haddr.is_unspecified:
                 haddr = None
             elif haddr.version == 6 and haddr.is_loopback:
                 raise ValidationError("IPv6 loopback (::1) cannot be published: the kernel never routes "
-                                      "::1 to another host; publish on 127.0.0.1 or all addresses", obj=name)
+                                      "::1 to another host; publish on 127.0.0.1 or all addresses", obj=self._name())
             elif haddr.is_multicast:
-                raise ValidationError(f"host address {haddr} is multicast", obj=name)
+                raise ValidationError(f"host address {haddr} is multicast", obj=self._name())
         object.__setattr__(self, "host_ip", str(haddr) if haddr is not None else None)
         object.__setattr__(self, "host_address", haddr)
+
+    def _name(self) -> str:
+        """How errors name the publication (its ``-p`` spec as far as it is known)."""
+        try:
+            return self.spec
+        except Exception:  # fields not checked yet
+            return f"{self.host_ip or ''}:{self.host_port}:{self.container_ip}:{self.container_port}/{self.proto}"
 
     @classmethod
     def parse(cls, spec: str, *, container_ip: str, bridge: str, bridge_port: str | None = None) -> PublishedPort:

@@ -64,6 +64,9 @@ TCP_CLIENTS = 64  # TCP connections served at once (a thread each; 10 s idle tim
 _FORWARD = b""  # in the cache: "this question goes upstream" (upstream answers are never cached)
 _DIR_EVENTS = (_sys.IN_CLOSE_WRITE | _sys.IN_MOVED_TO | _sys.IN_MOVED_FROM | _sys.IN_DELETE | _sys.IN_CREATE
                | _sys.IN_DELETE_SELF | _sys.IN_ONLYDIR)
+# a lease file is complete when its writer closes it (or renames it in): its creation, still empty,
+# is no news (one wake-up and one read less per connect)
+_LEASE_EVENTS = _DIR_EVENTS & ~_sys.IN_CREATE
 _SUBNET_KEYS = ("subnet", "subnet6")
 
 
@@ -181,7 +184,7 @@ class Server:
         if served.watch is None:
             try:
                 served.watch = _sys.inotify_watch(self.inotify, os.path.join(self.directory, served.info.name
-                                                                             + ".leases"), _DIR_EVENTS)
+                                                                             + ".leases"), _LEASE_EVENTS)
             except OSError:
                 return  # not there yet: its creation is an event of the networks directory
             self.by_watch[served.watch] = served.info.name

@@ -94,7 +94,7 @@ def current_host() -> Namespace:
     (``Namespace.current()`` holds a descriptor: one per object would exhaust the fd limit at
     a thousand endpoints).
     """
-    ident = _sys.stat_identity(_sys.current_netns_path())
+    ident = _sys.stat_identity(_sys.THREAD_NETNS)
     with _hosts_lock:
         st = _hosts.get(ident)
         if st is not None:

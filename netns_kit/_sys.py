@@ -90,8 +90,13 @@ def check_privileges() -> None:
 
 
 def current_netns_path() -> str:
-    """The namespace file of the calling thread."""
+    """The namespace file of the calling thread (a path that names this thread, to keep)."""
     return f"/proc/self/task/{threading.get_native_id()}/ns/net"
+
+
+THREAD_NETNS = "/proc/thread-self/ns/net"
+"""The calling thread's namespace file, for a look made at once by the same thread (no thread id to
+ask for; never to be kept: another thread reading it finds its own namespace)."""
 
 
 def open_netns(path: str, *, label: str) -> int:

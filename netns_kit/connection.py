@@ -46,7 +46,7 @@ def bind_ports(specs: Sequence[PortSpec], addresses: dict[int, IPAddr], bridge: 
     by ``fw`` (the caller holds :meth:`Firewall.locked` until they are published)."""
     fams = frozenset(addresses)
     wants = [(s.proto, frozenset(s.families(fams)), s.host_ip) for s in specs if s.host_port is None]
-    picked = iter(fw.pick_host_ports(wants, avoid=[slot for s in specs for slot in s.slots()]))
+    picked = iter(fw.pick_host_ports(wants, avoid=[slot for s in specs for slot in s.slots()]) if wants else ())
     out: list[PublishedPort] = []
     for s in specs:
         out += s.bind(addresses, bridge=bridge, host_port=next(picked) if s.host_port is None else None)

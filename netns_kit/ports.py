@@ -339,7 +339,8 @@ class PortSpec:
         if hp is None:
             raise ValidationError(f"port spec {self.text} needs a host port to be picked", obj=self.text)
         end = self.host_port_end
-        return [PublishedPort(host_port=hp, host_port_end=end, container_ip=str(addresses[f]),
+        # the address object itself: PublishedPort takes one (and stores its text), no parse again
+        return [PublishedPort(host_port=hp, host_port_end=end, container_ip=addresses[f],  # type: ignore[arg-type]
                               container_port=self.container_port, bridge=bridge, host_ip=self.host_ip,
                               proto=self.proto, bridge_port=bridge_port) for f in fams]
 

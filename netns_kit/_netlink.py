@@ -155,10 +155,11 @@ class RtnlSocket:
             with _sys.entered(ns_fd, label=label):
                 sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                                      socket.NETLINK_ROUTE)
+        # No bind: the kernel binds the socket to a port of its own on the first send. No larger
+        # receive buffer either: replies to our requests are read as they come (a dump waits for
+        # the reader), and the socket joins no multicast group that could overflow it.
         try:
             sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            sock.bind((0, 0))
         except OSError:
             sock.close()
             raise
@@ -1003,6 +1004,7 @@ def _nla_z(atype: int, value: str) -> bytes:
     return _nla(atype, value.encode("utf-8") + b"\0")
 
 
+@functools.lru_cache(maxsize=256)  # a handful of forms (the ownership mark, group 0, no link-local) repeat
 def _link_attrs_body(*, mtu: int | None = None, mac: str | None = None, master: int | None = None,
                      ns_fd: int | None = None, alias: str | None = None, group: int | None = None,
                      addr_gen_mode: int | None = None) -> bytes:

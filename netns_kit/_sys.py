@@ -97,6 +97,7 @@ def current_netns_path() -> str:
 THREAD_NETNS = "/proc/thread-self/ns/net"
 """The calling thread's namespace file, for a look made at once by the same thread (no thread id to
 ask for; never to be kept: another thread reading it finds its own namespace)."""
+_THREAD_NETNS_B = THREAD_NETNS.encode()
 
 
 def open_netns(path: str, *, label: str) -> int:
@@ -127,7 +128,7 @@ def setns(fd: int, *, label: str) -> None:
 @contextmanager
 def entered(fd: int, *, label: str) -> Iterator[None]:
     """Run the body with the calling thread inside namespace ``fd``; restore the previous one after."""
-    saved = os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
+    saved = os.open(THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)  # this thread's, opened at once
     try:
         setns(fd, label=label)
         try:
@@ -182,7 +183,7 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
         raise AlreadyExistsError(f"namespace {label!r} already exists ({path})", obj=label, namespace=label,
                                  step="create namespace") from exc
     os.close(fd0)
-    saved = os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
+    saved = os.open(THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)  # this thread's, opened at once
     try:
         try:
             if _libc.unshare(CLONE_NEWNET) != 0:
@@ -195,8 +196,8 @@ def create_named_netns(path: str, *, label: str, prepare: Callable[[], object] |
                         if not isinstance(exc, OSError):  # an OSError is handled below
                             os.unlink(path)
                         raise
-                src = current_netns_path().encode()
-                if _libc.mount(src, path.encode(), b"none", MS_BIND, None) != 0:
+                # the new namespace: /proc/thread-self is resolved by this thread, inside it
+                if _libc.mount(_THREAD_NETNS_B, path.encode(), b"none", MS_BIND, None) != 0:
                     raise _oserror("bind mount", path)
                 identity = stat_identity(path)  # under the name's lock: the mount just made
             finally:

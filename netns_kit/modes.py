@@ -48,7 +48,7 @@ from .connection import Connection
 from .errors import AlreadyExistsError, Failures, NotFoundError, StateError, ValidationError
 from .model import ADDR_TYPES, IPAddr, IPInterface, check_args, parse_ip, parse_mac, validate_netns_name
 from .namespace import Namespace
-from .network import Network
+from .network import Network, connect_parsed
 from .ports import PROTOCOLS, PortBinding, PortSpec
 
 log = logging.getLogger("netns_kit")
@@ -628,8 +628,11 @@ class Endpoint(EphemeralScope):
         sb = _Sandbox(ns, owned=True, host=host, uses_default=uses_default)
         if network is not None:
             # the namespace was just made: its first interface is eth0 and it has no route yet
-            network.connect(ns, ip=self.ip, ip6=self.ip6, ifname="eth0", name=self.name, aliases=self.aliases,
-                            mac=self.mac, publish=self._specs, default_route=None if network.internal else True)
+            # every argument was checked by the constructor: the network checks only its own part
+            names = [self.name]
+            names += [a for a in self.aliases if a not in names]
+            connect_parsed(network, ns, names=tuple(names), ip=self.ip, ip6=self.ip6, ifname="eth0", mac=self.mac,
+                           ports=self._specs, default_route=None if network.internal else True)
         return sb
 
     def remove(self) -> None:

@@ -671,8 +671,12 @@ class Network(EphemeralScope):
         name) and ``aliases`` are what other endpoints resolve. Everything is checked before the
         first change. Undo: :meth:`Connection.disconnect`.
         """
-        request = self._request(namespace, ip=ip, ip6=ip6, ifname=ifname, name=name, aliases=aliases, mac=mac,
-                                publish=publish, default_route=default_route)
+        return self._connect(self._request(namespace, ip=ip, ip6=ip6, ifname=ifname, name=name, aliases=aliases,
+                                           mac=mac, publish=publish, default_route=default_route))
+
+    def _connect(self, request: ConnectRequest) -> Connection:
+        """:meth:`connect` of a checked request."""
+        namespace = request.namespace
         st = host_state(self.host)
         with st.lock:
             for ident in st.take_removed():  # namespaces removed since: their connections go
@@ -703,7 +707,6 @@ class Network(EphemeralScope):
                    ip6=(ip6, str, *ADDR_TYPES, None), ifname=(ifname, str, None), name=(name, str, None),
                    aliases=(aliases, [str]), mac=(mac, str, None), publish=(publish, [str, PortSpec]),
                    default_route=(default_route, bool, None))
-        self._check_live(step)
         if namespace.same_as(self.host):
             raise ValidationError("the host namespace itself cannot be an endpoint of its own network "
                                   "(use host mode to share it)", obj=self.name, namespace=self.host.label, step=step)
@@ -721,24 +724,31 @@ class Network(EphemeralScope):
         if mac is not None:
             mac = parse_mac(mac)
         want = parse_ip(ip, what="fixed address") if ip is not None else None
-        if want is not None:
-            self._check_fixed(want)
         want6 = parse_ip(ip6, what="fixed IPv6 address") if ip6 is not None else None
-        if want6 is not None and self.config.plan6 is None:
-            raise ValidationError(f"network {self.name!r} has no IPv6 subnet; ip6 {ip6} cannot be used",
-                                  obj=self.name, step=step)
-        if publish and self.config.internal:
-            raise ValidationError(f"network {self.name!r} is internal: ports cannot be published from it",
-                                  obj=self.name, step=step)
         if default_route is not None and not isinstance(default_route, bool):
             raise ValidationError("default_route must be True, False or None", obj=repr(default_route), step=step)
-        ports = parse_ports(publish)
+        return self._checked_request(namespace, tuple(names), want, want6, ifname, mac, parse_ports(publish),
+                                     default_route)
+
+    def _checked_request(self, namespace: Namespace, names: tuple[str, ...], want: IPAddr | None,
+                         want6: IPAddr | None, ifname: str | None, mac: str | None, ports: tuple[PortSpec, ...],
+                         default_route: bool | None) -> ConnectRequest:
+        """The network's own checks of parsed arguments (it is live, the addresses and ports fit it)."""
+        step = "connect"
+        self._check_live(step)
+        if want is not None:
+            self._check_fixed(want)
+        if want6 is not None and self.config.plan6 is None:
+            raise ValidationError(f"network {self.name!r} has no IPv6 subnet; ip6 {want6} cannot be used",
+                                  obj=self.name, step=step)
+        if ports and self.config.internal:
+            raise ValidationError(f"network {self.name!r} is internal: ports cannot be published from it",
+                                  obj=self.name, step=step)
         for spec in ports:
             if spec.family == 6 and self.config.plan6 is None:
                 raise ValidationError(f"port spec {spec.text}: network {self.name!r} has no IPv6 subnet",
                                       obj=spec.text, namespace=self.host.label, step=step)
-        return ConnectRequest(namespace, namespace.identity, tuple(names), want, want6, ifname, mac, ports,
-                               default_route)
+        return ConnectRequest(namespace, namespace.identity, names, want, want6, ifname, mac, ports, default_route)
 
     def _check_request(self, st: HostRegistry, req: ConnectRequest) -> None:
         step = "connect"
@@ -842,6 +852,15 @@ class Network(EphemeralScope):
         _hostsfile.on_disconnect(st, conn, defer=defer)
         if not self._owned and not self._connections and shared is not None:
             shared.drop()
+
+
+def connect_parsed(network: Network, namespace: Namespace, *, names: tuple[str, ...], ip: IPAddr | None,
+                   ip6: IPAddr | None, ifname: str | None, mac: str | None, ports: tuple[PortSpec, ...],
+                   default_route: bool | None) -> Connection:
+    """:meth:`Network.connect` for arguments its caller checked and parsed already (names valid,
+    addresses and MAC parsed, port specs parsed and free of clashes, ``namespace`` not the host):
+    an :class:`~netns_kit.modes.Endpoint` joining its network. The network's own checks still run."""
+    return network._connect(network._checked_request(namespace, names, ip, ip6, ifname, mac, ports, default_route))
 
 
 def _live_state(host: Namespace, data: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -140,6 +140,31 @@ class PublishedPort:
         object.__setattr__(self, "host_ip", str(haddr) if haddr is not None else None)
         object.__setattr__(self, "host_address", haddr)
 
+    @classmethod
+    def _bound(cls, spec: PortSpec, host_port: int, family: int, container: IPAddr, bridge: str,
+               bridge_port: str | None) -> PublishedPort:
+        """The publication of ``spec`` (checked: its ports, range and host address, of ``family`` if
+        it has one) for the IPv``family`` container address ``container``, with valid ``bridge`` and
+        ``bridge_port`` names: what :meth:`PortSpec.bind` makes, without the constructor's checks."""
+        if container.version != family:
+            raise ValidationError(f"container address {container} for IPv{family} is IPv{container.version}",
+                                  obj=spec.text, step="publish port")
+        if container.is_loopback or container.is_unspecified or container.is_multicast:
+            raise ValidationError(f"container address {container} must be a unicast address", obj=spec.text)
+        port = object.__new__(cls)
+        put = object.__setattr__
+        put(port, "host_port", host_port)
+        put(port, "container_ip", str(container))
+        put(port, "container_port", spec.container_port)
+        put(port, "bridge", bridge)
+        put(port, "host_ip", spec.host_ip)
+        put(port, "host_port_end", spec.host_port_end)
+        put(port, "proto", spec.proto)
+        put(port, "bridge_port", bridge_port)
+        put(port, "container_address", container)
+        put(port, "host_address", parse_ip(spec.host_ip, what="host address") if spec.host_ip is not None else None)
+        return port
+
     def _name(self) -> str:
         """How errors name the publication (its ``-p`` spec as far as it is known)."""
         try:
@@ -241,6 +266,10 @@ class PortSpec:
     family: int | None = None  # set from host_ip: None means every family
 
     def __post_init__(self) -> None:
+        cp, hp = self.container_port, self.host_port
+        if (self.host_ip is None and self.family is None and self.host_port_end is None and self.proto in PROTOCOLS
+                and type(cp) is int and 1 <= cp <= 65535 and (hp is None or (type(hp) is int and 1 <= hp <= 65535))):
+            return  # the common spec (8080:80, 80/udp): valid as it is, nothing to normalize
         name = self.text
         if self.proto not in PROTOCOLS:
             raise ValidationError(f"protocol {self.proto!r} must be one of {', '.join(PROTOCOLS)}", obj=name)
@@ -338,11 +367,15 @@ class PortSpec:
         hp = self.host_port if self.host_port is not None else host_port
         if hp is None:
             raise ValidationError(f"port spec {self.text} needs a host port to be picked", obj=self.text)
-        end = self.host_port_end
-        # the address object itself: PublishedPort takes one (and stores its text), no parse again
-        return [PublishedPort(host_port=hp, host_port_end=end, container_ip=addresses[f],  # type: ignore[arg-type]
-                              container_port=self.container_port, bridge=bridge, host_ip=self.host_ip,
-                              proto=self.proto, bridge_port=bridge_port) for f in fams]
+        if host_port is not None and self.host_port is None:
+            _check_port(host_port, "picked host port", self.text)
+        validate_ifname(bridge, what="bridge name")
+        if bridge_port is not None:
+            validate_ifname(bridge_port, what="bridge port name")
+        # this spec is checked (ports, range, host address and its family) and so are the names: the
+        # publications are made without checking it all again
+        return [PublishedPort._bound(self, hp, f, parse_ip(addresses[f], what="container address"), bridge,
+                                     bridge_port) for f in fams]
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,15 @@ class UndoEntry:
 class Journal:
     """An ordered undo log."""
 
-    def __init__(self, *, step: bool = False) -> None:
+    def __init__(self, *, step: bool = False, outermost: bool = False) -> None:
         self.entries: list[UndoEntry] = []
         # on-disk entries of finished atomic steps, undone by a whole-object entry in ``entries``
         self.handed: list[int] = []
         # an atomic step's journal: confirmations may wait for the step's end (see atomic_step)
         self.step = step
+        # a step outside any other journal: its end keeps every change it made (one ``keep`` line
+        # settles each), so a confirmation that may wait for the step's end is not needed at all
+        self.outermost = outermost
 
     def record(self, description: str, undo: Undo, durable: int | None = None) -> None:
         self.entries.append(UndoEntry(description, undo, durable))
@@ -141,7 +144,9 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
     did: int | None = None
     if durable is not None:
         did = _state.intend(durable[0], **durable[1])
-        _state.confirm(did, lazy=journal.step and durable[0] in _state.DEFERRABLE_OPS)
+        lazy = journal.step and durable[0] in _state.DEFERRABLE_OPS
+        if not (lazy and journal.outermost):  # else kept at the step's end: no confirmation
+            _state.confirm(did, lazy=lazy)
     journal.record(description, undo, did)
 
 
@@ -156,8 +161,10 @@ def record_made(description: str, undo: Undo, did: int) -> None:
         _state.keep([did])
         return
     # recovery undoes such a change the same whether confirmed or not (its intent said all): in a
-    # step the confirmation waits for the step's end, as a namespace's does (DEFERRABLE_OPS)
-    _state.confirm(did, lazy=journal.step)
+    # step the confirmation waits for the step's end, as a namespace's does (DEFERRABLE_OPS), and
+    # a step that keeps its changes at its end needs none
+    if not journal.outermost:
+        _state.confirm(did, lazy=journal.step)
     journal.record(description, undo, did)
 
 
@@ -184,7 +191,7 @@ class _Intent:
             if did is not None:
                 if journal is None:
                     _state.keep([did])  # made and kept: the one line settles it
-                else:
+                elif not (self.lazy and journal.outermost):  # else kept at the step's end: no confirmation
                     _state.confirm(did, lazy=self.lazy)
         elif issubclass(exc_type, self.unchanged_on):
             if journal is not None and self.entry in journal.entries:
@@ -264,7 +271,7 @@ class _AtomicStep:
     __slots__ = ("journal", "token")
 
     def __enter__(self) -> None:
-        self.journal = Journal(step=True)
+        self.journal = Journal(step=True, outermost=_active.get() is None)
         self.token = _active.set(self.journal)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -24,12 +24,16 @@ import re
 import socket
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _sys
 from .errors import KernelError, NotFoundError, UnsupportedError, error_for_errno
 from .model import AddressInfo, IPInterface, LinkInfo, Route, RouteInfo
+
+Label = str | Callable[[], str] | None
+"""How a request names its object in errors: text, or a function making it (only called on an
+error, so a hot path formats nothing)."""
 
 _log = logging.getLogger("netns_kit.netlink")  # one debug line per kernel change
 
@@ -172,7 +176,7 @@ class RtnlSocket:
 
     # -- transport ---------------------------------------------------------------------------------
 
-    def _request(self, msg: Any, msg_type: int, flags: int, *, obj: str | None, step: str,
+    def _request(self, msg: Any, msg_type: int, flags: int, *, obj: Label, step: str,
                  raw: bool = False) -> list[Any]:
         """Send ``msg`` (a pyroute2 message, or the ``bytes`` of a body packed by the fast writers
         below) and collect the replies: decoded pyroute2 messages, or with ``raw`` the undecoded
@@ -207,7 +211,8 @@ class RtnlSocket:
                         err = -struct.unpack_from("=i", data, off + 16)[0]
                         if err:
                             text = self._ext_ack_text(data[off:off + length], mflags)
-                            raise error_for_errno(err, text, obj=obj, namespace=self.label, step=step) from OSError(
+                            raise error_for_errno(err, text, obj=obj() if callable(obj) else obj,
+                                                  namespace=self.label, step=step) from OSError(
                                 err, os.strerror(err))
                         done = True
                     elif mtype == NLMSG_DONE:
@@ -244,8 +249,9 @@ class RtnlSocket:
             off += (alen + 3) & ~3
         return ""
 
-    def _ack(self, msg: Any, msg_type: int, flags: int, *, obj: str | None, step: str) -> None:
-        _log.debug("netlink: %s %s in %s", step, obj or "", self.label)
+    def _ack(self, msg: Any, msg_type: int, flags: int, *, obj: Label, step: str) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("netlink: %s %s in %s", step, (obj() if callable(obj) else obj) or "", self.label)
         self._request(msg, msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, obj=obj, step=step)
 
     # -- links ---------------------------------------------------------------------------------------
@@ -526,12 +532,13 @@ class RtnlSocket:
         msg["attrs"] = attrs
         return msg
 
-    def add_address(self, index: int, iface: IPInterface, *, nodad: bool = True, obj: str | None = None) -> None:
+    def add_address(self, index: int, iface: IPInterface, *, nodad: bool = True, obj: Label = None) -> None:
         """RTM_NEWADDR (exclusive), carrying netns_kit's mark (IFA_PROTO = :data:`OWNER_PROTO`).
-        IPv6 addresses skip duplicate detection unless ``nodad=False``."""
+        IPv6 addresses skip duplicate detection unless ``nodad=False``. ``obj`` names it in errors
+        (default: the address)."""
         self._ack(_addr_body(index, iface, nodad=nodad, proto=OWNER_PROTO), RTM_NEWADDR,
                   NLM_F_CREATE | NLM_F_EXCL,
-                  obj=obj or str(iface), step="add address")
+                  obj=obj if obj is not None else iface.__str__, step="add address")
 
     def delete_address(self, index: int, iface: IPInterface, *, obj: str | None = None) -> bool:
         try:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._journal import intent
@@ -79,13 +80,18 @@ def plug(host: Namespace, target: Namespace, port: BridgePort) -> VethPair:
         sock = target.rtnl()
         peer = pair.peer_index
         for a in port.addresses:
-            sock.add_address(peer, a, obj=f"{a} on {port.ifname}")
+            sock.add_address(peer, a, obj=_label(a, port.ifname))
         for route in port.routes:
             sock.add_route(route, peer)
     except BaseException:
         pair.remove()
         raise
     return pair
+
+
+def _label(address: IPInterface, ifname: str) -> Callable[[], str]:
+    """How an error names ``address`` on ``ifname`` (formatted only if there is an error)."""
+    return lambda: f"{address} on {ifname}"
 
 
 def add_route(target: Namespace, pair: VethPair, route: Route) -> None:

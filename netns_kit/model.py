@@ -173,12 +173,22 @@ def validate_netns_name(name: object) -> str:
     return name
 
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4_IFACE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/(3[0-2]|[12]?[0-9])\Z")
+"""A dotted-quad IPv4 address without leading zeros and a prefix length of 0-32 (what
+``ipaddress`` reads the same way)."""
+
+
 def parse_interface(value: object, *, what: str = "address") -> IPInterface:
     """Parse ``'ADDR/PREFIX'`` (IPv4 or IPv6) into an interface address; no prefix means a host route."""
     if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
         return value
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be 'ADDR/PREFIX', got {type(value).__name__}", obj=repr(value))
+    m = _V4_IFACE.match(value)
+    if m is not None:  # the common form, 10.0.0.2/24: the same object without the general parser
+        a, b, c, d, plen = map(int, m.groups())
+        return ipaddress.IPv4Interface(((a << 24) | (b << 16) | (c << 8) | d, plen))
     try:
         return ipaddress.ip_interface(value.strip())
     except ValueError as exc:

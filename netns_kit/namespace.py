@@ -622,7 +622,7 @@ class Namespace(EphemeralScope):
 
     def _add_address(self, sock: RtnlSocket, index: int, iface: IPInterface, ifname: str, nodad: bool) -> None:
         try:  # the kernel refuses a duplicate (NLM_F_EXCL) and then changes nothing
-            sock.add_address(index, iface, nodad=nodad, obj=f"{iface} on {ifname}")
+            sock.add_address(index, iface, nodad=nodad, obj=lambda: f"{iface} on {ifname}")  # only for an error
         except AlreadyExistsError:
             if any(have == iface for _, have in sock.interfaces(index, iface.version)):
                 raise AlreadyExistsError(f"address {iface} is already on {ifname}", obj=str(iface),

@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -107,17 +108,20 @@ class NftContext:
         self._ctx.set_json_output(True)
         self._lock = threading.Lock()
 
-    def run_json(self, commands: list[dict[str, Any]], *, obj: str | None, step: str) -> list[dict[str, Any]]:
-        """Run ``commands`` as one batch (one kernel transaction). Returns the JSON output objects."""
+    def run_json(self, commands: list[dict[str, Any]], *, obj: str | Callable[[], str] | None,
+                 step: str) -> list[dict[str, Any]]:
+        """Run ``commands`` as one batch (one kernel transaction). Returns the JSON output objects.
+        ``obj`` names the change in errors: a text, or a function making it (called on an error only)."""
         if not commands:
             return []
-        if any(next(iter(c)) != "list" for c in commands):
-            _log.debug("nft: %s %s in %s (one batch of %d commands)", step, obj or "", self.label, len(commands))
+        if _log.isEnabledFor(logging.DEBUG) and any(next(iter(c)) != "list" for c in commands):
+            _log.debug("nft: %s %s in %s (one batch of %d commands)", step, (obj() if callable(obj) else obj) or "",
+                       self.label, len(commands))
         text = _compact({"nftables": commands})
         with self._lock:
             rc, raw, err = self._ctx.cmd(text)
         if rc != 0:
-            raise map_error(str(err), obj=obj, namespace=self.label, step=step)
+            raise map_error(str(err), obj=obj() if callable(obj) else obj, namespace=self.label, step=step)
         out = json.loads(raw) if raw else None
         if isinstance(out, dict):
             items = out.get("nftables", [])

@@ -111,6 +111,11 @@ class NetworkPolicy:
 
 
 
+
+def _what(ports: Sequence[PublishedPort]) -> Callable[[], str]:
+    """How errors name a publication of ``ports`` (formatted on an error only)."""
+    return lambda: f"published port {ports[0].spec}" if len(ports) == 1 else f"{len(ports)} published ports"
+
 class _Guard:
     """The ``with`` block of :meth:`Firewall._guard`: the host's lock, then the firewall's thread
     lock (a class: cheaper than a generator on the path of every change)."""
@@ -325,7 +330,7 @@ class Firewall:
                 del self._registry[self.namespace.identity]
         _nft.drop_context(self.namespace.identity)
 
-    def _delete_elements(self, elements: render.Elements, *, obj: str, step: str) -> None:
+    def _delete_elements(self, elements: render.Elements, *, obj: str | Callable[[], str], step: str) -> None:
         """Delete elements in one batch; if some are already gone, delete the rest one by one."""
         ctx = self._ctx()
         try:
@@ -637,7 +642,7 @@ class Firewall:
                     cmds += render.element_cmds("add", hairpin, comment=mark)
                     parts.append(hairpin)
             added = render.merged(parts)
-            what = f"published port {ports[0].spec}" if len(ports) == 1 else f"{len(ports)} published ports"
+            what = _what(ports)
             self._ensure_table()
             self._ensure_sets(added)
             # kept at once and made by the one batch (no hairpin mode to turn on, no forwarding to
@@ -647,7 +652,7 @@ class Firewall:
                          and all(p.family in self._saved_forwarding for p in ports))
             pre = None if one_batch else self._write_ahead(added)
             try:
-                self._ctx().run_json(cmds, obj=what, step="publish port")
+                self._ctx().run_json(cmds, obj=what, step="publish port")  # (what: formatted on an error only)
             except BaseException:
                 if pre is not None:
                     _state.done([pre])
@@ -664,13 +669,15 @@ class Firewall:
                 if pre is not None:
                     _state.done([pre])
                 raise
+            # forwarding follows the families with ports: only a family's first port can change it
+            first = any(not self._per_family[port.family] for port in ports)
             for port, port_slots in zip(ports, slots, strict=True):
                 self._ports[port] = None
                 self._per_family[port.family] += 1
                 self._per_ip[port.container_ip] = self._per_ip.get(port.container_ip, 0) + 1
                 for key in port_slots:
                     self._keys.setdefault(key, {})[port.host_ip] = port
-            sysctls = self._sync_forwarding()
+            sysctls = self._sync_forwarding() if first else []
         if pre is None:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("change: published %s in %s", [p.spec for p in ports], ns.label)
@@ -726,7 +733,7 @@ class Firewall:
                                                                                  for p in todo)
                       if ip not in self._per_ip]
             if self._table:
-                what = f"published port {todo[0].spec}" if len(todo) == 1 else f"{len(todo)} published ports"
+                what = _what(todo)
                 self._delete_elements(render.merged(parts), obj=what, step="unpublish port")
             for port in todo:
                 self._hairpin_ref(port.bridge_port, -1, port.bridge)

@@ -55,18 +55,19 @@ def parse_ports(specs: Iterable[str | PortSpec]) -> tuple[PortSpec, ...]:
     to be picked never clash: each gets its own."""
     if isinstance(specs, str):
         raise ValidationError("publish must be a list of port specs, not one str", obj=specs)
-    out: list[PortSpec] = []
-    seen: dict[tuple[int, str, int], list[tuple[str | None, str]]] = {}
-    for spec in specs:
-        port = spec if isinstance(spec, PortSpec) else PortSpec.parse(spec)
-        for slot in port.slots():
-            for ip, other in seen.get(slot, ()):
-                if ip is None or port.host_ip is None or ip == port.host_ip:
-                    raise ValidationError(f"port specs {other!r} and {port.text!r} both publish host port "
+    out = [spec if isinstance(spec, PortSpec) else PortSpec.parse(spec) for spec in specs]
+    if len(out) < 2:  # one spec cannot clash with itself
+        return tuple(out)
+    seen: dict[tuple[int, str, int], list[PortSpec]] = {}
+    for port in out:
+        slots = port.slots()
+        for slot in slots:
+            for other in seen.get(slot, ()):
+                if other.host_ip is None or port.host_ip is None or other.host_ip == port.host_ip:
+                    raise ValidationError(f"port specs {other.text!r} and {port.text!r} both publish host port "
                                           f"{slot[2]}/{slot[1]} (IPv{slot[0]})", obj=port.text, step="check ports")
-        for slot in port.slots():
-            seen.setdefault(slot, []).append((port.host_ip, port.text))
-        out.append(port)
+        for slot in slots:
+            seen.setdefault(slot, []).append(port)
     return tuple(out)
 
 

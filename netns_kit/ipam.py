@@ -284,7 +284,7 @@ class AddressAllocator:
     def interface(self, address: IPAddr) -> IPInterface:
         """``address`` with the subnet's prefix length, as it goes on the endpoint's interface."""
         cls = ipaddress.IPv4Interface if address.version == 4 else ipaddress.IPv6Interface
-        return cls((address, self.plan.network.prefixlen))  # from the parsed address: no string parsing
+        return cls((int(address), self.plan.network.prefixlen))  # from its integer: no parsing at all
 
     def __repr__(self) -> str:
         return f"AddressAllocator({self.plan.network}, gateway={self.gateway}, in_use={len(self._taken)})"

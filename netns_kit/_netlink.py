@@ -319,11 +319,22 @@ class RtnlSocket:
         _log.debug("netlink: %s %s in %s", step, name, self.label)
         res = self._request(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
                             obj=name, step=step, raw=True)
+        want = name.encode("utf-8") + b"\0"
         for chunk in res:
-            if struct.unpack_from("=H", chunk, 4)[0] == RTM_NEWLINK:
-                a = _attrs(chunk, 32, min(struct.unpack_from("=I", chunk, 0)[0], len(chunk)), (IFLA_IFNAME, IFLA_LINK))
-                if _asciiz(a.get(IFLA_IFNAME)) == name:
-                    return _link_index_raw(chunk), _u32(a.get(IFLA_LINK))
+            if struct.unpack_from("=H", chunk, 4)[0] != RTM_NEWLINK:
+                continue
+            end = min(struct.unpack_from("=I", chunk, 0)[0], len(chunk))
+            # the kernel puts IFLA_IFNAME first; then only IFLA_LINK (the peer's index) is looked for
+            alen, atype = _NLA_HDR.unpack_from(chunk, 32)
+            if atype & _NLA_TYPE_MASK == IFLA_IFNAME and chunk[36:36 + len(want)] == want and alen == 4 + len(want):
+                at = _find_attr(chunk, 32 + ((alen + 3) & ~3), end, IFLA_LINK)
+            else:
+                a = _attrs(chunk, 32, end, (IFLA_IFNAME, IFLA_LINK))
+                if _asciiz(a.get(IFLA_IFNAME)) != name:
+                    continue
+                at = _find_attr(chunk, 32, end, IFLA_LINK)
+            return _link_index_raw(chunk), (struct.unpack_from("=I", chunk, at + 4)[0]
+                                            if at >= 0 and _NLA_HDR.unpack_from(chunk, at)[0] >= 8 else None)
         return None
 
     @classmethod
@@ -759,6 +770,20 @@ def _attrs(data: bytes, off: int, end: int, only: tuple[int, ...] = ()) -> dict[
                 break
         off += (alen + 3) & ~3
     return out
+
+
+def _find_attr(data: bytes, off: int, end: int, want: int) -> int:
+    """The offset of the first top-level attribute of type ``want`` in ``data[off:end]``, or -1 (the
+    lean walk of a hot path: one lookup, nothing kept)."""
+    unpack = _NLA_HDR.unpack_from
+    while off + 4 <= end:
+        alen, atype = unpack(data, off)
+        if atype & _NLA_TYPE_MASK == want:
+            return off if off + alen <= end else -1
+        if alen < 4:
+            return -1
+        off += (alen + 3) & ~3
+    return -1
 
 
 def _asciiz(value: bytes | None) -> str | None:

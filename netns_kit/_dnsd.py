@@ -104,7 +104,11 @@ class Server:
         self.by_watch: dict[int, str] = {}
         self.dir_watch: int | None = None
         self.stale: set[tuple[str, str, str]] = set()  # (network, ip, owner) of dead owners, veth gone
+        # Two inotify instances. The networks directory's wakes the loop: a new network is served at
+        # once. The lease directories' does not: a connect or disconnect costs its process no
+        # wake-up of this one, and the queued events are read before each answer and at each tick.
         self.inotify = _sys.inotify_init()
+        self.lease_notify = _sys.inotify_init()
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.inotify, selectors.EVENT_READ, "inotify")
         self.pending: dict[tuple[str, bytes], _Pending] = {}
@@ -183,8 +187,8 @@ class Server:
         """Watch the network's lease directory (made just after its state file) and read it."""
         if served.watch is None:
             try:
-                served.watch = _sys.inotify_watch(self.inotify, os.path.join(self.directory, served.info.name
-                                                                             + ".leases"), _LEASE_EVENTS)
+                served.watch = _sys.inotify_watch(self.lease_notify, os.path.join(self.directory, served.info.name
+                                                                                  + ".leases"), _LEASE_EVENTS)
             except OSError:
                 return  # not there yet: its creation is an event of the networks directory
             self.by_watch[served.watch] = served.info.name
@@ -239,7 +243,7 @@ class Server:
         if served.watch is not None:
             self.by_watch.pop(served.watch, None)
             with contextlib.suppress(OSError):
-                _sys.inotify_rm_watch(self.inotify, served.watch)
+                _sys.inotify_rm_watch(self.lease_notify, served.watch)
         with self.lock:
             self.table.drop_network(name)
         self._publish_serving()
@@ -290,24 +294,31 @@ class Server:
 
     def _sync(self) -> None:
         events = _sys.inotify_read(self.inotify)
-        if not events:
+        lease_events = _sys.inotify_read(self.lease_notify)
+        if not events and not lease_events:
             return
         rescan = False
         touched: dict[tuple[str, str], None] = {}
         reload: set[str] = set()
         for wd, mask, name in events:
-            if wd == self.dir_watch:
-                if mask & (_sys.IN_DELETE_SELF | _sys.IN_IGNORED):
-                    self.dir_watch = None
-                    rescan = True
-                elif name.endswith(".json"):
-                    rescan = True
-                elif name.endswith(".leases") and name[: -len(".leases")] in self.served:
-                    lost = self.served[name[: -len(".leases")]]
-                    if lost.watch is not None:  # the directory was replaced: watch the new one
-                        self.by_watch.pop(lost.watch, None)
-                        lost.watch = None
-                    self._watch_leases(lost)
+            if mask & _sys.IN_Q_OVERFLOW:  # events were lost: read the directory again
+                rescan = True
+            elif wd != self.dir_watch:
+                continue
+            elif mask & (_sys.IN_DELETE_SELF | _sys.IN_IGNORED):
+                self.dir_watch = None
+                rescan = True
+            elif name.endswith(".json"):
+                rescan = True
+            elif name.endswith(".leases") and name[: -len(".leases")] in self.served:
+                lost = self.served[name[: -len(".leases")]]
+                if lost.watch is not None:  # the directory was replaced: watch the new one
+                    self.by_watch.pop(lost.watch, None)
+                    lost.watch = None
+                self._watch_leases(lost)
+        for wd, mask, name in lease_events:
+            if mask & _sys.IN_Q_OVERFLOW:  # events were lost: read every lease directory again
+                reload.update(self.served)
                 continue
             network = self.by_watch.get(wd)
             if network is None:

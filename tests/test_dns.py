@@ -363,3 +363,31 @@ def test_the_benchmark_runs(host: Namespace) -> None:
             if b"aardvark-dns" in f.read() and os.stat(f"/proc/{pid}/ns/mnt").st_ino == mine:
                 left.append(pid)
     assert left == []
+
+
+def test_lease_changes_are_read_before_answers_and_lost_ones_reload_the_leases(
+        host: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resolver does not wake up for lease changes (no cost to a connect): they wait in an
+    inotify queue of their own, read before each answer and at each tick. If the kernel dropped
+    some (the queue overflowed), every served network's leases are read again."""
+    from netns_kit import _dnsd, _sys
+
+    srv = _dnsd.Server(host.identity)
+    try:
+        watched = {key.fileobj for key in srv.sel.get_map().values()}
+        assert srv.inotify in watched and srv.lease_notify not in watched
+        srv.served["web"] = object()  # type: ignore[assignment]  # only its name matters here
+        reloaded: list[str] = []
+        monkeypatch.setattr(srv, "_load_leases", reloaded.append)
+        queued = {srv.inotify: [], srv.lease_notify: [(-1, _sys.IN_Q_OVERFLOW, "")]}
+        monkeypatch.setattr(_sys, "inotify_read", lambda fd: queued.get(fd, []))
+        srv.sync()
+        assert reloaded == ["web"]
+    finally:
+        srv.served.clear()
+        srv.sel.close()
+        for fd in (srv.inotify, srv.lease_notify, srv.wake_r, srv.wake_w):
+            os.close(fd)
+        for s in (srv.up4, srv.up6):
+            if s is not None:
+                s.close()

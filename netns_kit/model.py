@@ -174,9 +174,10 @@ def validate_netns_name(name: object) -> str:
 
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4_ADDR = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
 _V4_IFACE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/(3[0-2]|[12]?[0-9])\Z")
-"""A dotted-quad IPv4 address without leading zeros and a prefix length of 0-32 (what
-``ipaddress`` reads the same way)."""
+"""A dotted-quad IPv4 address without leading zeros (and a prefix length of 0-32): what
+``ipaddress`` reads the same way."""
 
 
 def parse_interface(value: object, *, what: str = "address") -> IPInterface:
@@ -201,6 +202,10 @@ def parse_ip(value: object, *, what: str = "IP address") -> IPAddr:
         return value
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be a str, got {type(value).__name__}", obj=repr(value))
+    m = _V4_ADDR.match(value)
+    if m is not None:  # the common form, 10.0.0.2: the same object without the general parser
+        a, b, c, d = map(int, m.groups())
+        return ipaddress.IPv4Address((a << 24) | (b << 16) | (c << 8) | d)
     try:
         return ipaddress.ip_address(value.strip())
     except ValueError as exc:

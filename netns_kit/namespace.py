@@ -179,7 +179,7 @@ class Namespace(EphemeralScope):
     def __init__(self, name: str) -> None:
         check_args("Namespace", name=(name, str))
         self.name: str | None = validate_netns_name(name)
-        self.path = os.path.join(_sys.NETNS_RUN_DIR, name)
+        self.path = f"{_sys.NETNS_RUN_DIR}/{name}"  # a valid name has no "/": os.path.join's result
         self.label = name
         self.kind = "named"
         self._owned = False

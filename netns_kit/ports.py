@@ -65,6 +65,9 @@ def _range_end(host_port: int, host_port_end: int | None, container_port: int, n
     return None if host_port_end == host_port else host_port_end
 
 
+_CONTAINER_IP_TYPES = (str, *ADDR_TYPES)
+
+
 def _check_port(value: object, what: str, obj: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
         raise ValidationError(f"{what} {value!r} must be an integer from 1 to 65535", obj=obj)
@@ -103,10 +106,15 @@ class PublishedPort:
     host_address: IPAddr | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_args("PublishedPort", host_port=(self.host_port, int), container_ip=(self.container_ip, str, *ADDR_TYPES),
-                   container_port=(self.container_port, int), bridge=(self.bridge, str),
-                   host_ip=(self.host_ip, str, *ADDR_TYPES, None), host_port_end=(self.host_port_end, int, None),
-                   proto=(self.proto, str), bridge_port=(self.bridge_port, str, None))
+        if not (type(self.host_port) is int and type(self.container_port) is int and type(self.bridge) is str
+                and type(self.container_ip) in _CONTAINER_IP_TYPES and type(self.proto) is str
+                and self.host_ip is None and self.host_port_end is None and self.bridge_port is None):
+            # anything but the common form (every type exactly as expected) gets the full check
+            check_args("PublishedPort", host_port=(self.host_port, int),
+                       container_ip=(self.container_ip, str, *ADDR_TYPES), container_port=(self.container_port, int),
+                       bridge=(self.bridge, str), host_ip=(self.host_ip, str, *ADDR_TYPES, None),
+                       host_port_end=(self.host_port_end, int, None), proto=(self.proto, str),
+                       bridge_port=(self.bridge_port, str, None))
         if self.proto not in PROTOCOLS:
             raise ValidationError(f"protocol {self.proto!r} must be one of {', '.join(PROTOCOLS)}", obj=self._name())
         if not (1 <= self.host_port <= 65535 and 1 <= self.container_port <= 65535):  # ints here: checked above

@@ -45,15 +45,16 @@ class UndoEntry:
 class Journal:
     """An ordered undo log."""
 
-    def __init__(self, *, step: bool = False, outermost: bool = False) -> None:
+    def __init__(self, *, step: bool = False, kept_at_end: bool = False) -> None:
         self.entries: list[UndoEntry] = []
         # on-disk entries of finished atomic steps, undone by a whole-object entry in ``entries``
         self.handed: list[int] = []
         # an atomic step's journal: confirmations may wait for the step's end (see atomic_step)
         self.step = step
-        # a step outside any other journal: its end keeps every change it made (one ``keep`` line
-        # settles each), so a confirmation that may wait for the step's end is not needed at all
-        self.outermost = outermost
+        # a step in no transaction (outside any journal, or in steps only): the end of the outermost
+        # step keeps every change made in it (one ``keep`` line settles each), so a confirmation
+        # that may wait for a step's end is not needed at all
+        self.kept_at_end = kept_at_end
 
     def record(self, description: str, undo: Undo, durable: int | None = None) -> None:
         self.entries.append(UndoEntry(description, undo, durable))
@@ -145,7 +146,7 @@ def record(description: str, undo: Undo, durable: Durable | None = None) -> None
     if durable is not None:
         did = _state.intend(durable[0], **durable[1])
         lazy = journal.step and durable[0] in _state.DEFERRABLE_OPS
-        if not (lazy and journal.outermost):  # else kept at the step's end: no confirmation
+        if not (lazy and journal.kept_at_end):  # else kept at the outermost step's end: no confirmation
             _state.confirm(did, lazy=lazy)
     journal.record(description, undo, did)
 
@@ -163,7 +164,7 @@ def record_made(description: str, undo: Undo, did: int) -> None:
     # recovery undoes such a change the same whether confirmed or not (its intent said all): in a
     # step the confirmation waits for the step's end, as a namespace's does (DEFERRABLE_OPS), and
     # a step that keeps its changes at its end needs none
-    if not journal.outermost:
+    if not journal.kept_at_end:
         _state.confirm(did, lazy=journal.step)
     journal.record(description, undo, did)
 
@@ -191,7 +192,7 @@ class _Intent:
             if did is not None:
                 if journal is None:
                     _state.keep([did])  # made and kept: the one line settles it
-                elif not (self.lazy and journal.outermost):  # else kept at the step's end: no confirmation
+                elif not (self.lazy and journal.kept_at_end):  # else kept at the outermost step's end
                     _state.confirm(did, lazy=self.lazy)
         elif issubclass(exc_type, self.unchanged_on):
             if journal is not None and self.entry in journal.entries:
@@ -271,7 +272,8 @@ class _AtomicStep:
     __slots__ = ("journal", "token")
 
     def __enter__(self) -> None:
-        self.journal = Journal(step=True, outermost=_active.get() is None)
+        parent = _active.get()
+        self.journal = Journal(step=True, kept_at_end=parent is None or (parent.step and parent.kept_at_end))
         self.token = _active.set(self.journal)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

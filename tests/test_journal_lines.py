@@ -128,3 +128,25 @@ def test_a_change_inside_a_namespace_made_in_the_same_transaction_needs_no_line_
         assert not Namespace("t-jl5").exists
     finally:
         kept.remove()
+
+
+def test_an_endpoint_kept_at_once_writes_its_intents_and_one_keep_line(host: Namespace) -> None:
+    """Endpoint.create outside any transaction is one step made of steps (its namespace, its veth
+    pair, its published port): each change is written ahead, no confirmation is written (the end of
+    the outermost step keeps them all), and one line keeps them."""
+    from netns_kit import CustomMode, Endpoint, Network
+
+    with Network("jl-net", subnet="10.66.0.0/24") as net:
+        before = len(_lines())
+        ep = Endpoint("jl-ep", CustomMode(net), publish=["18080:80"]).create()
+        try:
+            lines = _lines()[before:]
+            intents = [rec for rec in lines if "i" in rec]
+            assert sorted(str(rec["op"]) for rec in intents) == ["link", "netns", "nft"]
+            assert not [rec for rec in lines if "ok" in rec]
+            assert sorted(int(str(rec["keep"])) for rec in lines if "keep" in rec) == \
+                sorted(int(str(rec["i"])) for rec in intents)
+            assert not {int(str(rec["i"])) for rec in intents} & set(_open_entries())
+            assert ep.namespace.exists and net.resolve("jl-ep") is not None
+        finally:
+            ep.remove()

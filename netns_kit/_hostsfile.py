@@ -4,7 +4,8 @@ For every named namespace attached to a network, netns_kit writes ``/etc/netns/N
 iproute2 convention: ``ip netns exec NAME`` and :meth:`Namespace.run` bind it over /etc/hosts).
 
 - A network with name resolution keeps one shared file listing all its endpoints
-  (:class:`SharedHostsFile`). A connect appends its lines (O(1)); a disconnect rewrites the file
+  (:class:`SharedHostsFile`). A connect appends its lines (O(1): one write on a descriptor its
+  process keeps open for that); a disconnect rewrites the file
   in place, once per removal batch. Files are rewritten in place, never replaced, so a bind mount
   made by ``ip netns exec`` keeps seeing the same inode.
 - A namespace on exactly one network has a symlink to that file as its hosts file; a namespace on
@@ -129,6 +130,7 @@ class SharedHostsFile:
         self.path = os.path.join(HOSTS_RUN_DIR, tag)
         self.exists = False
         self.rewrite_pending = False
+        self._fd: int | None = None  # held for appends (the file is rewritten in place: same inode)
 
     def _render(self, conns: Iterable[Connection]) -> str:
         lines = [f"{_sys.HOSTS_HEADER}network {self.network.name}: every endpoint on it", *_LOCALHOST]
@@ -138,6 +140,7 @@ class SharedHostsFile:
 
     def rewrite(self) -> None:
         self.rewrite_pending = False
+        self._close()  # in case the file is made anew (its directory was pruned): appends reopen it
         text = self._render(self.network.connections)
         for attempt in range(3):
             _state.ensure_dir(HOSTS_RUN_DIR)
@@ -154,10 +157,23 @@ class SharedHostsFile:
             self.rewrite()
             return
         lines = entries(conn, self.network.name)
-        if lines:
-            _write(self.path, "\n".join(lines) + "\n", append=True)
+        if not lines:
+            return
+        if self._fd is None:
+            try:  # kept open for the next appends: one write per connect
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:  # removed behind our back: written again, whole
+                self.rewrite()
+                return
+        os.write(self._fd, ("\n".join(lines) + "\n").encode())
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def drop(self) -> None:
+        self._close()
         self.exists = False
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)

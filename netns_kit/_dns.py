@@ -322,7 +322,7 @@ def host_resolv() -> ResolvConf:
 
 
 def resolv_path(ns_name: str) -> str:
-    return os.path.join(_sys.ETC_NETNS_DIR, ns_name, "resolv.conf")
+    return f"{_sys.ETC_NETNS_DIR}/{ns_name}/resolv.conf"  # a namespace name has no "/"
 
 
 def _write(path: str, text: str, *, new: bool = False) -> None:

@@ -52,7 +52,7 @@ _files_lock = threading.Lock()
 
 
 def hosts_path(ns_name: str) -> str:
-    return os.path.join(ETC_NETNS_DIR, ns_name, "hosts")
+    return f"{ETC_NETNS_DIR}/{ns_name}/hosts"  # a namespace name has no "/": os.path.join's result
 
 
 def _etc_mark() -> str:
@@ -207,8 +207,8 @@ def write_namespace_file(conns: list[Connection]) -> None:
     ns = conns[0].namespace
     if ns.name is None:
         return
-    path = hosts_path(ns.name)
-    directory = os.path.dirname(path)
+    directory = f"{ETC_NETNS_DIR}/{ns.name}"
+    path = f"{directory}/hosts"
     shared = conns[0].network.hosts_file if len(conns) == 1 else None
     with _files_lock:
         fresh = False  # no file at path yet (checked just now): nothing to replace

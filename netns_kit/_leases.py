@@ -58,7 +58,7 @@ class LeaseBook:
             os.mkdir(self.directory, 0o700)
 
     def _path(self, ip: str) -> str:
-        return os.path.join(self.directory, ip)
+        return f"{self.directory}/{ip}"  # an address has no "/": os.path.join's result
 
     def claim(self, ip: IPAddr, link: str | None, names: tuple[str, ...] = (),
               ns: tuple[int, int] | None = None) -> bool:

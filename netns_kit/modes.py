@@ -535,7 +535,7 @@ class Endpoint(EphemeralScope):
         if st is not None and self.name in st.endpoints:
             raise AlreadyExistsError(f"an endpoint named {self.name!r} already exists", obj=self.name,
                                      namespace=self.host.label, step="create endpoint")
-        if self.mode.own_namespace and os.path.lexists(os.path.join(_sys.NETNS_RUN_DIR, self.name)):
+        if self.mode.own_namespace and os.path.lexists(f"{_sys.NETNS_RUN_DIR}/{self.name}"):
             raise AlreadyExistsError(f"namespace {self.name!r} already exists", obj=self.name,
                                      step="create endpoint")
 

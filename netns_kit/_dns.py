@@ -57,9 +57,10 @@ log = logging.getLogger("netns_kit")
 
 READY_TIMEOUT = 15.0  # seconds for a new service process to answer (it imports netns_kit first)
 RESOLV_CONF = "/etc/resolv.conf"
-HEADER = f"{_sys.HOSTS_HEADER}namespace %s: the name service of its network (see netns_kit docs/dns.md)"
+HEADER = f"{_sys.HOSTS_HEADER}network %s: its name service (see netns_kit docs/dns.md)"
 
-_owned: dict[str, str] = {}  # /etc/netns/NAME/resolv.conf written by this process -> the nameserver in it
+_owned: dict[str, str] = {}  # /etc/netns/NAME/resolv.conf linked by this process -> the shared file it names
+_shared: dict[str, tuple[str, tuple[int, int, int] | None]] = {}  # shared file -> (gateway, host resolv.conf key)
 _owned_lock = threading.Lock()
 CHECK_EVERY = 1.0  # seconds: how often a connect looks whether the host's service still runs
 _checked: dict[tuple[int, int], float] = {}  # host namespace identity -> when its service was last seen alive
@@ -306,29 +307,70 @@ def check_running(network: Network, port: int) -> None:
 def host_resolv() -> ResolvConf:
     """The host's resolv.conf (search domains and options are copied to the endpoints): parsed
     again only when the file changed (one stat otherwise)."""
+    return _host_resolv_keyed()[1]
+
+
+def _host_resolv_keyed() -> tuple[tuple[int, int, int] | None, ResolvConf]:
+    """:func:`host_resolv` with the (inode, mtime, size) it was read at (None: no file)."""
     global _host_resolv
     try:
         st = os.stat(RESOLV_CONF)
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         cached = _host_resolv
         if cached is not None and cached[0] == key:
-            return cached[1]
+            return cached
         with open(RESOLV_CONF, encoding="utf-8", errors="replace") as f:
             conf = ResolvConf.parse(f.read())
     except OSError:
-        return ResolvConf()
+        return None, ResolvConf()
     _host_resolv = (key, conf)
-    return conf
+    return _host_resolv
+
+
+def shared_resolv_path(hosts_path: str) -> str:
+    """Where a network's endpoints' resolv.conf lives: next to its shared hosts file ``hosts_path``
+    (the same writer, so :func:`netns_kit.recover` treats both alike)."""
+    directory, name = os.path.split(hosts_path)
+    return f"{directory}/resolv.{name}"
+
+
+def _shared_resolv(network: Network) -> str | None:
+    """The resolv.conf of ``network``'s endpoints (one file for all of them; theirs are symlinks
+    to it), written when missing and rewritten in place when the host's changed. None if the
+    network keeps no shared hosts file (no name resolution)."""
+    hosts = network.hosts_file
+    if hosts is None:
+        return None
+    path = shared_resolv_path(hosts.path)
+    key, conf = _host_resolv_keyed()
+    gateway = str(network.gateway)
+    if _shared.get(path) != (gateway, key):
+        _state.ensure_dir(_sys.HOSTS_RUN_DIR)
+        _write(path, conf.for_endpoint(gateway, HEADER % network.name))
+        _shared[path] = (gateway, key)
+    return path
+
+
+def forget_network(network: Network) -> None:
+    """Delete ``network``'s shared resolv.conf (the network is removed, or this process's last
+    endpoint left a network it opened)."""
+    hosts = network.hosts_file
+    if hosts is None:
+        return
+    path = shared_resolv_path(hosts.path)
+    with _owned_lock:
+        _shared.pop(path, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def resolv_path(ns_name: str) -> str:
     return f"{_sys.ETC_NETNS_DIR}/{ns_name}/resolv.conf"  # a namespace name has no "/"
 
 
-def _write(path: str, text: str, *, new: bool = False) -> None:
-    """Write ``text`` to ``path`` (``new``: only if there is no file yet, else FileExistsError)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o644)
+def _write(path: str, text: str) -> None:
+    """Write ``text`` into ``path`` in place (same inode: a bind mount of it sees the change)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, text.encode())
     finally:
@@ -350,21 +392,22 @@ def _sync_resolv(st: HostRegistry, conn: Connection) -> None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
             return
-        gateway = str(serving[0].network.gateway)
-        if mine == gateway:
+        shared = _shared_resolv(serving[0].network)
+        if shared is None or mine == shared:
             return
-        text = host_resolv().for_endpoint(gateway, HEADER % ns.name)
-        if mine is None:
-            try:  # a new file only: one that is there was not written by netns_kit
-                _write(path, text, new=True)
-            except FileExistsError:
-                log.info("%s exists and was not written by netns_kit: left alone", path)
-                return
-            except (FileNotFoundError, NotADirectoryError):
-                return  # no directory: no hosts file could be written either (see the hosts file's warning)
-        else:
-            _write(path, text)
-        _owned[path] = gateway
+        if mine is not None:  # another network of the namespace serves it now
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        try:  # a new link only: a file that is there was not written by netns_kit
+            os.symlink(shared, path)
+        except FileExistsError:
+            _owned.pop(path, None)
+            log.info("%s exists and was not written by netns_kit: left alone", path)
+            return
+        except (FileNotFoundError, NotADirectoryError):
+            _owned.pop(path, None)
+            return  # no directory: no hosts file could be written either (see the hosts file's warning)
+        _owned[path] = shared
 
 
 def on_connect(st: HostRegistry, conn: Connection) -> None:

@@ -391,7 +391,7 @@ def _recover_files(report: RecoveryReport, finder: _NsFinder) -> None:
 
     - a network's state file and lease directory, once its creator is dead and its bridge gone
       (a persistent network, whose bridge stays, keeps them: another process may open it);
-    - a shared hosts file whose writer is dead and that no /etc/netns/NAME/hosts links to;
+    - a shared hosts file or resolv.conf whose writer is dead and that no /etc/netns/NAME links to;
     - /etc/netns, if netns_kit made it and it is empty now.
     """
     base = _state.networks_dir()
@@ -430,8 +430,9 @@ def _recover_files(report: RecoveryReport, finder: _NsFinder) -> None:
     linked: set[str] = set()
     with contextlib.suppress(OSError):
         for name in os.listdir(_sys.ETC_NETNS_DIR):
-            with contextlib.suppress(OSError):
-                linked.add(os.readlink(os.path.join(_sys.ETC_NETNS_DIR, name, "hosts")))
+            for entry in ("hosts", "resolv.conf"):  # links to shared hosts and resolv.conf files
+                with contextlib.suppress(OSError):
+                    linked.add(os.readlink(os.path.join(_sys.ETC_NETNS_DIR, name, entry)))
     with contextlib.suppress(FileNotFoundError):
         for entry in sorted(os.listdir(_sys.HOSTS_RUN_DIR)):
             path = os.path.join(_sys.HOSTS_RUN_DIR, entry)
@@ -440,7 +441,8 @@ def _recover_files(report: RecoveryReport, finder: _NsFinder) -> None:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            report.undone.append(f"removed the shared hosts file {path} (left by {owner})")
+            what = "resolv.conf" if entry.startswith("resolv.") else "hosts file"
+            report.undone.append(f"removed the shared {what} {path} (left by {owner})")
         _state.prune_dirs(_sys.HOSTS_RUN_DIR)
     if release_etc_netns():
         report.undone.append(f"removed {_sys.ETC_NETNS_DIR} (made by netns_kit, empty now)")

@@ -351,15 +351,20 @@ MS_SLAVE = 1 << 19
 
 
 def drop_stale_hosts(name: str) -> bool:
-    """Delete /etc/netns/NAME/hosts if netns_kit wrote it (a link into HOSTS_RUN_DIR, or a file
-    starting with HOSTS_HEADER), and /etc/netns/NAME/resolv.conf if it starts with HOSTS_HEADER,
-    then the directory if that leaves it empty. True if the hosts file was deleted.
+    """Delete /etc/netns/NAME/hosts and /etc/netns/NAME/resolv.conf if netns_kit wrote them (a link
+    into HOSTS_RUN_DIR, or a file starting with HOSTS_HEADER), then the directory if that leaves it
+    empty. True if the hosts file was deleted.
     For crash recovery: a process that dies cannot delete the hosts files of its namespaces."""
     directory = os.path.join(ETC_NETNS_DIR, name)
     resolv = os.path.join(directory, "resolv.conf")
-    with contextlib.suppress(OSError), open(resolv, "rb") as f:
-        if f.readline().startswith(HOSTS_HEADER.encode()) and not os.path.islink(resolv):
-            os.unlink(resolv)
+    if os.path.islink(resolv):  # a link to its network's resolv.conf in the state root
+        with contextlib.suppress(OSError):
+            if os.path.dirname(os.readlink(resolv)) == HOSTS_RUN_DIR:
+                os.unlink(resolv)
+    else:  # a file of its own (earlier versions wrote one per namespace)
+        with contextlib.suppress(OSError), open(resolv, "rb") as f:
+            if f.readline().startswith(HOSTS_HEADER.encode()):
+                os.unlink(resolv)
     path = os.path.join(directory, "hosts")
     if os.path.islink(path):
         ours = os.path.dirname(os.readlink(path)) == HOSTS_RUN_DIR

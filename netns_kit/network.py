@@ -457,6 +457,7 @@ class Network(EphemeralScope):
             self._removed = True
             self._removing = False
             if self.hosts_file is not None:
+                _dns.forget_network(self)
                 self.hosts_file.drop()
             if self._state_path is not None:
                 with _state.host_lock(self.host.identity):  # the leases, then the settings, then empty dirs
@@ -851,6 +852,7 @@ class Network(EphemeralScope):
         _dns.on_disconnect(st, conn)
         _hostsfile.on_disconnect(st, conn, defer=defer)
         if not self._owned and not self._connections and shared is not None:
+            _dns.forget_network(self)
             shared.drop()
 
 

@@ -369,12 +369,16 @@ with nk.Transaction(keep=False):
     out, _ = child.communicate(timeout=30)
     assert out.strip() == "UP"
     assert os.path.exists("/etc/netns/hf-one/hosts") and os.path.exists("/etc/netns/hf-two/hosts")
+    shared = {os.readlink(f"/etc/netns/{name}/{entry}") for name in ("hf-one", "hf-two")
+              for entry in ("hosts", "resolv.conf")}
+    assert len(shared) == 2 and all(os.path.exists(p) for p in shared)  # the network's hosts and resolv.conf
     os.makedirs("/etc/netns/hf-foreign", exist_ok=True)
     Path("/etc/netns/hf-foreign/hosts").write_text("127.0.0.1 somebody-else\n")  # not netns_kit's
     try:
         report = nk.recover()
         assert any("hf-one and its hosts file" in line for line in report.undone), report
         assert not os.path.lexists("/etc/netns/hf-one") and not os.path.lexists("/etc/netns/hf-two")
+        assert not any(os.path.exists(p) for p in shared), report  # the dead writer's shared files too
         assert not _sys.drop_stale_hosts("hf-foreign")
         assert Path("/etc/netns/hf-foreign/hosts").read_text() == "127.0.0.1 somebody-else\n"
     finally:

@@ -25,7 +25,7 @@ import pytest
 from test_podman import IMAGE, ULIMITS, Podman, podman, podman_env  # noqa: F401 - fixtures
 
 import netns_kit as nk
-from netns_kit import Endpoint, NameService, Namespace, _state
+from netns_kit import Endpoint, NameService, Namespace, _state, _sys
 from netns_kit.network import Network
 
 # a second process that opens the network, connects a namespace of its own, and waits for orders
@@ -203,6 +203,25 @@ def test_resolv_conf_of_an_endpoint(host: Namespace, upstream: StubUpstream) -> 
         assert lines[1:] == ["nameserver 10.20.0.1", "search corp.example", "options ndots:0 edns0"]
         assert app.dns_flags() == ["--dns", "10.20.0.1", "--dns-option", "ndots:0", "--dns-search", "corp.example"]
     assert not os.path.exists("/etc/netns/web/resolv.conf")
+
+
+def test_endpoints_of_a_network_share_one_resolv_conf(host: Namespace, upstream: StubUpstream) -> None:
+    """Each endpoint's resolv.conf is a link to its network's one file (next to the network's shared
+    hosts file): written once, rewritten in place when the host's search domains change (seen by
+    the endpoints made before), and gone with the network."""
+    with Network("one", subnet="10.21.0.0/24") as net:
+        with Endpoint("web", net) as web, Endpoint("api", net) as api:
+            shared = os.readlink("/etc/netns/web/resolv.conf")
+            assert os.readlink("/etc/netns/api/resolv.conf") == shared
+            assert os.path.dirname(shared) == _sys.HOSTS_RUN_DIR
+            assert "search corp.example" in api.run(["cat", "/etc/resolv.conf"]).stdout
+            with open("/etc/resolv.conf", "w") as f:
+                f.write("nameserver 127.0.0.1\nsearch other.example\noptions edns0\n")
+            with Endpoint("db", net):  # the next connect brings the shared file up to date
+                text = web.run(["cat", "/etc/resolv.conf"]).stdout
+                assert "search other.example" in text and "nameserver 10.21.0.1" in text
+        assert not os.path.lexists("/etc/netns/web") and os.path.exists(shared)
+    assert not os.path.exists(shared)
 
 
 def test_other_networks_names_are_nxdomain_at_once(host: Namespace, upstream: StubUpstream) -> None:

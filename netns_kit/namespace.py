@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _batch, _procs, _state, _sys
 from ._journal import EphemeralScope, atomic_step, intent, record, recording
@@ -606,18 +606,13 @@ class Namespace(EphemeralScope):
         if not recording():  # kept at once, one request: nothing to journal (see _journal.recording)
             self._add_address(sock, index, iface, ifname, nodad)
             return iface
-        if self._dies_with_it():  # recovery removes the namespace, and the address with it
-            self._add_address(sock, index, iface, ifname, nodad)
-            record(f"delete address {iface} from {ifname} in {self.label}",
-                   lambda: self._undo_rtnl().delete_address(index, iface))
-            return iface
         text = str(iface)
-        with intent(f"delete address {text} from {ifname} in {self.label}",
-                    lambda: self._undo_rtnl().delete_address(index, iface),
-                    durable=("address", {"ns": journal_ref(self), "ifname": ifname, "index": index,
-                                         "address": text,
-                                         **({"proto": OWNER_PROTO} if address_marks_kept() else {})})):
-            self._add_address(sock, index, iface, ifname, nodad)
+        self._journaled_one(
+            lambda: self._add_address(sock, index, iface, ifname, nodad),
+            f"delete address {text} from {ifname} in {self.label}",
+            lambda: self._undo_rtnl().delete_address(index, iface),
+            lambda: ("address", {"ns": journal_ref(self), "ifname": ifname, "index": index, "address": text,
+                                 **({"proto": OWNER_PROTO} if address_marks_kept() else {})}))
         return iface
 
     def _add_address(self, sock: RtnlSocket, index: int, iface: IPInterface, ifname: str, nodad: bool) -> None:
@@ -651,17 +646,29 @@ class Namespace(EphemeralScope):
         if not recording():  # kept at once, one request: nothing to journal (see _journal.recording)
             self._add_route(sock, route, oif)
             return route
-        if self._dies_with_it():  # recovery removes the namespace, and the route with it
-            self._add_route(sock, route, oif)
-            record(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif))
-            return route
-        with intent(f"delete route {route.dst} in {self.label}", lambda: self._undo_rtnl().delete_route(route, oif),
-                    durable=("route", {"ns": journal_ref(self), "dst": route.dst, "gateway": route.gateway,
-                                       "metric": route.metric, "table": route.table, "oif": oif,
-                                       "oif_name": route.dev, "proto": OWNER_PROTO}),
-                    unchanged_on=(AlreadyExistsError, ValidationError)):
-            self._add_route(sock, route, oif)
+        self._journaled_one(
+            lambda: self._add_route(sock, route, oif), f"delete route {route.dst} in {self.label}",
+            lambda: self._undo_rtnl().delete_route(route, oif),
+            lambda: ("route", {"ns": journal_ref(self), "dst": route.dst, "gateway": route.gateway,
+                               "metric": route.metric, "table": route.table, "oif": oif, "oif_name": route.dev,
+                               "proto": OWNER_PROTO}),
+            unchanged_on=(AlreadyExistsError, ValidationError))
         return route
+
+    def _journaled_one(self, make: Callable[[], None], description: str, undo: Callable[[], object],
+                       durable: Callable[[], tuple[str, dict[str, Any]]],
+                       unchanged_on: tuple[type[BaseException], ...] = (AlreadyExistsError,)) -> None:
+        """Make a change of one request inside this namespace while a journal is active (outside
+        one, the caller makes it and writes nothing: see :func:`netns_kit._journal.recording`).
+        Inside a namespace that its own unfinished transaction made, the change gets an undo in
+        memory only (recovery removes the namespace, and the change with it); otherwise its intent
+        ``durable()`` is written ahead."""
+        if self._dies_with_it():
+            make()
+            record(description, undo)
+            return
+        with intent(description, undo, durable=durable(), unchanged_on=unchanged_on):
+            make()
 
     def _add_route(self, sock: RtnlSocket, route: Route, oif: int | None) -> None:
         try:
